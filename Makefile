@@ -1,0 +1,179 @@
+# Makefile - liblstm (static and shared), the lstm program, tests, benchmarks.
+#
+#   make                  library, program (./lstm)
+#   make test             the whole test suite, then again under ASan+UBSan
+#   make install PREFIX=/usr/local DESTDIR=
+#   make BLAS=none        build without OpenBLAS (the built-in GEMM is used)
+#   make SAN=1            a sanitizer build in build-san/
+#   make demo             fetch the Brown corpus, train a character model, sample
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+LIBDIR  ?= $(PREFIX)/lib
+INCDIR  ?= $(PREFIX)/include
+BINDIR  ?= $(PREFIX)/bin
+
+CC      ?= cc
+OPT     ?= -O2
+CFLAGS  ?= $(OPT) -g
+WARN    := -Wall -Wextra -Wvla -Wstrict-prototypes
+CPPFLAGS += -Iinclude -Isrc
+LDFLAGS ?=
+
+SAN ?= 0
+ifeq ($(SAN),1)
+BUILD ?= build-san
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else
+BUILD ?= build
+SANFLAGS :=
+endif
+
+# BLAS: OpenBLAS when pkg-config finds it (Debian: libopenblas-dev), else none.
+BLAS ?= auto
+ifeq ($(BLAS),auto)
+BLAS := $(shell pkg-config --exists openblas 2>/dev/null && echo openblas || echo none)
+endif
+ifeq ($(BLAS),openblas)
+BLAS_CFLAGS := $(shell pkg-config --cflags openblas) -DLSTM_HAVE_OPENBLAS
+BLAS_LIBS   := $(shell pkg-config --libs openblas)
+endif
+
+# Jansson parses and writes JSON (safetensors headers, logs). Required.
+JSON_CFLAGS := $(shell pkg-config --cflags jansson 2>/dev/null)
+JSON_LIBS   := $(shell pkg-config --libs jansson 2>/dev/null || echo -ljansson)
+
+ALL_CFLAGS = $(CFLAGS) $(WARN) $(SANFLAGS) -fPIC -fvisibility=hidden -pthread \
+             $(BLAS_CFLAGS) $(JSON_CFLAGS)
+LIBS = $(BLAS_LIBS) $(JSON_LIBS) -pthread -lm
+
+# Kernels compiled once per instruction set and chosen at run time.
+SIMD_SRC  := src/kernels_simd.c
+LIB_SRCS  := $(filter-out $(SIMD_SRC),$(wildcard src/*.c))
+LIB_OBJS  := $(patsubst src/%.c,$(BUILD)/src/%.o,$(LIB_SRCS))
+ifneq ($(wildcard $(SIMD_SRC)),)
+LIB_OBJS  += $(BUILD)/src/kernels_generic.o
+ifneq ($(filter x86_64 amd64,$(shell uname -m)),)
+LIB_OBJS  += $(BUILD)/src/kernels_avx2.o $(BUILD)/src/kernels_avx512.o
+ALL_CFLAGS += -DLSTM_X86_KERNELS
+endif
+endif
+
+# The numeric core compiled again in double precision, for the
+# finite-difference gradient tests.
+F64_SRCS := src/lstm_core.c src/layers.c src/kernels_ref.c
+F64_OBJS := $(patsubst src/%.c,$(BUILD)/f64/%.o,$(F64_SRCS)) \
+            $(BUILD)/src/rng.o $(BUILD)/src/status.o $(BUILD)/src/pool.o
+
+CLI_SRCS := $(wildcard tools/*.c)
+CLI_OBJS := $(patsubst tools/%.c,$(BUILD)/tools/%.o,$(CLI_SRCS))
+
+TEST_SRCS := $(wildcard tests/test_*.c)
+TESTS     := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRCS))
+EXAMPLES  := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
+BENCHES   := $(patsubst bench/%.c,$(BUILD)/bench/%,$(filter-out bench/onednn_%.c,$(wildcard bench/*.c)))
+
+STATIC := $(BUILD)/liblstm.a
+SHARED := $(BUILD)/liblstm.so
+
+.PHONY: all lib test test-bins test-fast install uninstall clean demo bench fuzz examples
+
+all: lstm lib examples
+
+lib: $(STATIC) $(SHARED) $(BUILD)/lstm.pc
+
+$(BUILD)/src/%.o: src/%.c include/lstm.h $(wildcard src/*.h) | $(BUILD)/src
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/src/kernels_generic.o: $(SIMD_SRC) $(wildcard src/*.h) include/lstm.h | $(BUILD)/src
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -DKERNEL_ISA=generic -c $< -o $@
+$(BUILD)/src/kernels_avx2.o: $(SIMD_SRC) $(wildcard src/*.h) include/lstm.h | $(BUILD)/src
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -DKERNEL_ISA=avx2 -mavx2 -mfma -c $< -o $@
+$(BUILD)/src/kernels_avx512.o: $(SIMD_SRC) $(wildcard src/*.h) include/lstm.h | $(BUILD)/src
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -DKERNEL_ISA=avx512 -mavx512f -mavx512dq -mavx2 -mfma -c $< -o $@
+
+$(BUILD)/f64/%.o: src/%.c include/lstm.h $(wildcard src/*.h) | $(BUILD)/f64
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -DLSTM_REAL=double -c $< -o $@
+
+$(BUILD)/tools/%.o: tools/%.c include/lstm.h $(wildcard tools/*.h) | $(BUILD)/tools
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
+
+$(STATIC): $(LIB_OBJS)
+	rm -f $@
+	ar rcs $@ $^
+
+$(SHARED): $(LIB_OBJS)
+	$(CC) -shared $(SANFLAGS) $(LDFLAGS) -Wl,-soname,liblstm.so.0 -o $@ $^ $(LIBS)
+
+$(BUILD)/lstm: $(CLI_OBJS) $(STATIC)
+	$(CC) $(SANFLAGS) $(LDFLAGS) -o $@ $(CLI_OBJS) $(STATIC) $(LIBS)
+
+lstm: $(BUILD)/lstm
+	cp $< $@
+
+$(BUILD)/lstm.pc: FORCE | $(BUILD)
+	printf 'prefix=%s\nlibdir=%s\nincludedir=%s\n\nName: lstm\nDescription: LSTM networks in C, numerically PyTorch nn.LSTM\nVersion: %s\nLibs: -L$${libdir} -llstm\nLibs.private: %s\nCflags: -I$${includedir}\n' \
+	  '$(PREFIX)' '$(LIBDIR)' '$(INCDIR)' \
+	  "$$(sed -n 's/^#define LSTM_VERSION "\(.*\)"/\1/p' include/lstm.h)" '$(LIBS)' > $@
+
+$(BUILD)/tests/test_grad: tests/test_grad.c tests/check.h $(F64_OBJS) | $(BUILD)/tests
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -DLSTM_REAL=double -o $@ $< $(F64_OBJS) $(LIBS)
+
+$(BUILD)/tests/%: tests/%.c tests/check.h $(STATIC) | $(BUILD)/tests
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -o $@ $< $(STATIC) $(LIBS)
+
+$(BUILD)/examples/%: examples/%.c $(STATIC) | $(BUILD)/examples
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -o $@ $< $(STATIC) $(LIBS)
+
+$(BUILD)/bench/%: bench/%.c $(STATIC) | $(BUILD)/bench
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -o $@ $< $(STATIC) $(LIBS)
+
+$(BUILD)/src $(BUILD)/f64 $(BUILD)/fuzz $(BUILD)/tools $(BUILD)/tests $(BUILD)/examples $(BUILD)/bench $(BUILD):
+	mkdir -p $@
+
+examples: $(EXAMPLES)
+
+# The test suite: every test program, the CLI tests, the fuzz seed corpora;
+# built and run twice, plainly and under AddressSanitizer + UBSan. The last
+# line is the total, "N passed, N failed".
+FUZZ_REPLAYS := $(patsubst fuzz/fuzz_%.c,$(BUILD)/fuzz/replay_%,$(wildcard fuzz/fuzz_*.c))
+TEST_BINS = $(TESTS) $(BUILD)/lstm $(EXAMPLES) $(FUZZ_REPLAYS)
+
+test: $(TEST_BINS)
+	$(MAKE) --no-print-directory SAN=1 test-bins
+	tests/run.sh build build-san
+
+test-bins: $(TEST_BINS)
+
+test-fast: $(TEST_BINS)
+	tests/run.sh $(BUILD)
+
+# Replays a fuzz target's seed corpus (fuzz/corpus/NAME) without libFuzzer.
+$(BUILD)/fuzz/replay_%: fuzz/fuzz_%.c fuzz/replay.c $(STATIC) | $(BUILD)/fuzz
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -o $@ fuzz/replay.c $< $(STATIC) $(LIBS)
+
+# libFuzzer builds (clang): make fuzz, then run on a copy of the seed corpus so
+# that it does not grow: cp -r fuzz/corpus/safetensors fuzz/corpus-work &&
+# build-fuzz/fuzz_safetensors -max_total_time=60 fuzz/corpus-work
+fuzz:
+	$(MAKE) --no-print-directory CC=clang BUILD=build-fuzz CFLAGS="-O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined" build-fuzz/liblstm.a
+	for f in fuzz/fuzz_*.c; do n=$$(basename $$f .c); \
+	  clang -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined $(CPPFLAGS) $(JSON_CFLAGS) -o build-fuzz/$$n $$f build-fuzz/liblstm.a $(LIBS) || exit 1; done
+
+install: all
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig
+	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/liblstm.a
+	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/liblstm.so.0
+	ln -sf liblstm.so.0 $(DESTDIR)$(LIBDIR)/liblstm.so
+	install -m 644 include/lstm.h $(DESTDIR)$(INCDIR)/lstm.h
+	install -m 644 $(BUILD)/lstm.pc $(DESTDIR)$(LIBDIR)/pkgconfig/lstm.pc
+	install -m 755 $(BUILD)/lstm $(DESTDIR)$(BINDIR)/lstm
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/liblstm.a $(DESTDIR)$(LIBDIR)/liblstm.so $(DESTDIR)$(LIBDIR)/liblstm.so.0 \
+	      $(DESTDIR)$(INCDIR)/lstm.h $(DESTDIR)$(LIBDIR)/pkgconfig/lstm.pc $(DESTDIR)$(BINDIR)/lstm
+
+clean:
+	rm -rf build build-san build-fuzz lstm
+
+FORCE:

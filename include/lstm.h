@@ -1,0 +1,474 @@
+/*
+ * lstm.h - LSTM networks in C, numerically the same as PyTorch's nn.LSTM.
+ *
+ * The one public header of liblstm. A minimal program:
+ *
+ *     lstm_error err;
+ *     lstm_ctx *ctx = lstm_ctx_create(NULL, &err);          // kernels, threads
+ *     lstm_params *p = lstm_params_create();                // one buffer of weights
+ *     lstm_rnn_config cfg = lstm_rnn_config_default(8, 32); // input 8, hidden 32
+ *     cfg.num_layers = 2;
+ *     lstm_rnn *rnn = lstm_rnn_create(&cfg, p, "", &err);   // declares weight_ih_l0, ...
+ *     lstm_params_alloc(p, &err);
+ *     lstm_rng rng; lstm_rng_seed(&rng, 42);
+ *     lstm_rnn_reset_parameters(rnn, p, &rng);              // U(-1/sqrt(H), 1/sqrt(H))
+ *
+ *     lstm_rnn_io io = {.T = 10, .B = 4, .x = x, .y = y};  // x (T,B,8), y (T,B,32)
+ *     lstm_rnn_forward(rnn, ctx, p, &io, 0, NULL, &err);
+ *
+ *     lstm_rnn_free(rnn); lstm_params_free(p); lstm_ctx_free(ctx);
+ *
+ * Conventions, for every function below:
+ *  - Fallible functions return lstm_status (0 = LSTM_OK). When `err` is not
+ *    NULL it receives the status and a message saying what was wrong and
+ *    where (file, offset, line). The library never prints, exits or aborts on
+ *    bad input.
+ *  - Objects are made by *_create and released by *_free; every *_free
+ *    accepts NULL. The library frees only what it created and never frees or
+ *    closes what the caller passed in.
+ *  - Tensors are dense row-major float arrays. Shapes are written in
+ *    comments as (T,B,I): T time steps, B batch, I input size, H hidden size,
+ *    P projection size (Hout = P if P > 0, else H), L layers, D directions
+ *    (1, or 2 when bidirectional), V vocabulary, C classes, E embedding size.
+ *  - LSTM gate order is PyTorch's: i, f, g, o.
+ *  - An object may be used by one thread at a time; different objects may be
+ *    used concurrently. There is no global mutable state.
+ *  - Backward functions accumulate (+=) into gradients; zeroing is explicit.
+ */
+#ifndef LSTM_H
+#define LSTM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define LSTM_API __attribute__((visibility("default")))
+#else
+#define LSTM_API
+#endif
+
+#define LSTM_VERSION "0.1.0"
+
+/* ------------------------------------------------------------------ */
+/* Status and errors                                                   */
+
+typedef enum {
+    LSTM_OK = 0,
+    LSTM_ERR_INVALID,     /* an argument or configuration is not valid */
+    LSTM_ERR_NOMEM,       /* an allocation failed */
+    LSTM_ERR_IO,          /* a file could not be opened, read or written */
+    LSTM_ERR_FORMAT,      /* a file's contents break its format */
+    LSTM_ERR_SHAPE,       /* a tensor is missing, or has the wrong dtype or shape */
+    LSTM_ERR_UNSUPPORTED, /* valid, but not something this build can do */
+    LSTM_ERR_STATE        /* call order: e.g. backward without a forward */
+} lstm_status;
+
+/* What went wrong, in words: "file.safetensors: offset 8: header is not valid JSON ...". */
+typedef struct {
+    lstm_status status;
+    char msg[512];
+} lstm_error;
+
+/* A constant name for a status, e.g. "invalid argument". Never NULL. */
+LSTM_API const char *lstm_status_string(lstm_status s);
+
+/* ------------------------------------------------------------------ */
+/* Random numbers: xoshiro256** seeded through splitmix64. All randomness
+ * in the library (initialisation, dropout, shuffling, sampling) comes from
+ * an lstm_rng the caller owns, so a run is reproducible from its seed.   */
+
+typedef struct {
+    uint64_t s[4];
+} lstm_rng;
+
+LSTM_API void lstm_rng_seed(lstm_rng *rng, uint64_t seed);
+LSTM_API uint64_t lstm_rng_next(lstm_rng *rng);
+/* Uniform in [0, 1), 24 random bits. */
+LSTM_API float lstm_rng_uniform(lstm_rng *rng);
+/* Uniform integer in [0, n), n > 0, without modulo bias. */
+LSTM_API uint64_t lstm_rng_below(lstm_rng *rng, uint64_t n);
+/* Standard normal (Box-Muller, in double). */
+LSTM_API float lstm_rng_normal(lstm_rng *rng);
+
+/* ------------------------------------------------------------------ */
+/* Context: the kernels and the threads that compute. One context may be
+ * shared by many models, but used by one thread at a time.              */
+
+typedef enum {
+    LSTM_KERNELS_AUTO = 0, /* the fastest this processor supports */
+    LSTM_KERNELS_REFERENCE,/* plain loops: the reference the others are tested against */
+    LSTM_KERNELS_GENERIC,  /* blocked, packed kernels in portable C */
+    LSTM_KERNELS_AVX2,     /* x86-64 AVX2 + FMA */
+    LSTM_KERNELS_AVX512    /* x86-64 AVX-512F */
+} lstm_kernels;
+
+typedef struct {
+    int threads;          /* worker threads including the caller; 0 = 1 */
+    lstm_kernels kernels; /* LSTM_KERNELS_AUTO by default */
+} lstm_ctx_config;
+
+typedef struct lstm_ctx lstm_ctx;
+
+/* Creates a context; cfg may be NULL for one thread and automatic kernels.
+ * Fails with LSTM_ERR_UNSUPPORTED when the requested kernels are not built
+ * in or not supported by this processor. */
+LSTM_API lstm_ctx *lstm_ctx_create(const lstm_ctx_config *cfg, lstm_error *err);
+LSTM_API void lstm_ctx_free(lstm_ctx *ctx);
+/* The kernels actually in use ("avx512", "avx2", "generic", "reference"). */
+LSTM_API const char *lstm_ctx_kernels(const lstm_ctx *ctx);
+LSTM_API int lstm_ctx_threads(const lstm_ctx *ctx);
+/* The matrix-product backend linked in ("openblas" or "builtin"). */
+LSTM_API const char *lstm_blas_name(void);
+
+/* ------------------------------------------------------------------ */
+/* Parameters: every weight of a model lives in one contiguous float
+ * buffer, with a second buffer of the same layout for gradients. Tensors
+ * are declared by name (PyTorch's state_dict keys) before one allocation;
+ * each then is a named view into the buffers.                           */
+
+#define LSTM_MAX_DIMS 8
+
+typedef struct lstm_params lstm_params;
+
+LSTM_API lstm_params *lstm_params_create(void);
+LSTM_API void lstm_params_free(lstm_params *p);
+/* Declares a tensor. Returns its index (>= 0), or -1 (with err) when the
+ * name is taken or empty, the shape is invalid, or the buffer is already
+ * allocated. */
+LSTM_API int lstm_params_declare(lstm_params *p, const char *name, int ndim,
+                                 const int64_t *shape, lstm_error *err);
+/* Allocates the value and gradient buffers (zeroed) for all declared
+ * tensors. Each view starts on a 64-byte boundary. */
+LSTM_API lstm_status lstm_params_alloc(lstm_params *p, lstm_error *err);
+LSTM_API int lstm_params_count(const lstm_params *p);
+/* Index of a tensor by name, or -1. */
+LSTM_API int lstm_params_find(const lstm_params *p, const char *name);
+LSTM_API const char *lstm_params_name(const lstm_params *p, int i);
+LSTM_API int lstm_params_ndim(const lstm_params *p, int i);
+LSTM_API const int64_t *lstm_params_shape(const lstm_params *p, int i);
+LSTM_API size_t lstm_params_numel(const lstm_params *p, int i);
+/* Views (NULL before lstm_params_alloc). */
+LSTM_API float *lstm_params_data(lstm_params *p, int i);
+LSTM_API float *lstm_params_grad(lstm_params *p, int i);
+/* The whole buffers, padding included (padding stays zero). */
+LSTM_API size_t lstm_params_size(const lstm_params *p);
+LSTM_API float *lstm_params_data_all(lstm_params *p);
+LSTM_API float *lstm_params_grad_all(lstm_params *p);
+LSTM_API void lstm_params_zero_grad(lstm_params *p);
+/* A counter bumped whenever values change through the library (optimizer
+ * step, load). Call lstm_params_touch after writing values yourself, so
+ * that models drop weights they packed for fast kernels. */
+LSTM_API uint64_t lstm_params_version(const lstm_params *p);
+LSTM_API void lstm_params_touch(lstm_params *p);
+/* Copies values from another params object with the same names and shapes. */
+LSTM_API lstm_status lstm_params_copy(lstm_params *dst, const lstm_params *src, lstm_error *err);
+
+/* ------------------------------------------------------------------ */
+/* safetensors files: an 8-byte little-endian header length N, N bytes of
+ * JSON {"name": {"dtype", "shape", "data_offsets": [begin, end]}, ...,
+ * "__metadata__": {string: string}}, then the data. The reader checks
+ * every rule of the format and never reads outside its buffer.          */
+
+typedef enum {
+    LSTM_DT_BOOL, LSTM_DT_U8, LSTM_DT_I8, LSTM_DT_I16, LSTM_DT_U16,
+    LSTM_DT_F16, LSTM_DT_BF16, LSTM_DT_I32, LSTM_DT_U32, LSTM_DT_F32,
+    LSTM_DT_I64, LSTM_DT_U64, LSTM_DT_F64
+} lstm_dtype;
+
+/* "F32", "BF16", ... */
+LSTM_API const char *lstm_dtype_name(lstm_dtype dt);
+LSTM_API size_t lstm_dtype_size(lstm_dtype dt);
+
+typedef struct {
+    const char *name;
+    lstm_dtype dtype;
+    int ndim;
+    int64_t shape[LSTM_MAX_DIMS];
+    size_t numel;
+    const void *data; /* into the file's bytes: may be unaligned */
+    size_t nbytes;
+} lstm_st_tensor;
+
+typedef struct lstm_st lstm_st;
+
+/* Reads and checks a whole file. */
+LSTM_API lstm_st *lstm_st_open(const char *path, lstm_error *err);
+/* Checks a file held in memory. The bytes are copied, so buf may be freed
+ * after the call. `name` is used in messages (may be NULL). */
+LSTM_API lstm_st *lstm_st_from_memory(const void *buf, size_t len, const char *name,
+                                      lstm_error *err);
+LSTM_API void lstm_st_free(lstm_st *st);
+LSTM_API size_t lstm_st_count(const lstm_st *st);
+/* Tensors in the order of their data offsets. */
+LSTM_API const lstm_st_tensor *lstm_st_tensor_at(const lstm_st *st, size_t i);
+LSTM_API const lstm_st_tensor *lstm_st_find(const lstm_st *st, const char *name);
+/* The metadata value for key, or NULL. */
+LSTM_API const char *lstm_st_meta(const lstm_st *st, const char *key);
+LSTM_API size_t lstm_st_meta_count(const lstm_st *st);
+LSTM_API void lstm_st_meta_at(const lstm_st *st, size_t i, const char **key, const char **value);
+/* The name given at open (the path, or the name passed to from_memory). */
+LSTM_API const char *lstm_st_name(const lstm_st *st);
+/* Converts a floating tensor (F32, F16, BF16, F64) to float. n must equal
+ * the tensor's element count. */
+LSTM_API lstm_status lstm_st_read_f32(const lstm_st *st, const lstm_st_tensor *t, float *dst,
+                                      size_t n, lstm_error *err);
+/* Converts an integer tensor (I64, I32, I16, I8, U8, U16, U32, U64) to
+ * int64, checking that it fits. */
+LSTM_API lstm_status lstm_st_read_i64(const lstm_st *st, const lstm_st_tensor *t, int64_t *dst,
+                                      size_t n, lstm_error *err);
+
+typedef struct lstm_st_writer lstm_st_writer;
+
+LSTM_API lstm_st_writer *lstm_st_writer_create(void);
+LSTM_API void lstm_st_writer_free(lstm_st_writer *w);
+/* Adds a tensor; `data` (numel * dtype size bytes, little-endian) is
+ * copied. Names must be unique and not "__metadata__". */
+LSTM_API lstm_status lstm_st_writer_add(lstm_st_writer *w, const char *name, lstm_dtype dtype,
+                                        int ndim, const int64_t *shape, const void *data,
+                                        lstm_error *err);
+/* Adds or replaces a metadata entry. */
+LSTM_API lstm_status lstm_st_writer_meta(lstm_st_writer *w, const char *key, const char *value,
+                                         lstm_error *err);
+/* Writes the file atomically: a temporary file beside `path`, fsync,
+ * rename. On failure `path` is untouched. */
+LSTM_API lstm_status lstm_st_writer_save(const lstm_st_writer *w, const char *path,
+                                         lstm_error *err);
+/* The file's bytes in a buffer the caller frees with free(). */
+LSTM_API lstm_status lstm_st_writer_to_memory(const lstm_st_writer *w, void **buf, size_t *len,
+                                              lstm_error *err);
+
+/* Adds every tensor of p (F32) under prefix + name. */
+LSTM_API lstm_status lstm_params_write(const lstm_params *p, lstm_st_writer *w,
+                                       const char *prefix, lstm_error *err);
+/* Loads every tensor of p from the file, where the file's names are
+ * prefix + name; F16, BF16 and F64 are converted. With `strict`, a tensor
+ * of the file under the prefix that p lacks is an error too, as in
+ * PyTorch's load_state_dict(strict=True). Bumps the version. */
+LSTM_API lstm_status lstm_params_read(lstm_params *p, const lstm_st *st, const char *prefix,
+                                      int strict, lstm_error *err);
+
+/* ------------------------------------------------------------------ */
+/* The LSTM: one torch.nn.LSTM module, of one or more stacked layers.
+ *
+ * For each layer and direction, at each step t (PyTorch's equations):
+ *     i = sigmoid(W_ii x + b_ii + W_hi h + b_hi)
+ *     f = sigmoid(W_if x + b_if + W_hf h + b_hf)
+ *     g =    tanh(W_ig x + b_ig + W_hg h + b_hg)
+ *     o = sigmoid(W_io x + b_io + W_ho h + b_ho)
+ *     c' = f * c + i * g
+ *     h' = o * tanh(c')            then h' = W_hr h' when proj_size > 0
+ * Tensors (PyTorch's names, k = layer, "_reverse" for the second direction):
+ *     weight_ih_l{k}  (4H, I or D*Hout)   weight_hh_l{k}  (4H, Hout)
+ *     bias_ih_l{k}    (4H)                bias_hh_l{k}    (4H)
+ *     weight_hr_l{k}  (P, H)              when proj_size > 0            */
+
+typedef struct {
+    int input_size;
+    int hidden_size;
+    int num_layers;    /* >= 1 */
+    int bias;          /* 1: with bias_ih/bias_hh (default) */
+    int batch_first;   /* 1: x and y are (B,T,.) */
+    int bidirectional; /* 1: D = 2 */
+    int proj_size;     /* 0, or 0 < P < H */
+    float dropout;     /* on the output of every layer but the last, when training */
+} lstm_rnn_config;
+
+/* input_size, hidden_size given; one layer, bias, everything else off. */
+LSTM_API lstm_rnn_config lstm_rnn_config_default(int input_size, int hidden_size);
+/* Checks a configuration; fills err with the first problem. */
+LSTM_API lstm_status lstm_rnn_config_check(const lstm_rnn_config *cfg, lstm_error *err);
+/* Infers the configuration of the LSTM whose tensors are in st under
+ * `prefix` (e.g. "" or "lstm."), from their names and shapes. batch_first
+ * and dropout are not stored in a state_dict and are left 0. */
+LSTM_API lstm_status lstm_rnn_config_infer(lstm_rnn_config *cfg, const lstm_st *st,
+                                           const char *prefix, lstm_error *err);
+
+typedef struct lstm_rnn lstm_rnn;
+
+/* Declares the module's tensors in p, named prefix + PyTorch's name.
+ * p must not be allocated yet. */
+LSTM_API lstm_rnn *lstm_rnn_create(const lstm_rnn_config *cfg, lstm_params *p,
+                                   const char *prefix, lstm_error *err);
+LSTM_API void lstm_rnn_free(lstm_rnn *rnn);
+LSTM_API const lstm_rnn_config *lstm_rnn_get_config(const lstm_rnn *rnn);
+/* PyTorch's default initialisation: every tensor U(-1/sqrt(H), 1/sqrt(H)). */
+LSTM_API void lstm_rnn_reset_parameters(lstm_rnn *rnn, lstm_params *p, lstm_rng *rng);
+
+/* Arguments of a forward and of the backward that follows it. Pointers
+ * marked "or NULL" are optional. */
+typedef struct {
+    int T, B;
+    const float *x;       /* (T,B,I), or (B,T,I) with batch_first */
+    const int *lengths;   /* (B) each in [1,T], or NULL for all T: as
+                             pack_padded_sequence (any order) */
+    const float *h0;      /* (L*D,B,Hout) or NULL for zeros */
+    const float *c0;      /* (L*D,B,H) or NULL for zeros */
+    float *y;             /* (T,B,D*Hout) or (B,T,D*Hout); zero past each length */
+    float *hn;            /* (L*D,B,Hout) or NULL: state at each sequence's last step */
+    float *cn;            /* (L*D,B,H) or NULL */
+} lstm_rnn_io;
+
+typedef struct {
+    const float *dy;      /* like y, or NULL */
+    const float *dhn;     /* like hn, or NULL */
+    const float *dcn;     /* like cn, or NULL */
+    float *dx;            /* like x, or NULL: then not computed; overwritten */
+    float *dh0;           /* like h0, or NULL; overwritten */
+    float *dc0;           /* like c0, or NULL; overwritten */
+} lstm_rnn_grads;
+
+/* Runs the module over a whole batch of sequences. With `training`,
+ * dropout between layers is applied using rng (required then) and the
+ * activations are kept for lstm_rnn_backward. Working memory is kept in
+ * the rnn object and grows to the largest T*B seen. */
+LSTM_API lstm_status lstm_rnn_forward(lstm_rnn *rnn, lstm_ctx *ctx, lstm_params *p,
+                                      const lstm_rnn_io *io, int training, lstm_rng *rng,
+                                      lstm_error *err);
+/* Back-propagates through the last forward call (which must have had
+ * `training` set, with the same io buffers still alive): accumulates
+ * the gradients of every tensor into p's gradient buffer, and writes
+ * dx, dh0, dc0 when asked. */
+LSTM_API lstm_status lstm_rnn_backward(lstm_rnn *rnn, lstm_ctx *ctx, lstm_params *p,
+                                       const lstm_rnn_grads *g, lstm_error *err);
+/* Advances B states by one time step (unidirectional modules only):
+ * x (B,I); h (L,B,Hout) and c (L,B,H) are read and updated in place;
+ * y (B,Hout), the top layer's new h, may be NULL. No dropout. The
+ * weights are packed once and re-packed when p's version changes. */
+LSTM_API lstm_status lstm_rnn_step(lstm_rnn *rnn, lstm_ctx *ctx, lstm_params *p, int B,
+                                   const float *x, float *h, float *c, float *y,
+                                   lstm_error *err);
+
+/* ------------------------------------------------------------------ */
+/* The other layers, as forward/backward pairs over buffers. Sizes: N rows.
+ * Backward functions accumulate into d-outputs that are parameters and
+ * into din; pass NULL for a gradient you do not need.                  */
+
+/* out (N,E) = table[ids[n]]; ids in [0,V) (checked by the caller). */
+LSTM_API void lstm_embedding_forward(float *out, const int32_t *ids, const float *table, int N,
+                                     int E);
+/* dtable[ids[n]] += dout[n]. */
+LSTM_API void lstm_embedding_backward(float *dtable, const float *dout, const int32_t *ids,
+                                      int N, int E);
+/* out (N,O) = in (N,K) w^T + b; w (O,K), b (O) or NULL. */
+LSTM_API void lstm_linear_forward(lstm_ctx *ctx, float *out, const float *in, const float *w,
+                                  const float *b, int N, int K, int O);
+/* din (N,K) += dout w; dw (O,K) += dout^T in; db (O) += sum_n dout. */
+LSTM_API void lstm_linear_backward(lstm_ctx *ctx, float *din, float *dw, float *db,
+                                   const float *dout, const float *in, const float *w, int N,
+                                   int K, int O);
+/* logp (N,C) = log_softmax(logits). Returns the summed negative log
+ * likelihood of targets over rows whose target is not ignore_index (and
+ * whose weight is nonzero when weights are given), and counts them in
+ * *count (may be NULL). */
+LSTM_API double lstm_cross_entropy_forward(float *logp, const float *logits,
+                                           const int32_t *targets, int N, int C,
+                                           int ignore_index, int *count);
+/* dlogits (N,C) += scale * (softmax - onehot(target)) per counted row. */
+LSTM_API void lstm_cross_entropy_backward(float *dlogits, const float *logp,
+                                          const int32_t *targets, int N, int C,
+                                          int ignore_index, float scale);
+/* Mean squared error over n values: returns mean((a - b)^2). */
+LSTM_API double lstm_mse_forward(const float *a, const float *b, size_t n);
+/* da += scale * 2 (a - b) / n. */
+LSTM_API void lstm_mse_backward(float *da, const float *a, const float *b, size_t n, float scale);
+/* out (B,F) = mean of x (T,B,F) over t < lengths[b] (all T if NULL). */
+LSTM_API void lstm_mean_pool_forward(float *out, const float *x, const int *lengths, int T,
+                                     int B, int F);
+LSTM_API void lstm_mean_pool_backward(float *dx, const float *dout, const int *lengths, int T,
+                                      int B, int F);
+/* out (B,F) = x (T,B,F) at t = lengths[b] - 1 (T - 1 if NULL). */
+LSTM_API void lstm_last_pool_forward(float *out, const float *x, const int *lengths, int T,
+                                     int B, int F);
+LSTM_API void lstm_last_pool_backward(float *dx, const float *dout, const int *lengths, int T,
+                                      int B, int F);
+/* Inverted dropout: mask[i] = 0 with probability p, else 1/(1-p); out = x * mask.
+ * out may equal x. p in [0,1). */
+LSTM_API void lstm_dropout_forward(float *out, float *mask, const float *x, size_t n, float p,
+                                   lstm_rng *rng);
+/* dx += dout * mask. */
+LSTM_API void lstm_dropout_backward(float *dx, const float *dout, const float *mask, size_t n);
+
+/* ------------------------------------------------------------------ */
+/* Optimizers, clipping and learning-rate schedules. The formulas are
+ * torch.optim's (PyTorch 1.13), step for step.                          */
+
+typedef enum {
+    LSTM_OPT_SGD,      /* momentum, dampening, nesterov, weight_decay */
+    LSTM_OPT_ADAM,     /* beta1, beta2, eps, weight_decay (L2, added to the gradient) */
+    LSTM_OPT_ADAMW,    /* decoupled weight decay */
+    LSTM_OPT_RMSPROP,  /* alpha, eps, momentum, centered, weight_decay */
+    LSTM_OPT_ADADELTA  /* rho, eps, weight_decay; lr scales the update (1.0 in PyTorch) */
+} lstm_optimizer;
+
+typedef struct {
+    lstm_optimizer type;
+    float lr;
+    float momentum, dampening; /* SGD, RMSprop (momentum) */
+    int nesterov;              /* SGD */
+    float beta1, beta2;        /* Adam(W) */
+    float eps;                 /* Adam(W), RMSprop, Adadelta */
+    float alpha;               /* RMSprop smoothing */
+    int centered;              /* RMSprop */
+    float rho;                 /* Adadelta */
+    float weight_decay;
+} lstm_optim_config;
+
+/* PyTorch's defaults for each optimizer (lr 1e-3 for Adam(W), 1e-2 for
+ * RMSprop and SGD, 1.0 for Adadelta; weight_decay 1e-2 for AdamW). */
+LSTM_API lstm_optim_config lstm_optim_defaults(lstm_optimizer type);
+/* "sgd", "adam", "adamw", "rmsprop", "adadelta"; returns -1 if unknown. */
+LSTM_API int lstm_optimizer_parse(const char *name);
+LSTM_API const char *lstm_optimizer_name(lstm_optimizer type);
+
+typedef struct lstm_optim lstm_optim;
+
+/* State buffers are sized to p, which must be allocated. */
+LSTM_API lstm_optim *lstm_optim_create(const lstm_optim_config *cfg, const lstm_params *p,
+                                       lstm_error *err);
+LSTM_API void lstm_optim_free(lstm_optim *o);
+/* One update of every parameter with learning rate lr (the config's lr is
+ * only the default a caller may pass). Bumps p's version. */
+LSTM_API void lstm_optim_step(lstm_optim *o, lstm_params *p, float lr);
+LSTM_API long lstm_optim_steps(const lstm_optim *o);
+/* The optimizer's state (step count and buffers) as tensors in a
+ * safetensors writer under prefix, and back: for checkpoints. */
+LSTM_API lstm_status lstm_optim_write(const lstm_optim *o, lstm_st_writer *w,
+                                      const char *prefix, lstm_error *err);
+LSTM_API lstm_status lstm_optim_read(lstm_optim *o, const lstm_st *st, const char *prefix,
+                                     lstm_error *err);
+
+/* torch.nn.utils.clip_grad_norm_: the global L2 norm of all gradients; when
+ * max_norm > 0 and the norm exceeds it, scales every gradient by
+ * max_norm / (norm + 1e-6). Returns the norm before clipping. */
+LSTM_API float lstm_clip_grad_norm(lstm_params *p, float max_norm);
+
+typedef enum {
+    LSTM_SCHED_CONSTANT,
+    LSTM_SCHED_STEP,        /* lr * gamma^floor(t / step_size) */
+    LSTM_SCHED_EXPONENTIAL, /* lr * gamma^(t / step_size), staircase: floor */
+    LSTM_SCHED_COSINE       /* min_lr + (lr - min_lr) (1 + cos(pi t / total)) / 2 */
+} lstm_schedule_type;
+
+typedef struct {
+    lstm_schedule_type type;
+    float lr;          /* the base rate */
+    float gamma;       /* STEP, EXPONENTIAL */
+    long step_size;    /* STEP, EXPONENTIAL: in units of t */
+    int staircase;     /* EXPONENTIAL */
+    long total;        /* COSINE: t at which min_lr is reached */
+    float min_lr;      /* COSINE */
+    long warmup;       /* linear warm-up over the first `warmup` units of t (0: none) */
+} lstm_schedule;
+
+/* The learning rate at time t (t counts whatever unit the caller chooses:
+ * epochs, as in PyTorch's schedulers, or steps). */
+LSTM_API float lstm_schedule_lr(const lstm_schedule *s, long t);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* LSTM_H */

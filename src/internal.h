@@ -1,0 +1,37 @@
+/* internal.h - helpers shared by the library's sources: errors, allocation. */
+#ifndef LSTM_INTERNAL_H
+#define LSTM_INTERNAL_H
+
+#include "lstm.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+
+#if defined(__GNUC__)
+#define LSTM_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define LSTM_PRINTF(a, b)
+#endif
+
+/* Fills err (if not NULL) with status and a printf-style message; returns status. */
+lstm_status lstm_fail(lstm_error *err, lstm_status status, const char *fmt, ...) LSTM_PRINTF(3, 4);
+/* Marks err as success; returns LSTM_OK. */
+lstm_status lstm_ok(lstm_error *err);
+
+/* 64-byte aligned allocation of n bytes (n may be 0); free with lstm_free_aligned. */
+void *lstm_alloc_aligned(size_t n);
+void lstm_free_aligned(void *p);
+
+/* a * b, or SIZE_MAX when it overflows. */
+static inline size_t lstm_mul_size(size_t a, size_t b) {
+    size_t r;
+    if (__builtin_mul_overflow(a, b, &r))
+        return (size_t)-1;
+    return r;
+}
+
+/* The numeric context (kernels, threads) inside a public context. */
+struct nn_ctx;
+const struct nn_ctx *lstm_ctx_nn(const lstm_ctx *ctx);
+
+#endif

@@ -1,0 +1,130 @@
+/* kernels_ref.c - the reference kernels: plain loops, sums in double. Every
+ * fast kernel is tested against these. Compiled in float and in double. */
+#include "nn.h"
+
+#include <math.h>
+#include <string.h>
+
+static inline real sigmoid(real x) { return (real)(1.0 / (1.0 + exp(-(double)x))); }
+static inline real tanh_r(real x) { return (real)tanh((double)x); }
+
+/* C (M,N) = alpha op(A) op(B) + beta C. With beta == 0, C is not read. */
+static void ref_gemm(const nn_ctx *ctx, int tA, int tB, int M, int N, int K, real alpha,
+                     const real *A, int lda, const real *B, int ldb, real beta, real *C,
+                     int ldc) {
+    (void)ctx;
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            double s = 0;
+            for (int k = 0; k < K; k++) {
+                double a = tA ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k];
+                double b = tB ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j];
+                s += a * b;
+            }
+            real *c = &C[(size_t)i * ldc + j];
+            *c = (real)(alpha * s + (beta == 0 ? 0.0 : (double)beta * *c));
+        }
+}
+
+/* The reference "packing" is the plain (K,N) matrix. */
+static size_t ref_pack_size(int N, int K) { return (size_t)N * K; }
+
+static void ref_pack_nt(real *dst, const real *W, int N, int K) {
+    for (int n = 0; n < N; n++)
+        for (int k = 0; k < K; k++)
+            dst[(size_t)k * N + n] = W[(size_t)n * K + k];
+}
+
+static void ref_pack_nn(real *dst, const real *W, int K, int N) {
+    memcpy(dst, W, sizeof(real) * (size_t)K * N);
+}
+
+static void ref_pgemm(const nn_ctx *ctx, int M, int N, int K, const real *A, int lda,
+                      const real *Wp, real beta, real *C, int ldc) {
+    ref_gemm(ctx, 0, 0, M, N, K, 1, A, lda, Wp, N, beta, C, ldc);
+}
+
+/* Cell weights as one (4H, K1+K2) matrix: row r is [W_ih[r] | W_hh[r]]. */
+static size_t ref_cell_pack_size(int H, int K1, int K2) { return (size_t)4 * H * (K1 + K2); }
+
+static void ref_cell_pack(real *dst, const real *w_ih, const real *w_hh, int H, int K1, int K2) {
+    for (int r = 0; r < 4 * H; r++) {
+        real *row = dst + (size_t)r * (K1 + K2);
+        if (K1)
+            memcpy(row, w_ih + (size_t)r * K1, sizeof(real) * K1);
+        memcpy(row + K1, w_hh + (size_t)r * K2, sizeof(real) * K2);
+    }
+}
+
+void nn_cell_pointwise_forward(int M, int H, real *g, const real *cp, real *c, real *h, int u0,
+                               int u1) {
+    for (int m = 0; m < M; m++) {
+        real *gm = g + (size_t)m * 4 * H;
+        for (int u = u0; u < u1; u++) {
+            real i = sigmoid(gm[u]), f = sigmoid(gm[H + u]);
+            real gg = tanh_r(gm[2 * H + u]), o = sigmoid(gm[3 * H + u]);
+            real cn = f * cp[(size_t)m * H + u] + i * gg;
+            c[(size_t)m * H + u] = cn;
+            h[(size_t)m * H + u] = o * tanh_r(cn);
+            gm[u] = i;
+            gm[H + u] = f;
+            gm[2 * H + u] = gg;
+            gm[3 * H + u] = o;
+        }
+    }
+}
+
+void nn_cell_pointwise_backward(int M, int H, real *g, const real *c, const real *cp,
+                                const real *dr, real *dc, int u0, int u1) {
+    for (int m = 0; m < M; m++) {
+        real *gm = g + (size_t)m * 4 * H;
+        for (int u = u0; u < u1; u++) {
+            size_t k = (size_t)m * H + u;
+            real i = gm[u], f = gm[H + u], gg = gm[2 * H + u], o = gm[3 * H + u];
+            real tc = tanh_r(c[k]);
+            real d = dc[k] + dr[k] * o * (1 - tc * tc);
+            gm[u] = d * gg * i * (1 - i);
+            gm[H + u] = d * cp[k] * f * (1 - f);
+            gm[2 * H + u] = d * i * (1 - gg * gg);
+            gm[3 * H + u] = dr[k] * tc * o * (1 - o);
+            dc[k] = d * f;
+        }
+    }
+}
+
+static void ref_cell_forward(const nn_ctx *ctx, const nn_cell_fwd *a) {
+    (void)ctx;
+    int G = 4 * a->H, K = a->K1 + a->K2;
+    for (int m = 0; m < a->M; m++)
+        for (int r = 0; r < G; r++) {
+            const real *w = a->w + (size_t)r * K;
+            double s = a->gin ? a->gin[(size_t)m * G + r] : 0;
+            if (a->bias)
+                s += a->bias[r];
+            for (int k = 0; k < a->K1; k++)
+                s += (double)a->x[(size_t)m * a->ldx + k] * w[k];
+            for (int k = 0; k < a->K2; k++)
+                s += (double)a->hp[(size_t)m * a->K2 + k] * w[a->K1 + k];
+            a->g[(size_t)m * G + r] = (real)s;
+        }
+    nn_cell_pointwise_forward(a->M, a->H, a->g, a->cp, a->c, a->h, 0, a->H);
+}
+
+static void ref_cell_backward(const nn_ctx *ctx, const nn_cell_bwd *a) {
+    nn_cell_pointwise_backward(a->M, a->H, a->g, a->c, a->cp, a->dr, a->dc, 0, a->H);
+    ref_gemm(ctx, 0, 0, a->M, a->Hout, 4 * a->H, 1, a->g, 4 * a->H, a->w, a->Hout, 0, a->dhp,
+             a->Hout);
+}
+
+const nn_kernels nn_kernels_ref = {
+    .name = "reference",
+    .gemm = ref_gemm,
+    .pack_size = ref_pack_size,
+    .pack_nt = ref_pack_nt,
+    .pack_nn = ref_pack_nn,
+    .pgemm = ref_pgemm,
+    .cell_pack_size = ref_cell_pack_size,
+    .cell_pack = ref_cell_pack,
+    .cell_forward = ref_cell_forward,
+    .cell_backward = ref_cell_backward,
+};

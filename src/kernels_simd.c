@@ -1,0 +1,476 @@
+/*
+ * kernels_simd.c - the fast kernels, written once with GCC/Clang vector
+ * extensions and compiled once per instruction set (KERNEL_ISA = generic,
+ * avx2, avx512); ctx.c picks one at run time. Float only.
+ *
+ * One microkernel does all the multiplying: C (MR rows, NR = 4 vectors) +=
+ * A (MR, K) B, with A read in place (broadcast one value at a time) and B
+ * packed into panels of NR columns, k-major, so each k is 4 vector loads.
+ *   - pgemm: products with few rows and weights packed once (one step).
+ *   - cell_forward: the same product against W_hh packed so that a panel
+ *     holds the four gates (i, f, g, o) of VL hidden units; the gate
+ *     nonlinearities and the state update then run on the accumulators,
+ *     still in registers. Threads take disjoint hidden units, so a step
+ *     needs no synchronisation inside.
+ *   - gemm: packs B panels block by block, for builds without a BLAS.
+ */
+#include "nn.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#if !defined(KERNEL_ISA)
+#error "compile with -DKERNEL_ISA=generic|avx2|avx512"
+#endif
+
+#define generic 1
+#define avx2 2
+#define avx512 3
+#if KERNEL_ISA == avx512
+#define VL 16
+#define MR 6
+#define TABLE nn_kernels_avx512
+#define NAME "avx512"
+#elif KERNEL_ISA == avx2
+#define VL 8
+#define MR 3
+#define TABLE nn_kernels_avx2
+#define NAME "avx2"
+#else
+#define VL 4
+#define MR 2
+#define TABLE nn_kernels_generic
+#define NAME "generic"
+#endif
+#undef generic
+#undef avx2
+#undef avx512
+
+#define NR (4 * VL) /* columns of a panel: four vectors */
+
+typedef float vf __attribute__((vector_size(VL * 4)));
+typedef int32_t vi __attribute__((vector_size(VL * 4)));
+
+#define INLINE static inline __attribute__((always_inline))
+
+INLINE vf vload(const float *p) {
+    vf v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+INLINE void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
+INLINE vf vset(float a) { return (vf){0} + a; }
+/* Loads n < VL floats, the rest zero. */
+INLINE vf vload_n(const float *p, int n) {
+    float t[VL] = {0};
+    memcpy(t, p, sizeof(float) * n);
+    return vload(t);
+}
+INLINE void vstore_n(float *p, vf v, int n) {
+    float t[VL];
+    vstore(t, v);
+    memcpy(p, t, sizeof(float) * n);
+}
+INLINE vf vsel(vi mask, vf a, vf b) { return (vf)((mask & (vi)a) | (~mask & (vi)b)); }
+INLINE vf vmin(vf a, vf b) { return vsel(a < b, a, b); }
+INLINE vf vmax(vf a, vf b) { return vsel(a > b, a, b); }
+
+/* e^x for x clamped to [-87.3, 88.37], about 1 ulp: e^x = 2^n e^r with
+ * |r| <= ln2/2 and Cephes' polynomial for e^r. */
+INLINE vf vexp(vf x) {
+    x = vmin(vmax(x, vset(-87.3f)), vset(88.37f));
+    vf t = x * 1.44269504088896341f;
+    vf nf = (t + 12582912.0f) - 12582912.0f; /* round to nearest */
+    vf r = x - nf * 0.693359375f;
+    r = r - nf * -2.12194440e-4f;
+    vf p = vset(1.9875691500e-4f);
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    vi n = __builtin_convertvector(nf, vi);
+    return p * (vf)((n + 127) << 23);
+}
+
+INLINE vf vsigmoid(vf x) { return 1.0f / (1.0f + vexp(-x)); }
+
+/* tanh: an odd polynomial near zero (Cephes), 1 - 2/(e^2|x| + 1) beyond. */
+INLINE vf vtanh(vf x) {
+    vf ax = (vf)((vi)x & 0x7fffffff);
+    vf z = x * x;
+    vf small = vset(-5.70498872745e-3f);
+    small = small * z + 2.06390887954e-2f;
+    small = small * z - 5.37397155531e-2f;
+    small = small * z + 1.33314422036e-1f;
+    small = small * z - 3.33332819422e-1f;
+    small = small * z * x + x;
+    vf big = 1.0f - 2.0f / (vexp(2.0f * ax) + 1.0f);
+    big = (vf)((vi)big | ((vi)x & (int32_t)0x80000000)); /* sign of x */
+    return vsel(ax < 0.625f, small, big);
+}
+
+/* ------------------------------------------------------------------ */
+/* The microkernel: acc[r][q] = sum_k A[r][k] P[k][q*VL .. q*VL+VL), over
+ * two A segments (K1 columns of A1, then K2 of A2) and one packed panel P.
+ * A[r][k] is at A[r*rs + k*ks]. mr is a constant after inlining. */
+INLINE void mk(const int mr, vf acc[MR][4], const float *A1, long rs1, long ks1, int K1,
+               const float *A2, long rs2, long ks2, int K2, const float *P) {
+    for (int r = 0; r < mr; r++)
+        for (int q = 0; q < 4; q++)
+            acc[r][q] = vset(0);
+    for (int k = 0; k < K1; k++, P += NR) {
+        vf w0 = vload(P), w1 = vload(P + VL), w2 = vload(P + 2 * VL), w3 = vload(P + 3 * VL);
+#pragma GCC unroll 8
+        for (int r = 0; r < mr; r++) {
+            vf a = vset(A1[r * rs1 + k * ks1]);
+            acc[r][0] += a * w0;
+            acc[r][1] += a * w1;
+            acc[r][2] += a * w2;
+            acc[r][3] += a * w3;
+        }
+    }
+    for (int k = 0; k < K2; k++, P += NR) {
+        vf w0 = vload(P), w1 = vload(P + VL), w2 = vload(P + 2 * VL), w3 = vload(P + 3 * VL);
+#pragma GCC unroll 8
+        for (int r = 0; r < mr; r++) {
+            vf a = vset(A2[r * rs2 + k * ks2]);
+            acc[r][0] += a * w0;
+            acc[r][1] += a * w1;
+            acc[r][2] += a * w2;
+            acc[r][3] += a * w3;
+        }
+    }
+}
+
+/* Dispatches a row count 1..MR to the microkernel compiled for it. */
+#define MK_CASES(body)                                                                            \
+    switch (mr) {                                                                                 \
+    case 1: { const int m_ = 1; body; } break;                                                    \
+    case 2: { const int m_ = 2; body; } break;                                                    \
+    case 3: { const int m_ = MR >= 3 ? 3 : 1; body; } break;                                      \
+    case 4: { const int m_ = MR >= 4 ? 4 : 1; body; } break;                                      \
+    case 5: { const int m_ = MR >= 5 ? 5 : 1; body; } break;                                      \
+    default: { const int m_ = MR; body; } break;                                                  \
+    }
+
+/* Stores rows of acc into C (columns c0 .. c0+ncols of a panel), C = acc + beta C. */
+static void store_tile(int mr, vf acc[MR][4], float *C, long ldc, int ncols, float alpha,
+                       float beta) {
+    for (int r = 0; r < mr; r++)
+        for (int q = 0; q < 4; q++) {
+            int n = ncols - q * VL;
+            if (n <= 0)
+                break;
+            float *c = C + r * ldc + q * VL;
+            vf v = acc[r][q] * alpha;
+            if (n >= VL) {
+                if (beta != 0)
+                    v += beta * vload(c);
+                vstore(c, v);
+            } else {
+                if (beta != 0)
+                    v += beta * vload_n(c, n);
+                vstore_n(c, v, n);
+            }
+        }
+}
+
+/* ------------------------------------------------------------------ */
+/* Packing. A panel is (K, NR) k-major: panel p holds columns
+ * [p*NR, p*NR + NR), zero past N. */
+
+static size_t simd_pack_size(int N, int K) { return (size_t)(N + NR - 1) / NR * NR * K; }
+
+static void simd_pack_nt(float *dst, const float *W, int N, int K) {
+    for (int p = 0; p < (N + NR - 1) / NR; p++)
+        for (int k = 0; k < K; k++) {
+            float *d = dst + ((size_t)p * K + k) * NR;
+            for (int j = 0; j < NR; j++) {
+                int n = p * NR + j;
+                d[j] = n < N ? W[(size_t)n * K + k] : 0;
+            }
+        }
+}
+
+static void simd_pack_nn(float *dst, const float *W, int K, int N) {
+    for (int p = 0; p < (N + NR - 1) / NR; p++)
+        for (int k = 0; k < K; k++) {
+            float *d = dst + ((size_t)p * K + k) * NR;
+            for (int j = 0; j < NR; j++) {
+                int n = p * NR + j;
+                d[j] = n < N ? W[(size_t)k * N + n] : 0;
+            }
+        }
+}
+
+/* Work below this many multiply-adds is done on the calling thread. */
+#define PARALLEL_MIN (1 << 15)
+
+typedef struct {
+    int M, N, K, lda, ldc;
+    const float *A, *Wp;
+    float *C;
+    float beta;
+} pgemm_job;
+
+static void pgemm_part(void *arg, int tid, int nt) {
+    const pgemm_job *j = arg;
+    int panels = (j->N + NR - 1) / NR, p0, p1;
+    nn_split(panels, 1, tid, nt, &p0, &p1);
+    for (int p = p0; p < p1; p++) {
+        const float *P = j->Wp + (size_t)p * j->K * NR;
+        int ncols = j->N - p * NR < NR ? j->N - p * NR : NR;
+        for (int m = 0; m < j->M; m += MR) {
+            int mr = j->M - m < MR ? j->M - m : MR;
+            vf acc[MR][4];
+            const float *A = j->A + (size_t)m * j->lda;
+            MK_CASES(mk(m_, acc, A, j->lda, 1, j->K, NULL, 0, 0, 0, P));
+            store_tile(mr, acc, j->C + (size_t)m * j->ldc + p * NR, j->ldc, ncols, 1, j->beta);
+        }
+    }
+}
+
+static void simd_pgemm(const nn_ctx *ctx, int M, int N, int K, const float *A, int lda,
+                       const float *Wp, float beta, float *C, int ldc) {
+    pgemm_job j = {M, N, K, lda, ldc, A, Wp, C, beta};
+    if ((long)M * N * K < PARALLEL_MIN)
+        pgemm_part(&j, 0, 1);
+    else
+        nn_pool_run(ctx->pool, pgemm_part, &j);
+}
+
+/* ------------------------------------------------------------------ */
+/* The cell. Panel p holds units [p*VL, p*VL + VL) of all four gates:
+ * column q*VL + lane is row q*H + p*VL + lane of [W_ih | W_hh]. */
+
+static size_t simd_cell_pack_size(int H, int K1, int K2) {
+    return (size_t)(H + VL - 1) / VL * NR * (K1 + K2);
+}
+
+static void simd_cell_pack(float *dst, const float *w_ih, const float *w_hh, int H, int K1,
+                           int K2) {
+    int K = K1 + K2;
+    for (int p = 0; p < (H + VL - 1) / VL; p++)
+        for (int k = 0; k < K; k++) {
+            float *d = dst + ((size_t)p * K + k) * NR;
+            for (int q = 0; q < 4; q++)
+                for (int lane = 0; lane < VL; lane++) {
+                    int u = p * VL + lane;
+                    float v = 0;
+                    if (u < H)
+                        v = k < K1 ? w_ih[(size_t)(q * H + u) * K1 + k]
+                                   : w_hh[(size_t)(q * H + u) * K2 + (k - K1)];
+                    d[q * VL + lane] = v;
+                }
+        }
+}
+
+/* Gate epilogue for rows [m, m+mr) and units [u, u+n), n <= VL. */
+static void cell_epilogue(const nn_cell_fwd *a, int m, int mr, vf acc[MR][4], int u, int n) {
+    int H = a->H;
+    size_t G = (size_t)4 * H;
+    for (int r = 0; r < mr; r++) {
+        size_t row = (size_t)(m + r);
+        vf pre[4];
+        for (int q = 0; q < 4; q++) {
+            pre[q] = acc[r][q];
+            size_t off = (size_t)q * H + u;
+            if (a->gin)
+                pre[q] += n == VL ? vload(a->gin + row * G + off) : vload_n(a->gin + row * G + off, n);
+            if (a->bias)
+                pre[q] += n == VL ? vload(a->bias + off) : vload_n(a->bias + off, n);
+        }
+        vf i = vsigmoid(pre[0]), f = vsigmoid(pre[1]), g = vtanh(pre[2]), o = vsigmoid(pre[3]);
+        const float *cp = a->cp + row * H + u;
+        vf c = f * (n == VL ? vload(cp) : vload_n(cp, n)) + i * g;
+        vf h = o * vtanh(c);
+        float *gr = a->g + row * G + u;
+        if (n == VL) {
+            vstore(gr, i);
+            vstore(gr + H, f);
+            vstore(gr + 2 * H, g);
+            vstore(gr + 3 * H, o);
+            vstore(a->c + row * H + u, c);
+            vstore(a->h + row * H + u, h);
+        } else {
+            vstore_n(gr, i, n);
+            vstore_n(gr + H, f, n);
+            vstore_n(gr + 2 * H, g, n);
+            vstore_n(gr + 3 * H, o, n);
+            vstore_n(a->c + row * H + u, c, n);
+            vstore_n(a->h + row * H + u, h, n);
+        }
+    }
+}
+
+static void cell_forward_part(void *arg, int tid, int nt) {
+    const nn_cell_fwd *a = arg;
+    int panels = (a->H + VL - 1) / VL, p0, p1;
+    int K = a->K1 + a->K2;
+    nn_split(panels, 1, tid, nt, &p0, &p1);
+    for (int p = p0; p < p1; p++) {
+        const float *P = a->w + (size_t)p * K * NR;
+        int u = p * VL, n = a->H - u < VL ? a->H - u : VL;
+        for (int m = 0; m < a->M; m += MR) {
+            int mr = a->M - m < MR ? a->M - m : MR;
+            vf acc[MR][4];
+            const float *x = a->K1 ? a->x + (size_t)m * a->ldx : NULL;
+            const float *hp = a->hp + (size_t)m * a->K2;
+            MK_CASES(mk(m_, acc, x, a->ldx, 1, a->K1, hp, a->K2, 1, a->K2, P));
+            cell_epilogue(a, m, mr, acc, u, n);
+        }
+    }
+}
+
+static void simd_cell_forward(const nn_ctx *ctx, const nn_cell_fwd *a) {
+    if ((long)a->M * 4 * a->H * (a->K1 + a->K2) < PARALLEL_MIN)
+        cell_forward_part((void *)a, 0, 1);
+    else
+        nn_pool_run(ctx->pool, cell_forward_part, (void *)a);
+}
+
+/* Pointwise backward for units [u0, u1) of all rows, vectorised. */
+static void cell_backward_pointwise(const nn_cell_bwd *a, int u0, int u1) {
+    int H = a->H;
+    size_t G = (size_t)4 * H;
+    for (int m = 0; m < a->M; m++) {
+        float *gm = a->g + m * G;
+        size_t base = (size_t)m * H;
+        for (int u = u0; u < u1; u += VL) {
+            int n = u1 - u < VL ? u1 - u : VL;
+#define LD(p) (n == VL ? vload(p) : vload_n((p), n))
+#define ST(p, v) (n == VL ? vstore((p), (v)) : vstore_n((p), (v), n))
+            vf i = LD(gm + u), f = LD(gm + H + u), g = LD(gm + 2 * H + u), o = LD(gm + 3 * H + u);
+            vf c = LD(a->c + base + u), cp = LD(a->cp + base + u), dr = LD(a->dr + base + u);
+            vf dc = LD(a->dc + base + u);
+            vf tc = vtanh(c);
+            vf d = dc + dr * o * (1.0f - tc * tc);
+            ST(gm + u, d * g * i * (1.0f - i));
+            ST(gm + H + u, d * cp * f * (1.0f - f));
+            ST(gm + 2 * H + u, d * i * (1.0f - g * g));
+            ST(gm + 3 * H + u, dr * tc * o * (1.0f - o));
+            ST(a->dc + base + u, d * f);
+#undef LD
+#undef ST
+        }
+    }
+}
+
+typedef struct {
+    const nn_cell_bwd *a;
+    nn_pool *pool;
+} cell_bwd_job;
+
+static void cell_backward_job(void *arg, int tid, int nt) {
+    const cell_bwd_job *j = arg;
+    const nn_cell_bwd *a = j->a;
+    int u0, u1;
+    nn_split(a->H, VL, tid, nt, &u0, &u1);
+    cell_backward_pointwise(a, u0, u1);
+    nn_pool_barrier(j->pool, tid, nt); /* dhp needs every unit's gradient */
+    pgemm_job pj = {a->M, a->Hout, 4 * a->H, 4 * a->H, a->Hout, a->g, a->w, a->dhp, 0};
+    pgemm_part(&pj, tid, nt);
+}
+
+static void simd_cell_backward(const nn_ctx *ctx, const nn_cell_bwd *a) {
+    cell_bwd_job j = {a, ctx->pool};
+    if ((long)a->M * 4 * a->H * a->Hout < PARALLEL_MIN)
+        cell_backward_job(&j, 0, 1);
+    else
+        nn_pool_run(ctx->pool, cell_backward_job, &j);
+}
+
+/* ------------------------------------------------------------------ */
+/* A general product for builds without a BLAS: op(B) is packed KC rows
+ * at a time (all threads pack, then all multiply), C rows are split. */
+
+#define KC 256
+
+typedef struct {
+    int tA, tB, M, N, K, lda, ldb, ldc;
+    float alpha, beta;
+    const float *A, *B;
+    float *C;
+    float *pack; /* KC * panels * NR */
+    nn_pool *pool;
+} gemm_job;
+
+static void gemm_part(void *arg, int tid, int nt) {
+    const gemm_job *j = arg;
+    int panels = (j->N + NR - 1) / NR;
+    for (int k0 = 0; k0 < j->K; k0 += KC) {
+        int kc = j->K - k0 < KC ? j->K - k0 : KC;
+        int p0, p1;
+        nn_split(panels, 1, tid, nt, &p0, &p1);
+        for (int p = p0; p < p1; p++)
+            for (int k = 0; k < kc; k++) {
+                float *d = j->pack + ((size_t)p * KC + k) * NR;
+                for (int c = 0; c < NR; c++) {
+                    int n = p * NR + c;
+                    d[c] = n >= j->N ? 0
+                           : j->tB   ? j->B[(size_t)n * j->ldb + k0 + k]
+                                     : j->B[(size_t)(k0 + k) * j->ldb + n];
+                }
+            }
+        nn_pool_barrier(j->pool, tid, nt);
+        int m0, m1;
+        nn_split(j->M, MR, tid, nt, &m0, &m1);
+        float beta = k0 == 0 ? j->beta : 1;
+        for (int m = m0; m < m1; m += MR) {
+            int mr = m1 - m < MR ? m1 - m : MR;
+            const float *A = j->tA ? j->A + (size_t)k0 * j->lda + m : j->A + (size_t)m * j->lda + k0;
+            long rs = j->tA ? 1 : j->lda, ks = j->tA ? j->lda : 1;
+            for (int p = 0; p < panels; p++) {
+                vf acc[MR][4];
+                int ncols = j->N - p * NR < NR ? j->N - p * NR : NR;
+                MK_CASES(mk(m_, acc, A, rs, ks, kc, NULL, 0, 0, 0, j->pack + (size_t)p * KC * NR));
+                store_tile(mr, acc, j->C + (size_t)m * j->ldc + p * NR, j->ldc, ncols, j->alpha,
+                           beta);
+            }
+        }
+        nn_pool_barrier(j->pool, tid, nt); /* the pack is reused */
+    }
+}
+
+static void simd_gemm(const nn_ctx *ctx, int tA, int tB, int M, int N, int K, float alpha,
+                      const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                      int ldc) {
+    if (M <= 0 || N <= 0)
+        return;
+    if (K <= 0) {
+        for (int i = 0; i < M; i++)
+            for (int n = 0; n < N; n++)
+                C[(size_t)i * ldc + n] = beta == 0 ? 0 : beta * C[(size_t)i * ldc + n];
+        return;
+    }
+    int panels = (N + NR - 1) / NR;
+    size_t bytes = sizeof(float) * (size_t)panels * KC * NR;
+    float stack[4096];
+    float *pack = bytes <= sizeof stack ? stack : NULL;
+    if (!pack && posix_memalign((void **)&pack, 64, bytes) != 0) {
+        nn_kernels_ref.gemm(ctx, tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    gemm_job j = {tA, tB, M, N, K, lda, ldb, ldc, alpha, beta, A, B, C, pack, ctx->pool};
+    if ((double)M * N * K < PARALLEL_MIN)
+        gemm_part(&j, 0, 1);
+    else
+        nn_pool_run(ctx->pool, gemm_part, &j);
+    if (pack != stack)
+        free(pack);
+}
+
+const nn_kernels TABLE = {
+    .name = NAME,
+    .gemm = simd_gemm,
+    .pack_size = simd_pack_size,
+    .pack_nt = simd_pack_nt,
+    .pack_nn = simd_pack_nn,
+    .pgemm = simd_pgemm,
+    .cell_pack_size = simd_cell_pack_size,
+    .cell_pack = simd_cell_pack,
+    .cell_forward = simd_cell_forward,
+    .cell_backward = simd_cell_backward,
+};

@@ -1,0 +1,52 @@
+/* layers_api.c - the public layer functions: float entry points into the
+ * numeric core (which is also compiled in double for the gradient tests). */
+#include "internal.h"
+#include "nn.h"
+
+void lstm_embedding_forward(float *out, const int32_t *ids, const float *table, int N, int E) {
+    nn_embedding_forward(out, ids, table, N, E);
+}
+void lstm_embedding_backward(float *dtable, const float *dout, const int32_t *ids, int N, int E) {
+    nn_embedding_backward(dtable, dout, ids, N, E);
+}
+void lstm_linear_forward(lstm_ctx *ctx, float *out, const float *in, const float *w,
+                         const float *b, int N, int K, int O) {
+    nn_linear_forward(lstm_ctx_nn(ctx), out, in, w, b, N, K, O);
+}
+void lstm_linear_backward(lstm_ctx *ctx, float *din, float *dw, float *db, const float *dout,
+                          const float *in, const float *w, int N, int K, int O) {
+    nn_linear_backward(lstm_ctx_nn(ctx), din, dw, db, dout, in, w, N, K, O);
+}
+double lstm_cross_entropy_forward(float *logp, const float *logits, const int32_t *targets,
+                                  int N, int C, int ignore_index, int *count) {
+    return nn_cross_entropy_forward(logp, logits, targets, N, C, ignore_index, count);
+}
+void lstm_cross_entropy_backward(float *dlogits, const float *logp, const int32_t *targets, int N,
+                                 int C, int ignore_index, float scale) {
+    nn_cross_entropy_backward(dlogits, logp, targets, N, C, ignore_index, scale);
+}
+double lstm_mse_forward(const float *a, const float *b, size_t n) { return nn_mse_forward(a, b, n); }
+void lstm_mse_backward(float *da, const float *a, const float *b, size_t n, float scale) {
+    nn_mse_backward(da, a, b, n, scale);
+}
+void lstm_mean_pool_forward(float *out, const float *x, const int *lengths, int T, int B, int F) {
+    nn_mean_pool_forward(out, x, lengths, T, B, F);
+}
+void lstm_mean_pool_backward(float *dx, const float *dout, const int *lengths, int T, int B,
+                             int F) {
+    nn_mean_pool_backward(dx, dout, lengths, T, B, F);
+}
+void lstm_last_pool_forward(float *out, const float *x, const int *lengths, int T, int B, int F) {
+    nn_last_pool_forward(out, x, lengths, T, B, F);
+}
+void lstm_last_pool_backward(float *dx, const float *dout, const int *lengths, int T, int B,
+                             int F) {
+    nn_last_pool_backward(dx, dout, lengths, T, B, F);
+}
+void lstm_dropout_forward(float *out, float *mask, const float *x, size_t n, float p,
+                          lstm_rng *rng) {
+    nn_dropout_forward(out, mask, x, n, p, rng);
+}
+void lstm_dropout_backward(float *dx, const float *dout, const float *mask, size_t n) {
+    nn_dropout_backward(dx, dout, mask, n);
+}

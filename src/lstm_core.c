@@ -1,0 +1,537 @@
+/*
+ * lstm_core.c - torch.nn.LSTM forward and backward through time, and the
+ * one-step API, over the kernels of nn.h. Read it beside PyTorch's nn.LSTM
+ * documentation; the equations are in nn.h above nn_cell_fwd / nn_cell_bwd.
+ *
+ * How a batch is laid out. The input is copied once into time-major order
+ * (T,B,.) with the sequences sorted by length, longest first, as
+ * pack_padded_sequence does. Then at step t the sequences still running are
+ * a prefix of the batch, of bs[t] rows, and every kernel works on that
+ * prefix. The reverse direction walks t from T-1 down to 0; a sequence
+ * joins it at its own last step t = len-1, with its initial state.
+ *
+ * What is kept for backward, per layer and direction:
+ *   G  (T,B,4H)   gate activations i,f,g,o (backward overwrites them with
+ *                 the gradients of the pre-activations)
+ *   Hs (T+1,B,Hout), Cs (T+1,B,H)  states; the forward direction reads
+ *                 slot t and writes slot t+1, the reverse reads t+1 and
+ *                 writes t, so slot "prev" of every step is a contiguous
+ *                 (T,B,.) block: the weight gradients are then single
+ *                 matrix products over all steps.
+ *   R  (T,B,H)    o * tanh(c) before the projection (proj_size > 0 only)
+ */
+#include "nn.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define ALIGN_REALS 16 /* sub-buffers start on 64-byte boundaries (float) */
+
+typedef struct {
+    real *G, *Hs, *Cs, *R;
+} dir_act;
+
+typedef struct {
+    real *cell;    /* W_hh for cell_forward (K1 = 0) */
+    real *whh_nn;  /* W_hh for dh_prev = dpre W_hh */
+    real *whr_nt;  /* W_hr for h = r W_hr^T */
+    real *whr_nn;  /* W_hr for dr = dh W_hr */
+    real *bias;    /* b_ih + b_hh, or NULL */
+    real *step;    /* [W_ih | W_hh] for the step API */
+} dir_pack;
+
+struct nn_lstm_ws {
+    nn_lstm_dims d;
+    int have_dims;
+    /* activations and scratch, sized for cap_TB = T*B rows */
+    real *buf;
+    size_t cap;
+    int *ibuf;
+    size_t icap;
+    dir_act *act;          /* L*D */
+    real **Y, **X, **mask; /* L each */
+    real *x0, *dA, *dB, *dHp, *dhsum, *dr, *dhc, *dcc;
+    int *perm, *bs, *len;
+    /* packed weights */
+    real *pk;
+    size_t pkcap;
+    real *spk;
+    size_t spkcap;
+    dir_pack *pack; /* L*D */
+    /* step scratch */
+    real *sbuf;
+    size_t scap;
+    /* the last forward */
+    int T, B, batch_first, has_lengths, have_fwd;
+};
+
+nn_lstm_ws *nn_lstm_ws_create(void) { return calloc(1, sizeof(nn_lstm_ws)); }
+
+void nn_lstm_ws_free(nn_lstm_ws *ws) {
+    if (!ws)
+        return;
+    free(ws->buf);
+    free(ws->ibuf);
+    free(ws->act);
+    free(ws->Y);
+    free(ws->X);
+    free(ws->mask);
+    free(ws->pk);
+    free(ws->spk);
+    free(ws->pack);
+    free(ws->sbuf);
+    free(ws);
+}
+
+static size_t round_up(size_t n) { return (n + ALIGN_REALS - 1) / ALIGN_REALS * ALIGN_REALS; }
+
+/* Hands out consecutive aligned pieces of a buffer; with base NULL it only
+ * counts, so the same code sizes the buffer and lays it out. */
+typedef struct {
+    real *base;
+    size_t used;
+} carver;
+
+static real *carve(carver *cv, size_t n) {
+    real *p = cv->base ? cv->base + cv->used : NULL;
+    cv->used += round_up(n);
+    return p;
+}
+
+static int alloc_reals(real **p, size_t *cap, size_t n) {
+    if (n <= *cap && *p)
+        return 0;
+    real *q = NULL;
+    if (posix_memalign((void **)&q, 64, (n ? n : 1) * sizeof(real)) != 0)
+        return -1;
+    free(*p);
+    *p = q;
+    *cap = n;
+    return 0;
+}
+
+static int ensure_dims(nn_lstm_ws *ws, const nn_lstm_dims *d) {
+    if (ws->have_dims)
+        return 0;
+    int n = d->L * d->D;
+    ws->act = calloc((size_t)n, sizeof *ws->act);
+    ws->pack = calloc((size_t)n, sizeof *ws->pack);
+    ws->Y = calloc((size_t)d->L, sizeof *ws->Y);
+    ws->X = calloc((size_t)d->L, sizeof *ws->X);
+    ws->mask = calloc((size_t)d->L, sizeof *ws->mask);
+    if (!ws->act || !ws->pack || !ws->Y || !ws->X || !ws->mask)
+        return -1;
+    ws->d = *d;
+    ws->have_dims = 1;
+    return 0;
+}
+
+/* Lays out every activation and scratch buffer for T steps of B rows. */
+static size_t layout(nn_lstm_ws *ws, real *base, int T, int B) {
+    const nn_lstm_dims *d = &ws->d;
+    int H = d->H, Ho = nn_lstm_hout(d), W = d->D * Ho;
+    size_t TB = (size_t)T * B;
+    int widest = d->I > W ? d->I : W;
+    carver cv = {base, 0};
+    ws->x0 = carve(&cv, TB * d->I);
+    for (int l = 0; l < d->L; l++) {
+        for (int dir = 0; dir < d->D; dir++) {
+            dir_act *a = &ws->act[l * d->D + dir];
+            a->G = carve(&cv, TB * 4 * H);
+            a->Hs = carve(&cv, (TB + B) * Ho);
+            a->Cs = carve(&cv, (TB + B) * H);
+            a->R = d->P ? carve(&cv, TB * H) : NULL;
+        }
+        ws->Y[l] = carve(&cv, TB * W);
+        ws->mask[l] = (l > 0 && d->dropout > 0) ? carve(&cv, TB * W) : NULL;
+        ws->X[l] = (l > 0 && d->dropout > 0) ? carve(&cv, TB * W) : NULL;
+    }
+    ws->dA = carve(&cv, TB * widest);
+    ws->dB = carve(&cv, TB * widest);
+    ws->dHp = d->P ? carve(&cv, TB * d->P) : NULL;
+    ws->dhsum = carve(&cv, (size_t)B * Ho);
+    ws->dr = carve(&cv, (size_t)B * H);
+    ws->dhc = carve(&cv, (size_t)B * Ho);
+    ws->dcc = carve(&cv, (size_t)B * H);
+    return cv.used;
+}
+
+int nn_lstm_ws_reserve(nn_lstm_ws *ws, const nn_lstm_dims *d, int T, int B) {
+    if (ensure_dims(ws, d))
+        return -1;
+    size_t need = layout(ws, NULL, T, B);
+    if (alloc_reals(&ws->buf, &ws->cap, need))
+        return -1;
+    size_t ineed = (size_t)2 * B + T + 1;
+    if (ineed > ws->icap || !ws->ibuf) {
+        int *q = malloc(ineed * sizeof(int));
+        if (!q)
+            return -1;
+        free(ws->ibuf);
+        ws->ibuf = q;
+        ws->icap = ineed;
+    }
+    layout(ws, ws->buf, T, B);
+    ws->perm = ws->ibuf;
+    ws->len = ws->ibuf + B;
+    ws->bs = ws->ibuf + 2 * B;
+    ws->have_fwd = 0;
+    return 0;
+}
+
+int nn_lstm_ws_pack(nn_lstm_ws *ws, const nn_lstm_dims *d, const nn_kernels *k,
+                    const nn_lstm_weights *w) {
+    if (ensure_dims(ws, d))
+        return -1;
+    int H = d->H, Ho = nn_lstm_hout(d), P = d->P;
+    carver cv = {NULL, 0};
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < d->L * d->D; i++) {
+            dir_pack *p = &ws->pack[i];
+            p->cell = carve(&cv, k->cell_pack_size(H, 0, Ho));
+            p->whh_nn = carve(&cv, k->pack_size(Ho, 4 * H));
+            p->whr_nt = P ? carve(&cv, k->pack_size(P, H)) : NULL;
+            p->whr_nn = P ? carve(&cv, k->pack_size(H, P)) : NULL;
+            p->bias = d->bias ? carve(&cv, (size_t)4 * H) : NULL;
+        }
+        if (pass == 0) {
+            if (alloc_reals(&ws->pk, &ws->pkcap, cv.used))
+                return -1;
+            cv = (carver){ws->pk, 0};
+        }
+    }
+    for (int i = 0; i < d->L * d->D; i++) {
+        dir_pack *p = &ws->pack[i];
+        const nn_lstm_weights *wi = &w[i];
+        k->cell_pack(p->cell, NULL, wi->w_hh, H, 0, Ho);
+        k->pack_nn(p->whh_nn, wi->w_hh, 4 * H, Ho);
+        if (P) {
+            k->pack_nt(p->whr_nt, wi->w_hr, P, H);
+            k->pack_nn(p->whr_nn, wi->w_hr, P, H);
+        }
+        if (d->bias)
+            for (int r = 0; r < 4 * H; r++)
+                p->bias[r] = wi->b_ih[r] + wi->b_hh[r];
+    }
+    return 0;
+}
+
+/* Sorts the batch by length, longest first (stable, as PyTorch), and counts
+ * the rows still running at each step: bs[t] = #{b : len_b > t}, bs[T] = 0. */
+static void sort_batch(nn_lstm_ws *ws, const int *lengths, int T, int B) {
+    for (int b = 0; b < B; b++) {
+        ws->perm[b] = b;
+        ws->len[b] = lengths ? lengths[b] : T;
+    }
+    if (lengths) /* insertion sort: B is a batch, not a data set */
+        for (int i = 1; i < B; i++) {
+            int p = ws->perm[i], l = ws->len[i], j = i;
+            for (; j > 0 && ws->len[j - 1] < l; j--) {
+                ws->perm[j] = ws->perm[j - 1];
+                ws->len[j] = ws->len[j - 1];
+            }
+            ws->perm[j] = p;
+            ws->len[j] = l;
+        }
+    for (int t = 0, j = B; t <= T; t++) {
+        while (j > 0 && ws->len[j - 1] <= t)
+            j--;
+        ws->bs[t] = t < T ? j : 0;
+    }
+}
+
+/* Row (t, original batch index b) of a user tensor in either layout. */
+static inline size_t user_row(int batch_first, int T, int B, int t, int b) {
+    return batch_first ? (size_t)b * T + t : (size_t)t * B + b;
+}
+
+void nn_lstm_forward(const nn_ctx *ctx, const nn_lstm_dims *d, const nn_lstm_weights *w,
+                     nn_lstm_ws *ws, const nn_lstm_io *io, int training, lstm_rng *rng) {
+    const nn_kernels *k = ctx->k;
+    int T = io->T, B = io->B, H = d->H, Ho = nn_lstm_hout(d), W = d->D * Ho;
+    size_t TB = (size_t)T * B;
+    sort_batch(ws, io->lengths, T, B);
+    ws->T = T;
+    ws->B = B;
+    ws->batch_first = io->batch_first;
+    ws->has_lengths = io->lengths != NULL;
+
+    /* x0: time-major, sorted, zero past each length */
+    for (int t = 0; t < T; t++)
+        for (int j = 0; j < B; j++) {
+            real *dst = ws->x0 + ((size_t)t * B + j) * d->I;
+            if (t < ws->len[j])
+                memcpy(dst, io->x + user_row(io->batch_first, T, B, t, ws->perm[j]) * d->I,
+                       sizeof(real) * d->I);
+            else
+                memset(dst, 0, sizeof(real) * d->I);
+        }
+
+    for (int l = 0; l < d->L; l++) {
+        int In = nn_lstm_in(d, l);
+        const real *X = l == 0 ? ws->x0 : ws->X[l] ? ws->X[l] : ws->Y[l - 1];
+        real *Y = ws->Y[l];
+        for (int dir = 0; dir < d->D; dir++) {
+            int ld = l * d->D + dir;
+            const nn_lstm_weights *wt = &w[ld];
+            dir_act *a = &ws->act[ld];
+            dir_pack *pk = &ws->pack[ld];
+            /* The input product of all steps at once: G = X W_ih^T. */
+            k->gemm(ctx, 0, 1, (int)TB, 4 * H, In, 1, X, In, wt->w_ih, In, 0, a->G, 4 * H);
+            if (ws->has_lengths) {
+                /* rows of finished sequences enter the weight-gradient
+                 * products (times a zero gradient): keep them finite */
+                memset(a->Hs, 0, sizeof(real) * (TB + B) * Ho);
+                memset(a->Cs, 0, sizeof(real) * (TB + B) * H);
+                if (a->R)
+                    memset(a->R, 0, sizeof(real) * TB * H);
+            }
+            const real *h0 = io->h0 ? io->h0 + (size_t)ld * B * Ho : NULL;
+            const real *c0 = io->c0 ? io->c0 + (size_t)ld * B * H : NULL;
+            for (int s = 0; s < T; s++) {
+                int t = dir == 0 ? s : T - 1 - s;
+                int M = ws->bs[t];
+                int prev = dir == 0 ? t : t + 1, cur = dir == 0 ? t + 1 : t;
+                real *hp = a->Hs + (size_t)prev * B * Ho, *cp = a->Cs + (size_t)prev * B * H;
+                real *hc = a->Hs + (size_t)cur * B * Ho, *cc = a->Cs + (size_t)cur * B * H;
+                /* sequences starting here take their initial state */
+                int j0 = dir == 0 ? (t == 0 ? 0 : M) : ws->bs[t + 1];
+                for (int j = j0; j < M; j++) {
+                    int b = ws->perm[j];
+                    if (h0)
+                        memcpy(hp + (size_t)j * Ho, h0 + (size_t)b * Ho, sizeof(real) * Ho);
+                    else
+                        memset(hp + (size_t)j * Ho, 0, sizeof(real) * Ho);
+                    if (c0)
+                        memcpy(cp + (size_t)j * H, c0 + (size_t)b * H, sizeof(real) * H);
+                    else
+                        memset(cp + (size_t)j * H, 0, sizeof(real) * H);
+                }
+                real *Gt = a->G + (size_t)t * B * 4 * H;
+                real *Rt = a->R ? a->R + (size_t)t * B * H : NULL;
+                if (M > 0) {
+                    nn_cell_fwd cf = {.M = M, .H = H, .K1 = 0, .K2 = Ho, .hp = hp, .cp = cp,
+                                      .gin = Gt, .bias = pk->bias, .w = pk->cell, .g = Gt,
+                                      .c = cc, .h = Rt ? Rt : hc};
+                    k->cell_forward(ctx, &cf);
+                    if (Rt) /* h = r W_hr^T */
+                        k->pgemm(ctx, M, Ho, H, Rt, H, pk->whr_nt, 0, hc, Ho);
+                }
+                real *Yt = Y + (size_t)t * B * W + (size_t)dir * Ho;
+                for (int j = 0; j < B; j++) {
+                    if (j < M)
+                        memcpy(Yt + (size_t)j * W, hc + (size_t)j * Ho, sizeof(real) * Ho);
+                    else
+                        memset(Yt + (size_t)j * W, 0, sizeof(real) * Ho);
+                }
+            }
+            /* h_n, c_n: the forward direction ends at slot len, the reverse at 0 */
+            for (int j = 0; j < B; j++) {
+                int slot = dir == 0 ? ws->len[j] : 0;
+                int b = ws->perm[j];
+                if (io->hn)
+                    memcpy(io->hn + ((size_t)ld * B + b) * Ho,
+                           a->Hs + ((size_t)slot * B + j) * Ho, sizeof(real) * Ho);
+                if (io->cn)
+                    memcpy(io->cn + ((size_t)ld * B + b) * H, a->Cs + ((size_t)slot * B + j) * H,
+                           sizeof(real) * H);
+            }
+        }
+        if (l + 1 < d->L && ws->X[l + 1]) {
+            if (training)
+                nn_dropout_forward(ws->X[l + 1], ws->mask[l + 1], Y, TB * W, d->dropout, rng);
+            else {
+                memcpy(ws->X[l + 1], Y, sizeof(real) * TB * W);
+                for (size_t i = 0; i < TB * W; i++)
+                    ws->mask[l + 1][i] = 1;
+            }
+        }
+    }
+
+    const real *Yl = ws->Y[d->L - 1];
+    for (int t = 0; t < T; t++)
+        for (int j = 0; j < B; j++)
+            memcpy(io->y + user_row(io->batch_first, T, B, t, ws->perm[j]) * W,
+                   Yl + ((size_t)t * B + j) * W, sizeof(real) * W);
+    ws->have_fwd = 1;
+}
+
+/* db (n) += column sums of G (rows, n). */
+static void add_colsum(real *db, const real *G, size_t rows, int n) {
+    for (size_t r = 0; r < rows; r++)
+        for (int i = 0; i < n; i++)
+            db[i] += G[r * n + i];
+}
+
+int nn_lstm_backward(const nn_ctx *ctx, const nn_lstm_dims *d, const nn_lstm_weights *w,
+                     nn_lstm_ws *ws, const nn_lstm_grads *g) {
+    if (!ws->have_fwd)
+        return -1;
+    ws->have_fwd = 0;
+    const nn_kernels *k = ctx->k;
+    int T = ws->T, B = ws->B, H = d->H, Ho = nn_lstm_hout(d), W = d->D * Ho, P = d->P;
+    int bf = ws->batch_first;
+    size_t TB = (size_t)T * B;
+
+    /* dY of the top layer: time-major, sorted, zero past each length */
+    real *dY = ws->dA, *dX = ws->dB;
+    for (int t = 0; t < T; t++)
+        for (int j = 0; j < B; j++) {
+            real *dst = dY + ((size_t)t * B + j) * W;
+            if (g->dy && t < ws->len[j])
+                memcpy(dst, g->dy + user_row(bf, T, B, t, ws->perm[j]) * W, sizeof(real) * W);
+            else
+                memset(dst, 0, sizeof(real) * W);
+        }
+
+    for (int l = d->L - 1; l >= 0; l--) {
+        int In = nn_lstm_in(d, l);
+        const real *X = l == 0 ? ws->x0 : ws->X[l] ? ws->X[l] : ws->Y[l - 1];
+        int need_dx = l > 0 || g->dx;
+        for (int dir = 0; dir < d->D; dir++) {
+            int ld = l * d->D + dir;
+            const nn_lstm_weights *wt = &w[ld];
+            dir_act *a = &ws->act[ld];
+            dir_pack *pk = &ws->pack[ld];
+            const real *dhn = g->dhn ? g->dhn + (size_t)ld * B * Ho : NULL;
+            const real *dcn = g->dcn ? g->dcn + (size_t)ld * B * H : NULL;
+            for (int s = 0; s < T; s++) {
+                int t = dir == 0 ? T - 1 - s : s;
+                int M = ws->bs[t];
+                int prev = dir == 0 ? t : t + 1, cur = dir == 0 ? t + 1 : t;
+                /* sequences whose last step (in this walk's order) is t
+                 * start with the gradients of h_n and c_n */
+                int j0 = dir == 0 ? ws->bs[t + 1] : (t == 0 ? 0 : M);
+                for (int j = j0; j < M; j++) {
+                    int b = ws->perm[j];
+                    if (dhn)
+                        memcpy(ws->dhc + (size_t)j * Ho, dhn + (size_t)b * Ho, sizeof(real) * Ho);
+                    else
+                        memset(ws->dhc + (size_t)j * Ho, 0, sizeof(real) * Ho);
+                    if (dcn)
+                        memcpy(ws->dcc + (size_t)j * H, dcn + (size_t)b * H, sizeof(real) * H);
+                    else
+                        memset(ws->dcc + (size_t)j * H, 0, sizeof(real) * H);
+                }
+                real *Gt = a->G + (size_t)t * B * 4 * H;
+                if (M > 0) {
+                    const real *dYt = dY + (size_t)t * B * W + (size_t)dir * Ho;
+                    for (int j = 0; j < M; j++)
+                        for (int u = 0; u < Ho; u++)
+                            ws->dhsum[(size_t)j * Ho + u] =
+                                dYt[(size_t)j * W + u] + ws->dhc[(size_t)j * Ho + u];
+                    const real *dr = ws->dhsum;
+                    if (P) { /* h = r W_hr^T: keep dh for dW_hr, dr = dh W_hr */
+                        memcpy(ws->dHp + (size_t)t * B * P, ws->dhsum, sizeof(real) * M * P);
+                        k->pgemm(ctx, M, H, P, ws->dhsum, P, pk->whr_nn, 0, ws->dr, H);
+                        dr = ws->dr;
+                    }
+                    nn_cell_bwd cb = {.M = M, .H = H, .Hout = Ho, .g = Gt,
+                                      .c = a->Cs + (size_t)cur * B * H,
+                                      .cp = a->Cs + (size_t)prev * B * H, .dr = dr,
+                                      .dc = ws->dcc, .dhp = ws->dhc, .w = pk->whh_nn};
+                    k->cell_backward(ctx, &cb);
+                }
+                /* finished rows contribute nothing to the products below */
+                if (M < B) {
+                    memset(Gt + (size_t)M * 4 * H, 0, sizeof(real) * (B - M) * 4 * H);
+                    if (P)
+                        memset(ws->dHp + ((size_t)t * B + M) * P, 0, sizeof(real) * (B - M) * P);
+                }
+            }
+            for (int j = 0; j < B; j++) {
+                int b = ws->perm[j];
+                if (g->dh0)
+                    memcpy(g->dh0 + ((size_t)ld * B + b) * Ho, ws->dhc + (size_t)j * Ho,
+                           sizeof(real) * Ho);
+                if (g->dc0)
+                    memcpy(g->dc0 + ((size_t)ld * B + b) * H, ws->dcc + (size_t)j * H,
+                           sizeof(real) * H);
+            }
+            /* Weight gradients over all steps at once (G now holds dL/dpre). */
+            const real *Hprev = a->Hs + (dir == 0 ? 0 : (size_t)B * Ho);
+            if (wt->dw_ih)
+                k->gemm(ctx, 1, 0, 4 * H, In, (int)TB, 1, a->G, 4 * H, X, In, 1, wt->dw_ih, In);
+            if (wt->dw_hh)
+                k->gemm(ctx, 1, 0, 4 * H, Ho, (int)TB, 1, a->G, 4 * H, Hprev, Ho, 1, wt->dw_hh,
+                        Ho);
+            if (d->bias && wt->db_ih)
+                add_colsum(wt->db_ih, a->G, TB, 4 * H);
+            if (d->bias && wt->db_hh)
+                add_colsum(wt->db_hh, a->G, TB, 4 * H);
+            if (P && wt->dw_hr)
+                k->gemm(ctx, 1, 0, P, H, (int)TB, 1, ws->dHp, P, a->R, H, 1, wt->dw_hr, H);
+            if (need_dx)
+                k->gemm(ctx, 0, 0, (int)TB, In, 4 * H, 1, a->G, 4 * H, wt->w_ih, In,
+                        dir == 0 ? 0 : 1, dX, In);
+        }
+        if (l > 0) {
+            if (ws->mask[l])
+                for (size_t i = 0; i < TB * In; i++)
+                    dX[i] *= ws->mask[l][i];
+            real *tmp = dY;
+            dY = dX;
+            dX = tmp;
+        } else if (g->dx) {
+            for (int t = 0; t < T; t++)
+                for (int j = 0; j < B; j++) {
+                    real *dst = g->dx + user_row(bf, T, B, t, ws->perm[j]) * d->I;
+                    if (t < ws->len[j])
+                        memcpy(dst, dX + ((size_t)t * B + j) * d->I, sizeof(real) * d->I);
+                    else
+                        memset(dst, 0, sizeof(real) * d->I);
+                }
+        }
+    }
+    return 0;
+}
+
+int nn_lstm_ws_pack_step(nn_lstm_ws *ws, const nn_lstm_dims *d, const nn_kernels *k,
+                         const nn_lstm_weights *w, int B) {
+    if (nn_lstm_ws_pack(ws, d, k, w)) /* biases and W_hr */
+        return -1;
+    int H = d->H, Ho = nn_lstm_hout(d);
+    size_t n = 0;
+    for (int l = 0; l < d->L; l++)
+        n += round_up(k->cell_pack_size(H, nn_lstm_in(d, l), Ho));
+    if (alloc_reals(&ws->spk, &ws->spkcap, n))
+        return -1;
+    real *p = ws->spk;
+    for (int l = 0; l < d->L; l++) {
+        int In = nn_lstm_in(d, l);
+        ws->pack[l].step = p;
+        k->cell_pack(p, w[l].w_ih, w[l].w_hh, H, In, Ho);
+        p += round_up(k->cell_pack_size(H, In, Ho));
+    }
+    /* scratch: gates (B,4H), c (B,H), r (B,H), h (B,Hout) */
+    size_t s = round_up((size_t)B * 4 * H) + 2 * round_up((size_t)B * H) + round_up((size_t)B * Ho);
+    if (alloc_reals(&ws->sbuf, &ws->scap, s))
+        return -1;
+    return 0;
+}
+
+void nn_lstm_step(const nn_ctx *ctx, const nn_lstm_dims *d, nn_lstm_ws *ws, int B, const real *x, real *h, real *c, real *y) {
+    const nn_kernels *k = ctx->k;
+    int H = d->H, Ho = nn_lstm_hout(d);
+    real *sg = ws->sbuf;
+    real *sc = sg + round_up((size_t)B * 4 * H);
+    real *sr = sc + round_up((size_t)B * H);
+    real *sh = sr + round_up((size_t)B * H);
+    const real *in = x;
+    for (int l = 0; l < d->L; l++) {
+        int In = nn_lstm_in(d, l);
+        real *hl = h + (size_t)l * B * Ho, *cl = c + (size_t)l * B * H;
+        /* outputs go to scratch: the kernel reads all of h while it writes */
+        nn_cell_fwd cf = {.M = B, .H = H, .K1 = In, .K2 = Ho, .x = in, .ldx = In, .hp = hl,
+                          .cp = cl, .gin = NULL, .bias = ws->pack[l].bias,
+                          .w = ws->pack[l].step, .g = sg, .c = sc, .h = d->P ? sr : sh};
+        k->cell_forward(ctx, &cf);
+        if (d->P)
+            k->pgemm(ctx, B, Ho, H, sr, H, ws->pack[l].whr_nt, 0, sh, Ho);
+        memcpy(hl, sh, sizeof(real) * B * Ho);
+        memcpy(cl, sc, sizeof(real) * B * H);
+        in = hl;
+    }
+    if (y)
+        memcpy(y, in, sizeof(real) * B * Ho);
+}

@@ -1,0 +1,216 @@
+/*
+ * nn.h - the numeric core: layers and the LSTM as forward/backward pairs over
+ * buffers of `real`, and the kernel table they compute with.
+ *
+ * `real` is float in the library. The files that include this header are
+ * also compiled with -DLSTM_REAL=double into the gradient-check test, which
+ * compares every backward with central finite differences in double.
+ *
+ * Sizes: T steps, B batch, I input, H hidden, P projection, Hout output per
+ * direction (P if P > 0 else H), L layers, D directions, G = 4H gate rows.
+ */
+#ifndef LSTM_NN_H
+#define LSTM_NN_H
+
+#include "lstm.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifndef LSTM_REAL
+#define LSTM_REAL float
+#endif
+typedef LSTM_REAL real;
+
+/* ------------------------------------------------------------------ */
+/* Threads: a pool of workers that run one job at a time, the caller being
+ * thread 0. Kernels split their work by thread id and may meet at
+ * nn_pool_barrier. A NULL pool is one thread.                          */
+
+typedef struct nn_pool nn_pool;
+typedef void (*nn_pool_fn)(void *arg, int tid, int nthreads);
+
+nn_pool *nn_pool_create(int nthreads);
+void nn_pool_free(nn_pool *pool);
+int nn_pool_size(const nn_pool *pool);
+/* Runs fn(arg, tid, n) on every thread and returns when all are done. */
+void nn_pool_run(nn_pool *pool, nn_pool_fn fn, void *arg);
+/* Inside a job run on nthreads threads: waits until all have arrived. A
+ * job called directly (nthreads = 1) passes straight through. */
+void nn_pool_barrier(nn_pool *pool, int tid, int nthreads);
+/* The half-open range [lo, hi) of n items for thread tid, in multiples of
+ * `align` items (except the last range). */
+void nn_split(int n, int align, int tid, int nthreads, int *lo, int *hi);
+
+/* ------------------------------------------------------------------ */
+/* Kernels. A table of functions; the reference table is plain loops (and
+ * exists in float and double), the fast tables pack weights for their own
+ * microkernels and run on the pool.                                     */
+
+typedef struct nn_ctx nn_ctx;
+
+/* One LSTM cell step for M rows (the active rows of a batch):
+ *     pre = gin + bias + x W_ih^T + hp W_hh^T      (M,4H), gates i,f,g,o
+ *     i,f,o = sigmoid(pre), g = tanh(pre)
+ *     c = f * cp + i * g;  h = o * tanh(c)
+ * x and W_ih are for the step API, which fuses the input product (K1 = I);
+ * a whole-sequence forward computes gin beforehand and passes K1 = 0.     */
+typedef struct {
+    int M, H;
+    int K1, K2;       /* columns of x (0 when absent), of hp (Hout) */
+    const real *x;    /* (M,K1) row stride ldx, or NULL */
+    int ldx;
+    const real *hp;   /* (M,K2) rows contiguous */
+    const real *cp;   /* (M,H) */
+    const real *gin;  /* (M,4H) or NULL */
+    const real *bias; /* (4H) or NULL */
+    const real *w;    /* weights packed by cell_pack(W_ih, W_hh) */
+    real *g;          /* (M,4H) out: i, f, g, o after their nonlinearity; may equal gin */
+    real *c;          /* (M,H) out */
+    real *h;          /* (M,H) out */
+} nn_cell_fwd;
+
+/* The backward of one step for M rows, given dr = dL/dh (of o * tanh(c),
+ * before any projection) and the carried dL/dc:
+ *     dc  += dr * o * (1 - tanh(c)^2)
+ *     do = dr * tanh(c) * o (1 - o)    di = dc * g * i (1 - i)
+ *     dg = dc * i * (1 - g^2)          df = dc * cp * f (1 - f)
+ *     dc_prev = dc * f;  dhp = dpre W_hh                                 */
+typedef struct {
+    int M, H, Hout;
+    real *g;          /* (M,4H) in: activations; out: dL/dpre (in place) */
+    const real *c;    /* (M,H) c of this step */
+    const real *cp;   /* (M,H) c of the previous step */
+    const real *dr;   /* (M,H) */
+    real *dc;         /* (M,H) in: carried from t+1; out: carried to t-1 */
+    real *dhp;        /* (M,Hout) out: dL/dh_prev, overwritten */
+    const real *w;    /* W_hh packed by pack_nn(W_hh, K = 4H, N = Hout) */
+} nn_cell_bwd;
+
+typedef struct {
+    const char *name;
+    /* C (M,N) = alpha op(A) op(B) + beta C, row-major; op(X) = X^T when tX. */
+    void (*gemm)(const nn_ctx *ctx, int tA, int tB, int M, int N, int K, real alpha,
+                 const real *A, int lda, const real *B, int ldb, real beta, real *C, int ldc);
+    /* Packed right-hand matrices for products with few rows (one step):
+     * pack_nt packs W (N,K) to use as W^T, pack_nn packs W (K,N). */
+    size_t (*pack_size)(int N, int K);
+    void (*pack_nt)(real *dst, const real *W, int N, int K);
+    void (*pack_nn)(real *dst, const real *W, int K, int N);
+    /* C (M,N) = A (M,K) Wp + beta C, A rows of stride lda. */
+    void (*pgemm)(const nn_ctx *ctx, int M, int N, int K, const real *A, int lda,
+                  const real *Wp, real beta, real *C, int ldc);
+    /* Cell weights [W_ih (4H,K1) | W_hh (4H,K2)] (W_ih NULL when K1 = 0). */
+    size_t (*cell_pack_size)(int H, int K1, int K2);
+    void (*cell_pack)(real *dst, const real *w_ih, const real *w_hh, int H, int K1, int K2);
+    void (*cell_forward)(const nn_ctx *ctx, const nn_cell_fwd *a);
+    void (*cell_backward)(const nn_ctx *ctx, const nn_cell_bwd *a);
+} nn_kernels;
+
+struct nn_ctx {
+    const nn_kernels *k;
+    nn_pool *pool; /* NULL: one thread */
+};
+
+extern const nn_kernels nn_kernels_ref;
+
+/* The pointwise parts of the reference cell, shared with kernels that
+ * reuse them for rows or units they do not vectorise. */
+void nn_cell_pointwise_forward(int M, int H, real *g, const real *cp, real *c, real *h, int u0,
+                               int u1);
+void nn_cell_pointwise_backward(int M, int H, real *g, const real *c, const real *cp,
+                                const real *dr, real *dc, int u0, int u1);
+
+/* ------------------------------------------------------------------ */
+/* Layers (the public lstm_*_forward/backward functions call these).    */
+
+void nn_embedding_forward(real *out, const int32_t *ids, const real *table, int N, int E);
+void nn_embedding_backward(real *dtable, const real *dout, const int32_t *ids, int N, int E);
+void nn_linear_forward(const nn_ctx *ctx, real *out, const real *in, const real *w,
+                       const real *b, int N, int K, int O);
+void nn_linear_backward(const nn_ctx *ctx, real *din, real *dw, real *db, const real *dout,
+                        const real *in, const real *w, int N, int K, int O);
+double nn_cross_entropy_forward(real *logp, const real *logits, const int32_t *targets, int N,
+                                int C, int ignore_index, int *count);
+void nn_cross_entropy_backward(real *dlogits, const real *logp, const int32_t *targets, int N,
+                               int C, int ignore_index, real scale);
+double nn_mse_forward(const real *a, const real *b, size_t n);
+void nn_mse_backward(real *da, const real *a, const real *b, size_t n, real scale);
+void nn_mean_pool_forward(real *out, const real *x, const int *lengths, int T, int B, int F);
+void nn_mean_pool_backward(real *dx, const real *dout, const int *lengths, int T, int B, int F);
+void nn_last_pool_forward(real *out, const real *x, const int *lengths, int T, int B, int F);
+void nn_last_pool_backward(real *dx, const real *dout, const int *lengths, int T, int B, int F);
+void nn_dropout_forward(real *out, real *mask, const real *x, size_t n, real p, lstm_rng *rng);
+void nn_dropout_backward(real *dx, const real *dout, const real *mask, size_t n);
+
+/* ------------------------------------------------------------------ */
+/* The LSTM (lstm_core.c). */
+
+typedef struct {
+    int I, H, P, L, D; /* P = 0: no projection */
+    int bias;
+    real dropout;
+} nn_lstm_dims;
+
+static inline int nn_lstm_hout(const nn_lstm_dims *d) { return d->P > 0 ? d->P : d->H; }
+static inline int nn_lstm_in(const nn_lstm_dims *d, int layer) {
+    return layer == 0 ? d->I : d->D * nn_lstm_hout(d);
+}
+
+/* The tensors of one layer and direction, and where their gradients go. */
+typedef struct {
+    const real *w_ih, *w_hh, *b_ih, *b_hh, *w_hr; /* biases NULL without bias; w_hr NULL without P */
+    real *dw_ih, *dw_hh, *db_ih, *db_hh, *dw_hr;
+} nn_lstm_weights;
+
+/* One forward (and its backward) of a whole batch of sequences. */
+typedef struct {
+    int T, B;
+    int batch_first;
+    const real *x;      /* (T,B,I) or (B,T,I) */
+    const int *lengths; /* (B) in [1,T] or NULL */
+    const real *h0, *c0;
+    real *y, *hn, *cn;
+} nn_lstm_io;
+
+typedef struct {
+    const real *dy, *dhn, *dcn;
+    real *dx, *dh0, *dc0;
+} nn_lstm_grads;
+
+/* Working memory of one model: activations kept for backward and scratch.
+ * Sized for T*B by nn_lstm_ws_reserve; no allocation during the run. */
+typedef struct nn_lstm_ws nn_lstm_ws;
+
+nn_lstm_ws *nn_lstm_ws_create(void);
+void nn_lstm_ws_free(nn_lstm_ws *ws);
+/* Makes room for T steps of B rows; 0 on success, -1 when out of memory. */
+int nn_lstm_ws_reserve(nn_lstm_ws *ws, const nn_lstm_dims *d, int T, int B);
+/* Packs the recurrent weights for the kernels k (after any weight change);
+ * 0 on success, -1 when out of memory. */
+int nn_lstm_ws_pack(nn_lstm_ws *ws, const nn_lstm_dims *d, const nn_kernels *k,
+                    const nn_lstm_weights *w);
+
+/* w has L*D entries, layer-major (layer k, direction d at k*D + d). The
+ * caller has checked the shapes and lengths. rng is used for dropout when
+ * training with dims->dropout > 0. */
+void nn_lstm_forward(const nn_ctx *ctx, const nn_lstm_dims *d, const nn_lstm_weights *w,
+                     nn_lstm_ws *ws, const nn_lstm_io *io, int training, lstm_rng *rng);
+/* Back-propagates through the last forward of ws; accumulates weight
+ * gradients into w's d* pointers (those that are not NULL); consumes the
+ * saved activations, so it may follow each forward once. Returns -1 (and
+ * does nothing) when there is no forward to go back through. */
+int nn_lstm_backward(const nn_ctx *ctx, const nn_lstm_dims *d, const nn_lstm_weights *w,
+                     nn_lstm_ws *ws, const nn_lstm_grads *g);
+
+/* Packs everything nn_lstm_ws_pack does and [W_ih | W_hh] per layer for
+ * the fused step kernel, and makes room for B rows; 0 on success, -1 when
+ * out of memory. */
+int nn_lstm_ws_pack_step(nn_lstm_ws *ws, const nn_lstm_dims *d, const nn_kernels *k,
+                         const nn_lstm_weights *w, int B);
+/* One step for B rows (D = 1): x (B,I); h (L,B,Hout), c (L,B,H) in place.
+ * y (B,Hout) may be NULL. Needs nn_lstm_ws_pack_step for the current
+ * weights and at least B rows. */
+void nn_lstm_step(const nn_ctx *ctx, const nn_lstm_dims *d, nn_lstm_ws *ws, int B, const real *x, real *h, real *c, real *y);
+
+#endif

@@ -1,0 +1,250 @@
+/* params.c - every tensor of a model in one buffer, gradients in a second,
+ * with named views; loading and saving them as safetensors. */
+#include "internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define VIEW_ALIGN 16 /* floats: views start on 64-byte boundaries */
+
+typedef struct {
+    char *name;
+    int ndim;
+    int64_t shape[LSTM_MAX_DIMS];
+    size_t numel;
+    size_t offset; /* in floats */
+} tensor_view;
+
+struct lstm_params {
+    tensor_view *v;
+    int n, cap;
+    size_t total; /* floats, padding included */
+    float *data, *grad;
+    uint64_t version;
+};
+
+lstm_params *lstm_params_create(void) { return calloc(1, sizeof(lstm_params)); }
+
+void lstm_params_free(lstm_params *p) {
+    if (!p)
+        return;
+    for (int i = 0; i < p->n; i++)
+        free(p->v[i].name);
+    free(p->v);
+    lstm_free_aligned(p->data);
+    lstm_free_aligned(p->grad);
+    free(p);
+}
+
+int lstm_params_declare(lstm_params *p, const char *name, int ndim, const int64_t *shape,
+                        lstm_error *err) {
+    if (p->data) {
+        lstm_fail(err, LSTM_ERR_STATE, "cannot declare '%s': parameters already allocated", name);
+        return -1;
+    }
+    if (!name || !*name) {
+        lstm_fail(err, LSTM_ERR_INVALID, "a parameter needs a name");
+        return -1;
+    }
+    if (lstm_params_find(p, name) >= 0) {
+        lstm_fail(err, LSTM_ERR_INVALID, "parameter '%s' declared twice", name);
+        return -1;
+    }
+    if (ndim < 0 || ndim > LSTM_MAX_DIMS) {
+        lstm_fail(err, LSTM_ERR_INVALID, "parameter '%s': %d dimensions", name, ndim);
+        return -1;
+    }
+    size_t numel = 1;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 0) {
+            lstm_fail(err, LSTM_ERR_INVALID, "parameter '%s': negative dimension", name);
+            return -1;
+        }
+        numel = lstm_mul_size(numel, (size_t)shape[i]);
+    }
+    if (numel == (size_t)-1 || numel > ((size_t)1 << 40)) {
+        lstm_fail(err, LSTM_ERR_INVALID, "parameter '%s' is too large", name);
+        return -1;
+    }
+    if (p->n == p->cap) {
+        int cap = p->cap ? 2 * p->cap : 16;
+        tensor_view *v = realloc(p->v, sizeof *v * (size_t)cap);
+        if (!v) {
+            lstm_fail(err, LSTM_ERR_NOMEM, "out of memory declaring '%s'", name);
+            return -1;
+        }
+        p->v = v;
+        p->cap = cap;
+    }
+    tensor_view *t = &p->v[p->n];
+    memset(t, 0, sizeof *t);
+    t->name = strdup(name);
+    if (!t->name) {
+        lstm_fail(err, LSTM_ERR_NOMEM, "out of memory declaring '%s'", name);
+        return -1;
+    }
+    t->ndim = ndim;
+    for (int i = 0; i < ndim; i++)
+        t->shape[i] = shape[i];
+    t->numel = numel;
+    t->offset = p->total;
+    p->total += (numel + VIEW_ALIGN - 1) / VIEW_ALIGN * VIEW_ALIGN;
+    return p->n++;
+}
+
+lstm_status lstm_params_alloc(lstm_params *p, lstm_error *err) {
+    if (p->data)
+        return lstm_fail(err, LSTM_ERR_STATE, "parameters already allocated");
+    size_t bytes = lstm_mul_size(p->total ? p->total : 1, sizeof(float));
+    p->data = lstm_alloc_aligned(bytes);
+    p->grad = lstm_alloc_aligned(bytes);
+    if (!p->data || !p->grad) {
+        lstm_free_aligned(p->data);
+        lstm_free_aligned(p->grad);
+        p->data = p->grad = NULL;
+        return lstm_fail(err, LSTM_ERR_NOMEM, "out of memory allocating %zu parameters",
+                         p->total);
+    }
+    memset(p->data, 0, bytes);
+    memset(p->grad, 0, bytes);
+    p->version++;
+    return lstm_ok(err);
+}
+
+int lstm_params_count(const lstm_params *p) { return p->n; }
+
+int lstm_params_find(const lstm_params *p, const char *name) {
+    for (int i = 0; i < p->n; i++)
+        if (strcmp(p->v[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+const char *lstm_params_name(const lstm_params *p, int i) { return p->v[i].name; }
+int lstm_params_ndim(const lstm_params *p, int i) { return p->v[i].ndim; }
+const int64_t *lstm_params_shape(const lstm_params *p, int i) { return p->v[i].shape; }
+size_t lstm_params_numel(const lstm_params *p, int i) { return p->v[i].numel; }
+float *lstm_params_data(lstm_params *p, int i) { return p->data ? p->data + p->v[i].offset : NULL; }
+float *lstm_params_grad(lstm_params *p, int i) { return p->grad ? p->grad + p->v[i].offset : NULL; }
+size_t lstm_params_size(const lstm_params *p) { return p->total; }
+float *lstm_params_data_all(lstm_params *p) { return p->data; }
+float *lstm_params_grad_all(lstm_params *p) { return p->grad; }
+
+void lstm_params_zero_grad(lstm_params *p) {
+    if (p->grad)
+        memset(p->grad, 0, sizeof(float) * p->total);
+}
+
+uint64_t lstm_params_version(const lstm_params *p) { return p->version; }
+void lstm_params_touch(lstm_params *p) { p->version++; }
+
+static int same_shape(const tensor_view *a, const tensor_view *b) {
+    if (a->ndim != b->ndim)
+        return 0;
+    for (int i = 0; i < a->ndim; i++)
+        if (a->shape[i] != b->shape[i])
+            return 0;
+    return 1;
+}
+
+lstm_status lstm_params_copy(lstm_params *dst, const lstm_params *src, lstm_error *err) {
+    if (!dst->data || !src->data)
+        return lstm_fail(err, LSTM_ERR_STATE, "parameters not allocated");
+    if (dst->n != src->n)
+        return lstm_fail(err, LSTM_ERR_SHAPE, "parameter sets differ (%d and %d tensors)", dst->n,
+                         src->n);
+    for (int i = 0; i < dst->n; i++) {
+        int j = lstm_params_find(src, dst->v[i].name);
+        if (j < 0 || !same_shape(&dst->v[i], &src->v[j]))
+            return lstm_fail(err, LSTM_ERR_SHAPE, "parameter '%s' missing or of another shape",
+                             dst->v[i].name);
+    }
+    for (int i = 0; i < dst->n; i++) {
+        int j = lstm_params_find(src, dst->v[i].name);
+        memcpy(dst->data + dst->v[i].offset, src->data + src->v[j].offset,
+               sizeof(float) * dst->v[i].numel);
+    }
+    dst->version++;
+    return lstm_ok(err);
+}
+
+/* "(4, 3)" into buf, for messages. */
+static const char *shape_str(char *buf, size_t n, int ndim, const int64_t *shape) {
+    size_t at = 0;
+    at += (size_t)snprintf(buf, n, "(");
+    for (int i = 0; i < ndim && at < n; i++)
+        at += (size_t)snprintf(buf + at, n - at, "%s%lld", i ? ", " : "", (long long)shape[i]);
+    if (at < n)
+        snprintf(buf + at, n - at, ")");
+    return buf;
+}
+
+lstm_status lstm_params_write(const lstm_params *p, lstm_st_writer *w, const char *prefix,
+                              lstm_error *err) {
+    if (!p->data)
+        return lstm_fail(err, LSTM_ERR_STATE, "parameters not allocated");
+    size_t plen = strlen(prefix ? prefix : "");
+    for (int i = 0; i < p->n; i++) {
+        size_t nlen = strlen(p->v[i].name);
+        char *full = malloc(plen + nlen + 1);
+        if (!full)
+            return lstm_fail(err, LSTM_ERR_NOMEM, "out of memory");
+        memcpy(full, prefix ? prefix : "", plen);
+        memcpy(full + plen, p->v[i].name, nlen + 1);
+        lstm_status s = lstm_st_writer_add(w, full, LSTM_DT_F32, p->v[i].ndim, p->v[i].shape,
+                                           p->data + p->v[i].offset, err);
+        free(full);
+        if (s)
+            return s;
+    }
+    return lstm_ok(err);
+}
+
+lstm_status lstm_params_read(lstm_params *p, const lstm_st *st, const char *prefix, int strict,
+                             lstm_error *err) {
+    if (!p->data)
+        return lstm_fail(err, LSTM_ERR_STATE, "parameters not allocated");
+    const char *file = lstm_st_name(st);
+    if (!prefix)
+        prefix = "";
+    size_t plen = strlen(prefix);
+    /* Check everything first, so a failed load leaves the values as they were. */
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < p->n; i++) {
+            const tensor_view *v = &p->v[i];
+            char name[512];
+            if ((size_t)snprintf(name, sizeof name, "%s%s", prefix, v->name) >= sizeof name)
+                return lstm_fail(err, LSTM_ERR_INVALID, "tensor name too long: %s%s", prefix,
+                                 v->name);
+            const lstm_st_tensor *t = lstm_st_find(st, name);
+            char a[128], b[128];
+            if (!t)
+                return lstm_fail(err, LSTM_ERR_SHAPE, "%s: missing tensor '%s' %s", file, name,
+                                 shape_str(a, sizeof a, v->ndim, v->shape));
+            if (t->ndim != v->ndim || memcmp(t->shape, v->shape, sizeof(int64_t) * v->ndim))
+                return lstm_fail(err, LSTM_ERR_SHAPE, "%s: tensor '%s' has shape %s, expected %s",
+                                 file, name, shape_str(a, sizeof a, t->ndim, t->shape),
+                                 shape_str(b, sizeof b, v->ndim, v->shape));
+            if (t->dtype != LSTM_DT_F32 && t->dtype != LSTM_DT_F16 &&
+                t->dtype != LSTM_DT_BF16 && t->dtype != LSTM_DT_F64)
+                return lstm_fail(err, LSTM_ERR_SHAPE,
+                                 "%s: tensor '%s' has dtype %s, expected a float type", file,
+                                 name, lstm_dtype_name(t->dtype));
+            if (pass == 1) {
+                lstm_status s = lstm_st_read_f32(st, t, p->data + v->offset, v->numel, err);
+                if (s)
+                    return s;
+            }
+        }
+        if (pass == 0 && strict) {
+            for (size_t i = 0; i < lstm_st_count(st); i++) {
+                const char *n = lstm_st_tensor_at(st, i)->name;
+                if (strncmp(n, prefix, plen) == 0 && lstm_params_find(p, n + plen) < 0)
+                    return lstm_fail(err, LSTM_ERR_SHAPE, "%s: unexpected tensor '%s'", file, n);
+            }
+        }
+    }
+    p->version++;
+    return lstm_ok(err);
+}

@@ -1,0 +1,294 @@
+/* rnn.c - the public LSTM module: configuration, PyTorch's tensor names,
+ * argument checks, weight packing; the numbers are lstm_core.c's. */
+#include "internal.h"
+#include "nn.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { W_IH, W_HH, B_IH, B_HH, W_HR, NW }; /* tensors of one layer and direction */
+
+struct lstm_rnn {
+    lstm_rnn_config cfg;
+    nn_lstm_dims dims;
+    lstm_params *p;       /* the parameters the module was declared in (not owned) */
+    int *idx;             /* (L*D, NW) indices into p, -1 when absent */
+    nn_lstm_weights *w;   /* (L*D) pointers, refreshed before each use */
+    nn_lstm_ws *ws;
+    /* what the packed weights were made from */
+    uint64_t pack_version;
+    const nn_kernels *pack_k;
+    int pack_step_B;      /* rows the step scratch holds; 0: step not packed */
+    /* the forward that backward will follow */
+    int fwd_valid;
+    uint64_t fwd_version;
+    const nn_kernels *fwd_k;
+};
+
+lstm_rnn_config lstm_rnn_config_default(int input_size, int hidden_size) {
+    lstm_rnn_config c = {0};
+    c.input_size = input_size;
+    c.hidden_size = hidden_size;
+    c.num_layers = 1;
+    c.bias = 1;
+    return c;
+}
+
+/* Sizes stay far below the int and size_t limits of the kernels' arithmetic. */
+#define MAX_SIZE (1 << 20)
+
+lstm_status lstm_rnn_config_check(const lstm_rnn_config *c, lstm_error *err) {
+    if (c->input_size < 1 || c->input_size > MAX_SIZE)
+        return lstm_fail(err, LSTM_ERR_INVALID, "input_size %d is not in [1, %d]", c->input_size,
+                         MAX_SIZE);
+    if (c->hidden_size < 1 || c->hidden_size > MAX_SIZE)
+        return lstm_fail(err, LSTM_ERR_INVALID, "hidden_size %d is not in [1, %d]",
+                         c->hidden_size, MAX_SIZE);
+    if (c->num_layers < 1 || c->num_layers > 1024)
+        return lstm_fail(err, LSTM_ERR_INVALID, "num_layers %d is not in [1, 1024]",
+                         c->num_layers);
+    if (c->proj_size < 0 || c->proj_size >= c->hidden_size)
+        return lstm_fail(err, LSTM_ERR_INVALID,
+                         "proj_size %d must be 0 or in [1, hidden_size) = [1, %d)", c->proj_size,
+                         c->hidden_size);
+    if (!(c->dropout >= 0 && c->dropout < 1))
+        return lstm_fail(err, LSTM_ERR_INVALID, "dropout %g is not in [0, 1)", (double)c->dropout);
+    if ((c->bias | 1) != 1 || (c->batch_first | 1) != 1 || (c->bidirectional | 1) != 1)
+        return lstm_fail(err, LSTM_ERR_INVALID, "bias, batch_first and bidirectional are 0 or 1");
+    return lstm_ok(err);
+}
+
+static const char *wname(int kind) {
+    static const char *names[NW] = {"weight_ih_l", "weight_hh_l", "bias_ih_l", "bias_hh_l",
+                                    "weight_hr_l"};
+    return names[kind];
+}
+
+lstm_status lstm_rnn_config_infer(lstm_rnn_config *cfg, const lstm_st *st, const char *prefix,
+                                  lstm_error *err) {
+    const char *file = lstm_st_name(st);
+    char name[512];
+    if (!prefix)
+        prefix = "";
+    snprintf(name, sizeof name, "%sweight_ih_l0", prefix);
+    const lstm_st_tensor *t = lstm_st_find(st, name);
+    if (!t)
+        return lstm_fail(err, LSTM_ERR_SHAPE, "%s: no tensor '%s': not an LSTM state_dict", file,
+                         name);
+    if (t->ndim != 2 || t->shape[0] % 4 || t->shape[0] < 4 || t->shape[1] < 1 ||
+        t->shape[0] / 4 > MAX_SIZE || t->shape[1] > MAX_SIZE)
+        return lstm_fail(err, LSTM_ERR_SHAPE, "%s: '%s' must be (4*hidden_size, input_size)", file,
+                         name);
+    lstm_rnn_config c = lstm_rnn_config_default((int)t->shape[1], (int)(t->shape[0] / 4));
+    c.num_layers = 0;
+    do {
+        c.num_layers++;
+        snprintf(name, sizeof name, "%sweight_ih_l%d", prefix, c.num_layers);
+    } while (c.num_layers < 1024 && lstm_st_find(st, name));
+    snprintf(name, sizeof name, "%sweight_ih_l0_reverse", prefix);
+    c.bidirectional = lstm_st_find(st, name) != NULL;
+    snprintf(name, sizeof name, "%sbias_ih_l0", prefix);
+    c.bias = lstm_st_find(st, name) != NULL;
+    snprintf(name, sizeof name, "%sweight_hr_l0", prefix);
+    const lstm_st_tensor *hr = lstm_st_find(st, name);
+    if (hr) {
+        if (hr->ndim != 2 || hr->shape[1] != c.hidden_size || hr->shape[0] < 1 ||
+            hr->shape[0] >= c.hidden_size)
+            return lstm_fail(err, LSTM_ERR_SHAPE,
+                             "%s: '%s' must be (proj_size, hidden_size) with proj_size < %d",
+                             file, name, c.hidden_size);
+        c.proj_size = (int)hr->shape[0];
+    }
+    *cfg = c;
+    return lstm_rnn_config_check(cfg, err);
+}
+
+lstm_rnn *lstm_rnn_create(const lstm_rnn_config *cfg, lstm_params *p, const char *prefix,
+                          lstm_error *err) {
+    if (lstm_rnn_config_check(cfg, err))
+        return NULL;
+    if (!prefix)
+        prefix = "";
+    lstm_rnn *r = calloc(1, sizeof *r);
+    int D = cfg->bidirectional ? 2 : 1, LD = cfg->num_layers * D;
+    if (!r || !(r->idx = malloc(sizeof(int) * LD * NW)) ||
+        !(r->w = calloc((size_t)LD, sizeof *r->w)) || !(r->ws = nn_lstm_ws_create())) {
+        lstm_rnn_free(r);
+        lstm_fail(err, LSTM_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    r->cfg = *cfg;
+    r->p = p;
+    r->dims = (nn_lstm_dims){.I = cfg->input_size, .H = cfg->hidden_size, .P = cfg->proj_size,
+                             .L = cfg->num_layers, .D = D, .bias = cfg->bias,
+                             .dropout = cfg->dropout};
+    int H = cfg->hidden_size, Ho = nn_lstm_hout(&r->dims);
+    for (int l = 0; l < cfg->num_layers; l++)
+        for (int d = 0; d < D; d++) {
+            int64_t shapes[NW][2] = {{4 * H, nn_lstm_in(&r->dims, l)},
+                                     {4 * H, Ho},
+                                     {4 * H, 0},
+                                     {4 * H, 0},
+                                     {cfg->proj_size, H}};
+            int ndims[NW] = {2, 2, 1, 1, 2};
+            for (int k = 0; k < NW; k++) {
+                int *ix = &r->idx[(l * D + d) * NW + k];
+                *ix = -1;
+                if ((k == B_IH || k == B_HH) && !cfg->bias)
+                    continue;
+                if (k == W_HR && !cfg->proj_size)
+                    continue;
+                char name[512];
+                snprintf(name, sizeof name, "%s%s%d%s", prefix, wname(k), l,
+                         d ? "_reverse" : "");
+                *ix = lstm_params_declare(p, name, ndims[k], shapes[k], err);
+                if (*ix < 0) {
+                    lstm_rnn_free(r);
+                    return NULL;
+                }
+            }
+        }
+    lstm_ok(err);
+    return r;
+}
+
+void lstm_rnn_free(lstm_rnn *r) {
+    if (!r)
+        return;
+    free(r->idx);
+    free(r->w);
+    nn_lstm_ws_free(r->ws);
+    free(r);
+}
+
+const lstm_rnn_config *lstm_rnn_get_config(const lstm_rnn *r) { return &r->cfg; }
+
+void lstm_rnn_reset_parameters(lstm_rnn *r, lstm_params *p, lstm_rng *rng) {
+    float k = 1.0f / sqrtf((float)r->cfg.hidden_size);
+    for (int i = 0; i < r->dims.L * r->dims.D * NW; i++) {
+        if (r->idx[i] < 0)
+            continue;
+        float *v = lstm_params_data(p, r->idx[i]);
+        size_t n = lstm_params_numel(p, r->idx[i]);
+        for (size_t j = 0; j < n; j++)
+            v[j] = (2 * lstm_rng_uniform(rng) - 1) * k;
+    }
+    lstm_params_touch(p);
+}
+
+/* Points the per-direction weight table at p's buffers. */
+static lstm_status bind(lstm_rnn *r, lstm_params *p, lstm_error *err) {
+    if (p != r->p)
+        return lstm_fail(err, LSTM_ERR_INVALID,
+                         "the parameters passed are not those the LSTM was created in");
+    if (!lstm_params_data(p, r->idx[0]))
+        return lstm_fail(err, LSTM_ERR_STATE, "parameters not allocated");
+    for (int i = 0; i < r->dims.L * r->dims.D; i++) {
+        const int *ix = &r->idx[i * NW];
+#define VIEW(k, f) (ix[k] >= 0 ? f(p, ix[k]) : NULL)
+        r->w[i] = (nn_lstm_weights){VIEW(W_IH, lstm_params_data), VIEW(W_HH, lstm_params_data),
+                                    VIEW(B_IH, lstm_params_data), VIEW(B_HH, lstm_params_data),
+                                    VIEW(W_HR, lstm_params_data), VIEW(W_IH, lstm_params_grad),
+                                    VIEW(W_HH, lstm_params_grad), VIEW(B_IH, lstm_params_grad),
+                                    VIEW(B_HH, lstm_params_grad), VIEW(W_HR, lstm_params_grad)};
+#undef VIEW
+    }
+    return LSTM_OK;
+}
+
+/* Re-packs the weights when they or the kernels changed. */
+static lstm_status ensure_packed(lstm_rnn *r, const nn_ctx *nc, lstm_params *p, int step_B,
+                                 lstm_error *err) {
+    uint64_t v = lstm_params_version(p);
+    int fresh = r->pack_k == nc->k && r->pack_version == v;
+    if (step_B > 0) {
+        if (fresh && r->pack_step_B >= step_B)
+            return LSTM_OK;
+        if (nn_lstm_ws_pack_step(r->ws, &r->dims, nc->k, r->w, step_B))
+            goto nomem;
+        r->pack_step_B = step_B;
+    } else {
+        if (fresh)
+            return LSTM_OK;
+        if (nn_lstm_ws_pack(r->ws, &r->dims, nc->k, r->w))
+            goto nomem;
+        r->pack_step_B = 0;
+    }
+    r->pack_k = nc->k;
+    r->pack_version = v;
+    return LSTM_OK;
+nomem:
+    r->pack_k = NULL;
+    return lstm_fail(err, LSTM_ERR_NOMEM, "out of memory packing weights");
+}
+
+lstm_status lstm_rnn_forward(lstm_rnn *r, lstm_ctx *ctx, lstm_params *p, const lstm_rnn_io *io,
+                             int training, lstm_rng *rng, lstm_error *err) {
+    lstm_status s;
+    r->fwd_valid = 0;
+    if (!io || !io->x || !io->y)
+        return lstm_fail(err, LSTM_ERR_INVALID, "forward needs x and y");
+    if (io->T < 1 || io->B < 1 || (long long)io->T * io->B > (1LL << 30))
+        return lstm_fail(err, LSTM_ERR_INVALID, "T = %d and B = %d: each must be >= 1, T*B <= 2^30",
+                         io->T, io->B);
+    if (io->lengths)
+        for (int b = 0; b < io->B; b++)
+            if (io->lengths[b] < 1 || io->lengths[b] > io->T)
+                return lstm_fail(err, LSTM_ERR_INVALID, "lengths[%d] = %d is not in [1, T = %d]",
+                                 b, io->lengths[b], io->T);
+    if (training && r->cfg.dropout > 0 && r->cfg.num_layers > 1 && !rng)
+        return lstm_fail(err, LSTM_ERR_INVALID, "training with dropout needs an rng");
+    if ((s = bind(r, p, err)))
+        return s;
+    const nn_ctx *nc = lstm_ctx_nn(ctx);
+    if ((s = ensure_packed(r, nc, p, 0, err)))
+        return s;
+    if (nn_lstm_ws_reserve(r->ws, &r->dims, io->T, io->B))
+        return lstm_fail(err, LSTM_ERR_NOMEM, "out of memory for T = %d, B = %d", io->T, io->B);
+    nn_lstm_io nio = {.T = io->T, .B = io->B, .batch_first = r->cfg.batch_first, .x = io->x,
+                      .lengths = io->lengths, .h0 = io->h0, .c0 = io->c0, .y = io->y,
+                      .hn = io->hn, .cn = io->cn};
+    nn_lstm_forward(nc, &r->dims, r->w, r->ws, &nio, training, rng);
+    r->fwd_valid = 1;
+    r->fwd_version = lstm_params_version(p);
+    r->fwd_k = nc->k;
+    return lstm_ok(err);
+}
+
+lstm_status lstm_rnn_backward(lstm_rnn *r, lstm_ctx *ctx, lstm_params *p, const lstm_rnn_grads *g,
+                              lstm_error *err) {
+    lstm_status s;
+    const nn_ctx *nc = lstm_ctx_nn(ctx);
+    if (!r->fwd_valid)
+        return lstm_fail(err, LSTM_ERR_STATE, "backward needs a forward first (once per forward)");
+    if (lstm_params_version(p) != r->fwd_version || nc->k != r->fwd_k)
+        return lstm_fail(err, LSTM_ERR_STATE,
+                         "the weights or the kernels changed between forward and backward");
+    if ((s = bind(r, p, err)))
+        return s;
+    nn_lstm_grads ng = {.dy = g->dy, .dhn = g->dhn, .dcn = g->dcn, .dx = g->dx, .dh0 = g->dh0,
+                        .dc0 = g->dc0};
+    r->fwd_valid = 0;
+    if (nn_lstm_backward(nc, &r->dims, r->w, r->ws, &ng))
+        return lstm_fail(err, LSTM_ERR_STATE, "no forward to go back through");
+    return lstm_ok(err);
+}
+
+lstm_status lstm_rnn_step(lstm_rnn *r, lstm_ctx *ctx, lstm_params *p, int B, const float *x,
+                          float *h, float *c, float *y, lstm_error *err) {
+    lstm_status s;
+    if (r->cfg.bidirectional)
+        return lstm_fail(err, LSTM_ERR_UNSUPPORTED,
+                         "a bidirectional LSTM cannot run step by step: it needs the future");
+    if (B < 1 || B > (1 << 24) || !x || !h || !c)
+        return lstm_fail(err, LSTM_ERR_INVALID, "step needs B >= 1, x, h and c");
+    if ((s = bind(r, p, err)))
+        return s;
+    const nn_ctx *nc = lstm_ctx_nn(ctx);
+    if ((s = ensure_packed(r, nc, p, B, err)))
+        return s;
+    nn_lstm_step(nc, &r->dims, r->ws, B, x, h, c, y);
+    return lstm_ok(err);
+}

@@ -1,0 +1,461 @@
+/*
+ * test_lstm.c - the LSTM module against PyTorch (fixtures written by
+ * tests/gen_fixtures.py), every kernel set against the reference kernels,
+ * the step API against the sequence API, and its argument checks.
+ *
+ * Tolerances. The fixtures are float64 computations on float32 inputs;
+ * PyTorch's own float32 run lands within 8e-7 of them. We allow
+ * |got - want| <= 1e-5 + 1e-4 |want| for outputs and gradients, and
+ * require exact zeros where PyTorch has them (padding).
+ */
+#include "check.h"
+#include "lstm.h"
+
+#include <dirent.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ATOL 1e-5
+#define RTOL 1e-4
+
+static const char *fixtures = "tests/fixtures";
+
+/* A float copy of a fixture tensor, or NULL when absent. */
+static float *get(const lstm_st *st, const char *name, size_t *n) {
+    const lstm_st_tensor *t = lstm_st_find(st, name);
+    if (!t)
+        return NULL;
+    float *v = malloc(sizeof(float) * (t->numel ? t->numel : 1));
+    lstm_error err;
+    if (lstm_st_read_f32(st, t, v, t->numel, &err)) {
+        printf("cannot read %s: %s\n", name, err.msg);
+        free(v);
+        return NULL;
+    }
+    if (n)
+        *n = t->numel;
+    return v;
+}
+
+static int meta_int(const lstm_st *st, const char *key) {
+    const char *v = lstm_st_meta(st, key);
+    return v ? atoi(v) : -1;
+}
+
+typedef struct {
+    lstm_kernels kernels;
+    int threads;
+    const char *name;
+} variant;
+
+static variant variants[8];
+static int nvariants;
+
+static void add_variant(lstm_kernels k, int threads, const char *name) {
+    lstm_ctx_config cc = {threads, k};
+    lstm_ctx *ctx = lstm_ctx_create(&cc, NULL);
+    if (!ctx) {
+        printf("ok skipping %s: not supported here\n", name);
+        return;
+    }
+    lstm_ctx_free(ctx);
+    variants[nvariants++] = (variant){k, threads, name};
+}
+
+static int all_zero_past_lengths(const float *v, const int *len, int T, int B, int F, int bf) {
+    for (int b = 0; b < B; b++)
+        for (int t = len[b]; t < T; t++)
+            for (int f = 0; f < F; f++) {
+                size_t row = bf ? (size_t)b * T + t : (size_t)t * B + b;
+                if (v[row * F + f] != 0)
+                    return 0;
+            }
+    return 1;
+}
+
+static void run_fixture(const char *path, const variant *var) {
+    lstm_error err;
+    lstm_st *st = lstm_st_open(path, &err);
+    CHECK(st != NULL, "%s: %s", path, err.msg);
+    if (!st)
+        return;
+    lstm_rnn_config cfg;
+    CHECK(lstm_rnn_config_infer(&cfg, st, "", &err) == LSTM_OK, "%s: infer: %s", path, err.msg);
+    cfg.batch_first = meta_int(st, "batch_first");
+    CHECK(cfg.hidden_size == meta_int(st, "hidden_size") &&
+              cfg.num_layers == meta_int(st, "num_layers") &&
+              cfg.proj_size == meta_int(st, "proj_size") &&
+              cfg.bidirectional == meta_int(st, "bidirectional") &&
+              cfg.bias == meta_int(st, "bias") && cfg.input_size == meta_int(st, "input_size"),
+          "%s: configuration inferred from the tensors", path);
+    int T = meta_int(st, "T"), B = meta_int(st, "B");
+    int D = cfg.bidirectional ? 2 : 1;
+    int Ho = cfg.proj_size ? cfg.proj_size : cfg.hidden_size;
+
+    lstm_ctx_config cc = {var->threads, var->kernels};
+    lstm_ctx *ctx = lstm_ctx_create(&cc, &err);
+    lstm_params *p = lstm_params_create();
+    lstm_rnn *rnn = lstm_rnn_create(&cfg, p, "", &err);
+    CHECK(rnn != NULL, "%s: create: %s", path, err.msg);
+    lstm_params_alloc(p, &err);
+    CHECK(lstm_params_read(p, st, "", 0, &err) == LSTM_OK, "%s: read: %s", path, err.msg);
+
+    size_t nx, ny, nh, nc;
+    float *x = get(st, "input", &nx), *h0 = get(st, "h0", NULL), *c0 = get(st, "c0", NULL);
+    float *want_y = get(st, "output", &ny), *want_hn = get(st, "h_n", &nh);
+    float *want_cn = get(st, "c_n", &nc);
+    float *gy = get(st, "grad_output", NULL), *ghn = get(st, "grad_h_n", NULL);
+    float *gcn = get(st, "grad_c_n", NULL);
+    int *len = NULL;
+    const lstm_st_tensor *lt = lstm_st_find(st, "lengths");
+    if (lt) {
+        int64_t l64[64];
+        lstm_st_read_i64(st, lt, l64, lt->numel, &err);
+        len = malloc(sizeof(int) * B);
+        for (int b = 0; b < B; b++)
+            len[b] = (int)l64[b];
+    }
+    float *y = calloc(ny, sizeof(float)), *hn = calloc(nh, sizeof(float));
+    float *cn = calloc(nc, sizeof(float));
+    lstm_rnn_io io = {T, B, x, len, h0, c0, y, hn, cn};
+    CHECK(lstm_rnn_forward(rnn, ctx, p, &io, 1, NULL, &err) == LSTM_OK, "%s: forward: %s", path,
+          err.msg);
+    CHECK_CLOSE(y, want_y, ny, ATOL, RTOL, "%s [%s]: output", path, var->name);
+    CHECK_CLOSE(hn, want_hn, nh, ATOL, RTOL, "%s [%s]: h_n", path, var->name);
+    CHECK_CLOSE(cn, want_cn, nc, ATOL, RTOL, "%s [%s]: c_n", path, var->name);
+    if (len)
+        CHECK(all_zero_past_lengths(y, len, T, B, D * Ho, cfg.batch_first),
+              "%s: output exactly zero past each length", path);
+
+    float *dx = calloc(nx, sizeof(float)), *dh0 = calloc(nh, sizeof(float));
+    float *dc0 = calloc(nc, sizeof(float));
+    lstm_rnn_grads g = {gy, ghn, gcn, dx, h0 ? dh0 : NULL, h0 ? dc0 : NULL};
+    CHECK(lstm_rnn_backward(rnn, ctx, p, &g, &err) == LSTM_OK, "%s: backward: %s", path, err.msg);
+    float *want = get(st, "grad.input", NULL);
+    CHECK_CLOSE(dx, want, nx, ATOL, RTOL, "%s [%s]: grad input", path, var->name);
+    free(want);
+    if (len)
+        CHECK(all_zero_past_lengths(dx, len, T, B, cfg.input_size, cfg.batch_first),
+              "%s: input gradient exactly zero past each length", path);
+    if (h0) {
+        want = get(st, "grad.h0", NULL);
+        CHECK_CLOSE(dh0, want, nh, ATOL, RTOL, "%s [%s]: grad h0", path, var->name);
+        free(want);
+        want = get(st, "grad.c0", NULL);
+        CHECK_CLOSE(dc0, want, nc, ATOL, RTOL, "%s [%s]: grad c0", path, var->name);
+        free(want);
+    }
+    for (int i = 0; i < lstm_params_count(p); i++) {
+        char name[300];
+        snprintf(name, sizeof name, "grad.%s", lstm_params_name(p, i));
+        want = get(st, name, NULL);
+        CHECK(want != NULL, "%s: fixture has %s", path, name);
+        if (want)
+            CHECK_CLOSE(lstm_params_grad(p, i), want, lstm_params_numel(p, i), ATOL, RTOL,
+                        "%s [%s]: %s", path, var->name, name);
+        free(want);
+    }
+
+    free(x), free(h0), free(c0), free(want_y), free(want_hn), free(want_cn), free(gy), free(ghn);
+    free(gcn), free(len), free(y), free(hn), free(cn), free(dx), free(dh0), free(dc0);
+    lstm_rnn_free(rnn);
+    lstm_params_free(p);
+    lstm_ctx_free(ctx);
+    lstm_st_free(st);
+}
+
+static void test_fixtures(void) {
+    DIR *dir = opendir(fixtures);
+    CHECK(dir != NULL, "fixture directory %s (run from the repository root)", fixtures);
+    if (!dir)
+        return;
+    char *names[128];
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(dir)) && n < 128)
+        if (strncmp(e->d_name, "lstm_", 5) == 0 && strstr(e->d_name, ".safetensors"))
+            names[n++] = strdup(e->d_name);
+    closedir(dir);
+    CHECK(n >= 20, "found %d LSTM fixtures", n);
+    for (int i = 0; i < n; i++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", fixtures, names[i]);
+        for (int v = 0; v < nvariants; v++)
+            run_fixture(path, &variants[v]);
+        free(names[i]);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Every kernel set against the reference on random, larger configurations. */
+
+typedef struct {
+    lstm_rnn_config cfg;
+    int T, B, use_len, use_h0;
+} random_case;
+
+typedef struct {
+    float *y, *hn, *cn, *dx, *dh0, *dc0, *grad;
+    size_t ny, nh, nc, nx, ngrad;
+} run_result;
+
+static void run_random(const random_case *rc, lstm_kernels k, int threads, run_result *out) {
+    lstm_error err;
+    lstm_ctx_config cc = {threads, k};
+    lstm_ctx *ctx = lstm_ctx_create(&cc, &err);
+    lstm_params *p = lstm_params_create();
+    lstm_rnn *rnn = lstm_rnn_create(&rc->cfg, p, "lstm.", &err);
+    lstm_params_alloc(p, &err);
+    lstm_rng rng;
+    lstm_rng_seed(&rng, 99);
+    lstm_rnn_reset_parameters(rnn, p, &rng);
+    int D = rc->cfg.bidirectional ? 2 : 1, L = rc->cfg.num_layers, H = rc->cfg.hidden_size;
+    int Ho = rc->cfg.proj_size ? rc->cfg.proj_size : H;
+    out->nx = (size_t)rc->T * rc->B * rc->cfg.input_size;
+    out->ny = (size_t)rc->T * rc->B * D * Ho;
+    out->nh = (size_t)L * D * rc->B * Ho;
+    out->nc = (size_t)L * D * rc->B * H;
+    float *x = malloc(sizeof(float) * out->nx), *h0 = malloc(sizeof(float) * out->nh);
+    float *c0 = malloc(sizeof(float) * out->nc), *gy = malloc(sizeof(float) * out->ny);
+    for (size_t i = 0; i < out->nx; i++)
+        x[i] = lstm_rng_normal(&rng);
+    for (size_t i = 0; i < out->nh; i++)
+        h0[i] = lstm_rng_uniform(&rng) - 0.5f;
+    for (size_t i = 0; i < out->nc; i++)
+        c0[i] = lstm_rng_uniform(&rng) - 0.5f;
+    for (size_t i = 0; i < out->ny; i++)
+        gy[i] = lstm_rng_normal(&rng);
+    int *len = malloc(sizeof(int) * rc->B);
+    for (int b = 0; b < rc->B; b++)
+        len[b] = 1 + (int)lstm_rng_below(&rng, (uint64_t)rc->T);
+    len[0] = rc->T;
+    out->y = calloc(out->ny, sizeof(float));
+    out->hn = calloc(out->nh, sizeof(float));
+    out->cn = calloc(out->nc, sizeof(float));
+    out->dx = calloc(out->nx, sizeof(float));
+    out->dh0 = calloc(out->nh, sizeof(float));
+    out->dc0 = calloc(out->nc, sizeof(float));
+    lstm_rnn_io io = {rc->T, rc->B, x, rc->use_len ? len : NULL, rc->use_h0 ? h0 : NULL,
+                      rc->use_h0 ? c0 : NULL, out->y, out->hn, out->cn};
+    lstm_rng drop;
+    lstm_rng_seed(&drop, 5);
+    CHECK(lstm_rnn_forward(rnn, ctx, p, &io, 1, &drop, &err) == LSTM_OK, "forward: %s", err.msg);
+    lstm_rnn_grads g = {gy, out->hn, out->cn, out->dx, out->dh0, out->dc0};
+    CHECK(lstm_rnn_backward(rnn, ctx, p, &g, &err) == LSTM_OK, "backward: %s", err.msg);
+    out->ngrad = lstm_params_size(p);
+    out->grad = malloc(sizeof(float) * out->ngrad);
+    memcpy(out->grad, lstm_params_grad_all(p), sizeof(float) * out->ngrad);
+    free(x), free(h0), free(c0), free(gy), free(len);
+    lstm_rnn_free(rnn);
+    lstm_params_free(p);
+    lstm_ctx_free(ctx);
+}
+
+static void free_result(run_result *r) {
+    free(r->y), free(r->hn), free(r->cn), free(r->dx), free(r->dh0), free(r->dc0), free(r->grad);
+}
+
+/* Fast kernels accumulate in float in another order than the reference
+ * (which sums in double); their gate functions are within a few ulp. */
+#define FAST_ATOL 2e-5
+#define FAST_RTOL 2e-4
+
+static void compare_results(const char *what, const run_result *a, const run_result *b,
+                            double atol, double rtol) {
+    CHECK_CLOSE(a->y, b->y, a->ny, atol, rtol, "%s: output", what);
+    CHECK_CLOSE(a->hn, b->hn, a->nh, atol, rtol, "%s: h_n", what);
+    CHECK_CLOSE(a->cn, b->cn, a->nc, atol, rtol, "%s: c_n", what);
+    CHECK_CLOSE(a->dx, b->dx, a->nx, atol, rtol, "%s: dx", what);
+    CHECK_CLOSE(a->dh0, b->dh0, a->nh, atol, rtol, "%s: dh0", what);
+    CHECK_CLOSE(a->dc0, b->dc0, a->nc, atol, rtol, "%s: dc0", what);
+    CHECK_CLOSE(a->grad, b->grad, a->ngrad, atol, rtol, "%s: weight gradients", what);
+}
+
+static void test_fast_vs_reference(void) {
+    random_case cases[] = {
+        {{37, 70, 2, 1, 0, 1, 0, 0}, 11, 9, 1, 1},
+        {{20, 64, 1, 1, 0, 0, 24, 0}, 7, 13, 0, 1},
+        {{16, 16, 1, 1, 1, 0, 0, 0}, 5, 1, 0, 0},
+        {{33, 129, 2, 1, 0, 0, 0, 0.25f}, 6, 7, 1, 1},
+        {{8, 48, 3, 0, 0, 1, 17, 0}, 4, 20, 1, 0},
+        {{128, 128, 1, 1, 0, 0, 0, 0}, 9, 32, 0, 1},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        run_result ref;
+        run_random(&cases[c], LSTM_KERNELS_REFERENCE, 1, &ref);
+        for (int v = 0; v < nvariants; v++) {
+            if (variants[v].kernels == LSTM_KERNELS_REFERENCE)
+                continue;
+            run_result fast;
+            run_random(&cases[c], variants[v].kernels, variants[v].threads, &fast);
+            char what[128];
+            snprintf(what, sizeof what, "random case %zu, %s vs reference", c, variants[v].name);
+            compare_results(what, &fast, &ref, FAST_ATOL, FAST_RTOL);
+            free_result(&fast);
+        }
+        /* the thread count changes only the order of float sums (OpenBLAS
+         * sums differently for the smaller blocks each thread gets) */
+        run_result one, two;
+        run_random(&cases[c], LSTM_KERNELS_AUTO, 1, &one);
+        run_random(&cases[c], LSTM_KERNELS_AUTO, 2, &two);
+        char what[128];
+        snprintf(what, sizeof what, "random case %zu, 2 threads vs 1", c);
+        compare_results(what, &two, &one, FAST_ATOL, FAST_RTOL);
+        free_result(&one), free_result(&two), free_result(&ref);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* The step API gives what the sequence API gives. */
+
+static void test_step(void) {
+    lstm_rnn_config cfgs[] = {{5, 12, 2, 1, 0, 0, 0, 0}, {7, 33, 1, 1, 0, 0, 0, 0},
+                              {4, 20, 2, 0, 0, 0, 6, 0}};
+    for (size_t c = 0; c < sizeof cfgs / sizeof *cfgs; c++)
+        for (int v = 0; v < nvariants; v++) {
+            lstm_error err;
+            lstm_rnn_config *cfg = &cfgs[c];
+            int T = 6, B = 3, L = cfg->num_layers, H = cfg->hidden_size, I = cfg->input_size;
+            int Ho = cfg->proj_size ? cfg->proj_size : H;
+            lstm_ctx_config cc = {variants[v].threads, variants[v].kernels};
+            lstm_ctx *ctx = lstm_ctx_create(&cc, &err);
+            lstm_params *p = lstm_params_create();
+            lstm_rnn *rnn = lstm_rnn_create(cfg, p, "", &err);
+            lstm_params_alloc(p, &err);
+            lstm_rng rng;
+            lstm_rng_seed(&rng, 11);
+            lstm_rnn_reset_parameters(rnn, p, &rng);
+            float x[6 * 3 * 7], y[6 * 3 * 33], hn[2 * 3 * 33], cn[2 * 3 * 33];
+            float h[2 * 3 * 33], cc_[2 * 3 * 33], ys[3 * 33];
+            for (int i = 0; i < T * B * I; i++)
+                x[i] = lstm_rng_normal(&rng);
+            for (int i = 0; i < L * B * Ho; i++)
+                h[i] = lstm_rng_uniform(&rng) - 0.5f;
+            for (int i = 0; i < L * B * H; i++)
+                cc_[i] = lstm_rng_uniform(&rng) - 0.5f;
+            lstm_rnn_io io = {T, B, x, NULL, h, cc_, y, hn, cn};
+            lstm_rnn_forward(rnn, ctx, p, &io, 0, NULL, &err);
+            int ok = 1;
+            for (int t = 0; t < T; t++) {
+                ok &= lstm_rnn_step(rnn, ctx, p, B, x + (size_t)t * B * I, h, cc_, ys, &err) ==
+                      LSTM_OK;
+                CHECK_CLOSE(ys, y + (size_t)t * B * Ho, (size_t)B * Ho, FAST_ATOL, FAST_RTOL,
+                            "step %d of config %zu [%s] equals the sequence output", t, c,
+                            variants[v].name);
+            }
+            CHECK(ok, "steps ran: %s", err.msg);
+            CHECK_CLOSE(h, hn, (size_t)L * B * Ho, FAST_ATOL, FAST_RTOL, "step h = h_n [%s]",
+                        variants[v].name);
+            CHECK_CLOSE(cc_, cn, (size_t)L * B * H, FAST_ATOL, FAST_RTOL, "step c = c_n [%s]",
+                        variants[v].name);
+            lstm_rnn_free(rnn);
+            lstm_params_free(p);
+            lstm_ctx_free(ctx);
+        }
+}
+
+/* ------------------------------------------------------------------ */
+/* Argument checks and call order. */
+
+static void test_errors(void) {
+    lstm_error err;
+    lstm_ctx *ctx = lstm_ctx_create(NULL, &err);
+    lstm_params *p = lstm_params_create();
+    lstm_rnn_config cfg = lstm_rnn_config_default(3, 4);
+    cfg.bidirectional = 1;
+    lstm_rnn *rnn = lstm_rnn_create(&cfg, p, "", &err);
+    lstm_params_alloc(p, &err);
+    float x[2 * 2 * 3] = {0}, y[2 * 2 * 8], h[2 * 2 * 4] = {0}, c[2 * 2 * 4] = {0};
+    CHECK(lstm_rnn_step(rnn, ctx, p, 2, x, h, c, NULL, &err) == LSTM_ERR_UNSUPPORTED &&
+              strstr(err.msg, "bidirectional"),
+          "step on a bidirectional LSTM is refused: %s", err.msg);
+    int bad_len[2] = {2, 3};
+    lstm_rnn_io io = {2, 2, x, bad_len, NULL, NULL, y, NULL, NULL};
+    CHECK(lstm_rnn_forward(rnn, ctx, p, &io, 0, NULL, &err) == LSTM_ERR_INVALID &&
+              strstr(err.msg, "lengths[1] = 3"),
+          "a length beyond T is refused: %s", err.msg);
+    bad_len[1] = 0;
+    CHECK(lstm_rnn_forward(rnn, ctx, p, &io, 0, NULL, &err) == LSTM_ERR_INVALID,
+          "a length of 0 is refused: %s", err.msg);
+    lstm_rnn_grads g = {y, NULL, NULL, NULL, NULL, NULL};
+    CHECK(lstm_rnn_backward(rnn, ctx, p, &g, &err) == LSTM_ERR_STATE,
+          "backward after a failed forward is refused: %s", err.msg);
+    io.lengths = NULL;
+    CHECK(lstm_rnn_forward(rnn, ctx, p, &io, 1, NULL, &err) == LSTM_OK, "forward: %s", err.msg);
+    lstm_params_touch(p);
+    CHECK(lstm_rnn_backward(rnn, ctx, p, &g, &err) == LSTM_ERR_STATE,
+          "backward after the weights changed is refused: %s", err.msg);
+    lstm_params *other = lstm_params_create();
+    CHECK(lstm_rnn_forward(rnn, ctx, other, &io, 0, NULL, &err) == LSTM_ERR_INVALID,
+          "another params object is refused: %s", err.msg);
+    lstm_params_free(other);
+    io.T = 0;
+    CHECK(lstm_rnn_forward(rnn, ctx, p, &io, 0, NULL, &err) == LSTM_ERR_INVALID, "T = 0: %s",
+          err.msg);
+
+    lstm_rnn_config bad = lstm_rnn_config_default(3, 4);
+    bad.proj_size = 4;
+    CHECK(lstm_rnn_config_check(&bad, &err) == LSTM_ERR_INVALID && strstr(err.msg, "proj_size"),
+          "proj_size >= hidden_size is refused: %s", err.msg);
+    bad = lstm_rnn_config_default(3, 4);
+    bad.dropout = 1;
+    CHECK(lstm_rnn_config_check(&bad, &err) == LSTM_ERR_INVALID, "dropout 1 is refused: %s",
+          err.msg);
+    bad = lstm_rnn_config_default(0, 4);
+    CHECK(lstm_rnn_create(&bad, p, "", &err) == NULL && err.status == LSTM_ERR_INVALID,
+          "input_size 0 is refused: %s", err.msg);
+    lstm_params *q = lstm_params_create();
+    lstm_rnn *r2 = lstm_rnn_create(&cfg, q, "", &err);
+    CHECK(lstm_rnn_create(&cfg, q, "", &err) == NULL && strstr(err.msg, "declared twice"),
+          "two LSTMs under one name are refused: %s", err.msg);
+    lstm_rnn_free(r2);
+    lstm_params_free(q);
+
+    /* dropout: training differs from evaluation, and a seed repeats */
+    lstm_rnn_config dc = lstm_rnn_config_default(3, 4);
+    dc.num_layers = 2;
+    dc.dropout = 0.5f;
+    lstm_params *pd = lstm_params_create();
+    lstm_rnn *rd = lstm_rnn_create(&dc, pd, "", &err);
+    lstm_params_alloc(pd, &err);
+    lstm_rng rng;
+    lstm_rng_seed(&rng, 1);
+    lstm_rnn_reset_parameters(rd, pd, &rng);
+    float xs[4 * 2 * 3], ya[4 * 2 * 4], yb[4 * 2 * 4], ye[4 * 2 * 4];
+    for (int i = 0; i < 24; i++)
+        xs[i] = lstm_rng_normal(&rng);
+    lstm_rnn_io dio = {4, 2, xs, NULL, NULL, NULL, ya, NULL, NULL};
+    CHECK(lstm_rnn_forward(rd, ctx, pd, &dio, 1, NULL, &err) == LSTM_ERR_INVALID,
+          "training with dropout and no rng is refused: %s", err.msg);
+    lstm_rng_seed(&rng, 5);
+    lstm_rnn_forward(rd, ctx, pd, &dio, 1, &rng, &err);
+    dio.y = yb;
+    lstm_rng_seed(&rng, 5);
+    lstm_rnn_forward(rd, ctx, pd, &dio, 1, &rng, &err);
+    CHECK(memcmp(ya, yb, sizeof ya) == 0, "the same seed gives the same dropout");
+    dio.y = ye;
+    lstm_rnn_forward(rd, ctx, pd, &dio, 0, NULL, &err);
+    CHECK(memcmp(ya, ye, sizeof ya) != 0, "evaluation has no dropout");
+    lstm_rnn_free(rd);
+    lstm_params_free(pd);
+
+    lstm_rnn_free(rnn);
+    lstm_params_free(p);
+    lstm_ctx_free(ctx);
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1)
+        fixtures = argv[1];
+    add_variant(LSTM_KERNELS_REFERENCE, 1, "reference");
+    add_variant(LSTM_KERNELS_GENERIC, 1, "generic");
+    add_variant(LSTM_KERNELS_AVX2, 1, "avx2");
+    add_variant(LSTM_KERNELS_AVX512, 1, "avx512");
+    add_variant(LSTM_KERNELS_AVX512, 2, "avx512, 2 threads");
+    add_variant(LSTM_KERNELS_AVX2, 2, "avx2, 2 threads");
+    test_fixtures();
+    test_fast_vs_reference();
+    test_step();
+    test_errors();
+    return check_summary();
+}

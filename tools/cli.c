@@ -1,0 +1,158 @@
+/* cli.c - option parsing and messages for the lstm program. */
+#include "cli.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+int cli_error(const char *verb, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "lstm %s: ", verb);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 1;
+}
+
+static void print_help(const char *verb, const char *usage, const char *about,
+                       const cli_opt *opts) {
+    printf("usage: %s\n", usage);
+    if (about && *about)
+        printf("\n%s\n", about);
+    if (opts && opts[0].name) {
+        printf("\noptions:\n");
+        for (const cli_opt *o = opts; o->name; o++) {
+            char left[64];
+            if (o->type == OPT_FLAG)
+                snprintf(left, sizeof left, "--%s", o->name);
+            else
+                snprintf(left, sizeof left, "--%s %s", o->name, o->arg ? o->arg : "X");
+            printf("  %-26s %s\n", left, o->help ? o->help : "");
+        }
+    }
+    printf("  %-26s %s\n", "--help", "show this help");
+    (void)verb;
+}
+
+static int parse_value(const char *verb, const cli_opt *o, const char *v) {
+    char *end;
+    errno = 0;
+    switch (o->type) {
+    case OPT_INT:
+    case OPT_LONG: {
+        long long x = strtoll(v, &end, 10);
+        if (end == v || *end || errno || (o->type == OPT_INT && (x < INT_MIN || x > INT_MAX)))
+            return cli_error(verb, "--%s expects an integer, not '%s'", o->name, v);
+        if (o->type == OPT_INT)
+            *(int *)o->dst = (int)x;
+        else
+            *(long *)o->dst = (long)x;
+        return 0;
+    }
+    case OPT_FLOAT:
+    case OPT_DOUBLE: {
+        double x = strtod(v, &end);
+        if (end == v || *end || errno || !isfinite(x))
+            return cli_error(verb, "--%s expects a number, not '%s'", o->name, v);
+        if (o->type == OPT_FLOAT)
+            *(float *)o->dst = (float)x;
+        else
+            *(double *)o->dst = x;
+        return 0;
+    }
+    case OPT_STR:
+        *(const char **)o->dst = v;
+        return 0;
+    case OPT_FLAG:
+        break;
+    }
+    return 0;
+}
+
+int cli_parse(const char *verb, const char *usage, const char *about, const cli_opt *opts,
+              int argc, char **argv, const char **pos, int maxpos, int *npos) {
+    *npos = 0;
+    int only_positional = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (only_positional || a[0] != '-' || a[1] == 0) { /* "-" is a file: stdin */
+            if (*npos >= maxpos)
+                return cli_error(verb, "unexpected argument '%s' (see lstm %s --help)", a, verb);
+            pos[(*npos)++] = a;
+            continue;
+        }
+        if (strcmp(a, "--") == 0) {
+            only_positional = 1;
+            continue;
+        }
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            print_help(verb, usage, about, opts);
+            return 2;
+        }
+        if (a[1] != '-')
+            return cli_error(verb, "unknown option '%s' (options start with --)", a);
+        const char *name = a + 2, *eq = strchr(name, '=');
+        size_t len = eq ? (size_t)(eq - name) : strlen(name);
+        const cli_opt *o = NULL;
+        for (const cli_opt *q = opts; q && q->name; q++)
+            if (strlen(q->name) == len && strncmp(q->name, name, len) == 0)
+                o = q;
+        if (!o)
+            return cli_error(verb, "unknown option '--%.*s' (see lstm %s --help)", (int)len, name,
+                             verb);
+        if (o->type == OPT_FLAG) {
+            if (eq)
+                return cli_error(verb, "--%s takes no value", o->name);
+            *(int *)o->dst = 1;
+            continue;
+        }
+        const char *v = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+        if (!v)
+            return cli_error(verb, "--%s needs a value (%s)", o->name, o->arg ? o->arg : "X");
+        if (parse_value(verb, o, v))
+            return 1;
+    }
+    return 0;
+}
+
+int cli_nproc(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 256 ? 256 : (int)n;
+}
+
+lstm_ctx *cli_ctx(const char *verb, int threads) {
+    lstm_error err;
+    lstm_ctx_config c = {threads > 0 ? threads : cli_nproc(), LSTM_KERNELS_AUTO};
+    const char *k = getenv("LSTM_KERNELS");
+    if (k && *k) {
+        static const char *names[] = {"auto", "reference", "generic", "avx2", "avx512"};
+        int found = 0;
+        for (int i = 0; i < 5; i++)
+            if (strcmp(k, names[i]) == 0) {
+                c.kernels = (lstm_kernels)i;
+                found = 1;
+            }
+        if (!found) {
+            cli_error(verb, "LSTM_KERNELS=%s: expected auto, reference, generic, avx2 or avx512",
+                      k);
+            return NULL;
+        }
+    }
+    lstm_ctx *ctx = lstm_ctx_create(&c, &err);
+    if (!ctx)
+        cli_error(verb, "%s", err.msg);
+    return ctx;
+}
+
+double cli_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}

@@ -1,0 +1,46 @@
+/* cli.h - what the verbs of the lstm program share: option parsing,
+ * messages, and the verb table. */
+#ifndef LSTM_CLI_H
+#define LSTM_CLI_H
+
+#include "lstm.h"
+
+#include <stddef.h>
+
+typedef enum { OPT_FLAG, OPT_INT, OPT_LONG, OPT_FLOAT, OPT_DOUBLE, OPT_STR } opt_type;
+
+typedef struct {
+    const char *name; /* without the leading "--" */
+    opt_type type;
+    void *dst;        /* int* for FLAG/INT, long*, float*, double*, const char** */
+    const char *arg;  /* the value's name in --help, e.g. "N" */
+    const char *help;
+} cli_opt;
+
+/* The end of an option table. */
+#define OPT_END {NULL, OPT_FLAG, NULL, NULL, NULL}
+
+/* Parses argv[1..argc) (argv[0] is the verb) into opts and positional
+ * arguments (at most maxpos). Returns 0 to go on, 1 after printing an
+ * error, 2 after printing --help. `usage` is the synopsis line(s) and
+ * `about` a paragraph shown by --help. */
+int cli_parse(const char *verb, const char *usage, const char *about, const cli_opt *opts,
+              int argc, char **argv, const char **pos, int maxpos, int *npos);
+
+/* "lstm VERB: message" on stderr; returns 1 (the exit status). */
+int cli_error(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* A context for `threads` threads (0: all processors), automatic kernels. */
+lstm_ctx *cli_ctx(const char *verb, int threads);
+
+/* Number of online processors. */
+int cli_nproc(void);
+
+/* Wall-clock seconds since an arbitrary point. */
+double cli_now(void);
+
+typedef int (*verb_fn)(int argc, char **argv);
+
+int cmd_forward(int argc, char **argv);
+
+#endif

@@ -1,0 +1,43 @@
+/* main.c - the lstm program: dispatches to one verb per command. */
+#include "cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const struct {
+    const char *name;
+    verb_fn fn;
+    const char *summary;
+} verbs[] = {
+    {"forward", cmd_forward, "run an nn.LSTM state_dict on inputs from a safetensors file"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: lstm VERB [options] [arguments]\n\n"
+               "LSTM networks in C, numerically PyTorch's nn.LSTM.\n\nverbs:\n");
+    for (size_t i = 0; i < sizeof verbs / sizeof *verbs; i++)
+        fprintf(f, "  %-10s %s\n", verbs[i].name, verbs[i].summary);
+    fprintf(f, "\n'lstm VERB --help' describes a verb; 'lstm --version' prints the version.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 1;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("lstm %s (matrix products: %s)\n", LSTM_VERSION, lstm_blas_name());
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof verbs / sizeof *verbs; i++)
+        if (strcmp(argv[1], verbs[i].name) == 0)
+            return verbs[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "lstm: unknown verb '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 1;
+}
