@@ -106,9 +106,16 @@ typedef enum {
     LSTM_KERNELS_AVX512    /* x86-64 AVX-512F */
 } lstm_kernels;
 
+typedef enum {
+    LSTM_BLAS_AUTO = 0, /* the BLAS for large products where it is the faster (AVX2, generic) */
+    LSTM_BLAS_OFF,      /* always the built-in packed product of the chosen kernels */
+    LSTM_BLAS_ON        /* always the BLAS, when one is linked in */
+} lstm_blas;
+
 typedef struct {
     int threads;          /* worker threads including the caller; 0 = 1 */
     lstm_kernels kernels; /* LSTM_KERNELS_AUTO by default */
+    lstm_blas blas;       /* LSTM_BLAS_AUTO by default */
 } lstm_ctx_config;
 
 typedef struct lstm_ctx lstm_ctx;
@@ -121,8 +128,10 @@ LSTM_API void lstm_ctx_free(lstm_ctx *ctx);
 /* The kernels actually in use ("avx512", "avx2", "generic", "reference"). */
 LSTM_API const char *lstm_ctx_kernels(const lstm_ctx *ctx);
 LSTM_API int lstm_ctx_threads(const lstm_ctx *ctx);
-/* The matrix-product backend linked in ("openblas" or "builtin"). */
+/* The BLAS linked in ("openblas"), or "none". */
 LSTM_API const char *lstm_blas_name(void);
+/* What computes the context's large matrix products: "openblas" or "builtin". */
+LSTM_API const char *lstm_ctx_gemm(const lstm_ctx *ctx);
 
 /* ------------------------------------------------------------------ */
 /* Parameters: every weight of a model lives in one contiguous float

@@ -3,6 +3,7 @@
 #include "nn.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 static inline real sigmoid(real x) { return (real)(1.0 / (1.0 + exp(-(double)x))); }
@@ -24,6 +25,13 @@ static void ref_gemm(const nn_ctx *ctx, int tA, int tB, int M, int N, int K, rea
             real *c = &C[(size_t)i * ldc + j];
             *c = (real)(alpha * s + (beta == 0 ? 0.0 : (double)beta * *c));
         }
+}
+
+static void ref_gemm_tn2(const nn_ctx *ctx, int M, int K, const real *A, int lda, int N1,
+                         const real *B1, int ldb1, real *C1, int ldc1, int N2, const real *B2,
+                         int ldb2, real *C2, int ldc2) {
+    ref_gemm(ctx, 1, 0, M, N1, K, 1, A, lda, B1, ldb1, 1, C1, ldc1);
+    ref_gemm(ctx, 1, 0, M, N2, K, 1, A, lda, B2, ldb2, 1, C2, ldc2);
 }
 
 /* The reference "packing" is the plain (K,N) matrix. */
@@ -74,22 +82,46 @@ void nn_cell_pointwise_forward(int M, int H, real *g, const real *cp, real *c, r
     }
 }
 
-void nn_cell_pointwise_backward(int M, int H, real *g, const real *c, const real *cp,
-                                const real *dr, real *dc, int u0, int u1) {
-    for (int m = 0; m < M; m++) {
-        real *gm = g + (size_t)m * 4 * H;
+void nn_cell_pointwise_backward(const nn_cell_bwd *a, int u0, int u1) {
+    int H = a->H;
+    for (int m = 0; m < a->M; m++) {
+        real *gm = a->g + (size_t)m * 4 * H;
         for (int u = u0; u < u1; u++) {
             size_t k = (size_t)m * H + u;
+            real dh = a->dr[k] + (a->dy ? a->dy[(size_t)m * a->ldy + u] : 0);
             real i = gm[u], f = gm[H + u], gg = gm[2 * H + u], o = gm[3 * H + u];
-            real tc = tanh_r(c[k]);
-            real d = dc[k] + dr[k] * o * (1 - tc * tc);
+            real tc = tanh_r(a->c[k]);
+            real d = a->dc[k] + dh * o * (1 - tc * tc);
             gm[u] = d * gg * i * (1 - i);
-            gm[H + u] = d * cp[k] * f * (1 - f);
+            gm[H + u] = d * a->cp[k] * f * (1 - f);
             gm[2 * H + u] = d * i * (1 - gg * gg);
-            gm[3 * H + u] = dr[k] * tc * o * (1 - o);
-            dc[k] = d * f;
+            gm[3 * H + u] = dh * tc * o * (1 - o);
+            a->dc[k] = d * f;
+            if (a->db)
+                for (int q = 0; q < 4; q++)
+                    a->db[q * H + u] += gm[q * H + u];
         }
     }
+}
+
+void *nn_scratch_get(const nn_ctx *ctx, size_t n) {
+    nn_scratch *s = ctx->scratch;
+    void *p = NULL;
+    if (s && n <= s->cap)
+        return s->p;
+    if (posix_memalign(&p, 64, n ? n : 64) != 0)
+        return NULL;
+    if (s) {
+        free(s->p);
+        s->p = p;
+        s->cap = n;
+    }
+    return p;
+}
+
+void nn_scratch_release(const nn_ctx *ctx, void *p) {
+    if (!ctx->scratch || ctx->scratch->p != p)
+        free(p);
 }
 
 static void ref_cell_forward(const nn_ctx *ctx, const nn_cell_fwd *a) {
@@ -108,10 +140,13 @@ static void ref_cell_forward(const nn_ctx *ctx, const nn_cell_fwd *a) {
             a->g[(size_t)m * G + r] = (real)s;
         }
     nn_cell_pointwise_forward(a->M, a->H, a->g, a->cp, a->c, a->h, 0, a->H);
+    if (a->y)
+        for (int m = 0; m < a->M; m++)
+            memcpy(a->y + (size_t)m * a->ldy, a->h + (size_t)m * a->H, sizeof(real) * a->H);
 }
 
 static void ref_cell_backward(const nn_ctx *ctx, const nn_cell_bwd *a) {
-    nn_cell_pointwise_backward(a->M, a->H, a->g, a->c, a->cp, a->dr, a->dc, 0, a->H);
+    nn_cell_pointwise_backward(a, 0, a->H);
     ref_gemm(ctx, 0, 0, a->M, a->Hout, 4 * a->H, 1, a->g, 4 * a->H, a->w, a->Hout, 0, a->dhp,
              a->Hout);
 }
@@ -119,6 +154,7 @@ static void ref_cell_backward(const nn_ctx *ctx, const nn_cell_bwd *a) {
 const nn_kernels nn_kernels_ref = {
     .name = "reference",
     .gemm = ref_gemm,
+    .gemm_tn2 = ref_gemm_tn2,
     .pack_size = ref_pack_size,
     .pack_nt = ref_pack_nt,
     .pack_nn = ref_pack_nn,

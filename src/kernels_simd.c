@@ -59,7 +59,15 @@ INLINE vf vload(const float *p) {
     return v;
 }
 INLINE void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
-INLINE vf vset(float a) { return (vf){0} + a; }
+/* A broadcast. ((vf){0} + a would cost an addition: 0 + -0 is +0.) */
+#if VL == 16
+#define VSET(a) {a, a, a, a, a, a, a, a, a, a, a, a, a, a, a, a}
+#elif VL == 8
+#define VSET(a) {a, a, a, a, a, a, a, a}
+#else
+#define VSET(a) {a, a, a, a}
+#endif
+INLINE vf vset(float a) { return (vf)VSET(a); }
 /* Loads n < VL floats, the rest zero. */
 INLINE vf vload_n(const float *p, int n) {
     float t[VL] = {0};
@@ -294,6 +302,8 @@ static void cell_epilogue(const nn_cell_fwd *a, int m, int mr, vf acc[MR][4], in
             vstore(gr + 3 * H, o);
             vstore(a->c + row * H + u, c);
             vstore(a->h + row * H + u, h);
+            if (a->y)
+                vstore(a->y + row * a->ldy + u, h);
         } else {
             vstore_n(gr, i, n);
             vstore_n(gr + H, f, n);
@@ -301,6 +311,8 @@ static void cell_epilogue(const nn_cell_fwd *a, int m, int mr, vf acc[MR][4], in
             vstore_n(gr + 3 * H, o, n);
             vstore_n(a->c + row * H + u, c, n);
             vstore_n(a->h + row * H + u, h, n);
+            if (a->y)
+                vstore_n(a->y + row * a->ldy + u, h, n);
         }
     }
 }
@@ -331,30 +343,42 @@ static void simd_cell_forward(const nn_ctx *ctx, const nn_cell_fwd *a) {
         nn_pool_run(ctx->pool, cell_forward_part, (void *)a);
 }
 
-/* Pointwise backward for units [u0, u1) of all rows, vectorised. */
+/* Pointwise backward for units [u0, u1) of all rows, vectorised; a block
+ * of units at a time, so the bias gradient sums stay in registers. */
 static void cell_backward_pointwise(const nn_cell_bwd *a, int u0, int u1) {
     int H = a->H;
     size_t G = (size_t)4 * H;
-    for (int m = 0; m < a->M; m++) {
-        float *gm = a->g + m * G;
-        size_t base = (size_t)m * H;
-        for (int u = u0; u < u1; u += VL) {
-            int n = u1 - u < VL ? u1 - u : VL;
+    for (int u = u0; u < u1; u += VL) {
+        int n = u1 - u < VL ? u1 - u : VL;
 #define LD(p) (n == VL ? vload(p) : vload_n((p), n))
 #define ST(p, v) (n == VL ? vstore((p), (v)) : vstore_n((p), (v), n))
+        vf db0 = vset(0), db1 = vset(0), db2 = vset(0), db3 = vset(0);
+        for (int m = 0; m < a->M; m++) {
+            float *gm = a->g + m * G;
+            size_t base = (size_t)m * H;
             vf i = LD(gm + u), f = LD(gm + H + u), g = LD(gm + 2 * H + u), o = LD(gm + 3 * H + u);
-            vf c = LD(a->c + base + u), cp = LD(a->cp + base + u), dr = LD(a->dr + base + u);
-            vf dc = LD(a->dc + base + u);
+            vf c = LD(a->c + base + u), cp = LD(a->cp + base + u), dh = LD(a->dr + base + u);
+            if (a->dy)
+                dh += LD(a->dy + (size_t)m * a->ldy + u);
             vf tc = vtanh(c);
-            vf d = dc + dr * o * (1.0f - tc * tc);
-            ST(gm + u, d * g * i * (1.0f - i));
-            ST(gm + H + u, d * cp * f * (1.0f - f));
-            ST(gm + 2 * H + u, d * i * (1.0f - g * g));
-            ST(gm + 3 * H + u, dr * tc * o * (1.0f - o));
+            vf d = LD(a->dc + base + u) + dh * o * (1.0f - tc * tc);
+            vf di = d * g * i * (1.0f - i), df = d * cp * f * (1.0f - f);
+            vf dg = d * i * (1.0f - g * g), dO = dh * tc * o * (1.0f - o);
+            ST(gm + u, di);
+            ST(gm + H + u, df);
+            ST(gm + 2 * H + u, dg);
+            ST(gm + 3 * H + u, dO);
             ST(a->dc + base + u, d * f);
+            db0 += di, db1 += df, db2 += dg, db3 += dO;
+        }
+        if (a->db) {
+            ST(a->db + u, LD(a->db + u) + db0);
+            ST(a->db + H + u, LD(a->db + H + u) + db1);
+            ST(a->db + 2 * H + u, LD(a->db + 2 * H + u) + db2);
+            ST(a->db + 3 * H + u, LD(a->db + 3 * H + u) + db3);
+        }
 #undef LD
 #undef ST
-        }
     }
 }
 
@@ -383,55 +407,151 @@ static void simd_cell_backward(const nn_ctx *ctx, const nn_cell_bwd *a) {
 }
 
 /* ------------------------------------------------------------------ */
-/* A general product for builds without a BLAS: op(B) is packed KC rows
- * at a time (all threads pack, then all multiply), C rows are split. */
+/* A general product, blocked for the caches as BLIS does: op(B) is packed
+ * KC x NC at a time into NR-column micro-panels (shared by the threads,
+ * kept in L2), op(A) MC x KC at a time into MR-row micro-panels (private to
+ * each thread); each micro-panel of B then stays in L1 while the
+ * microkernel runs down the rows of the A block. Threads split the rows. */
 
-#define KC 256
+#ifndef KC
+#define KC 512
+#endif
+#ifndef MC
+#define MC (16 * MR)
+#endif
+#ifndef NC
+#define NC 512
+#endif
+
+/* One block of columns of C: C (M, N) += A op(B). A product may have two,
+ * sharing A (the two weight gradients of one LSTM direction). */
+typedef struct {
+    const float *B;
+    float *C;
+    int N, ldb, ldc, tB;
+    int p0; /* its first micro-panel in the job's numbering */
+} gemm_cols;
 
 typedef struct {
-    int tA, tB, M, N, K, lda, ldb, ldc;
+    int tA, M, K, lda;
     float alpha, beta;
-    const float *A, *B;
-    float *C;
-    float *pack; /* KC * panels * NR */
+    const float *A;
+    gemm_cols cols[2];
+    int ncols, panels; /* column blocks; micro-panels over all of them */
+    float *bpack;      /* KC * NC */
+    float *apack;      /* per thread: MC * KC */
     nn_pool *pool;
 } gemm_job;
 
-static void gemm_part(void *arg, int tid, int nt) {
-    const gemm_job *j = arg;
-    int panels = (j->N + NR - 1) / NR;
-    for (int k0 = 0; k0 < j->K; k0 += KC) {
-        int kc = j->K - k0 < KC ? j->K - k0 : KC;
-        int p0, p1;
-        nn_split(panels, 1, tid, nt, &p0, &p1);
-        for (int p = p0; p < p1; p++)
+static const gemm_cols *panel_cols(const gemm_job *j, int p) {
+    return j->ncols > 1 && p >= j->cols[1].p0 ? &j->cols[1] : &j->cols[0];
+}
+
+/* Micro-panels [p0, p1) of op(B) rows [k0, k0+kc) into dst, each (kc, NR),
+ * zero past the block's last column; dst holds panels from pbase on. */
+static void pack_b(const gemm_job *j, float *dst, int pbase, int k0, int kc, int p0, int p1) {
+    for (int p = p0; p < p1; p++) {
+        const gemm_cols *cb = panel_cols(j, p);
+        int c0 = (p - cb->p0) * NR, n = cb->N - c0 < NR ? cb->N - c0 : NR;
+        float *d = dst + (size_t)(p - pbase) * kc * NR;
+        if (!cb->tB) {
             for (int k = 0; k < kc; k++) {
-                float *d = j->pack + ((size_t)p * KC + k) * NR;
-                for (int c = 0; c < NR; c++) {
-                    int n = p * NR + c;
-                    d[c] = n >= j->N ? 0
-                           : j->tB   ? j->B[(size_t)n * j->ldb + k0 + k]
-                                     : j->B[(size_t)(k0 + k) * j->ldb + n];
-                }
+                memcpy(d + (size_t)k * NR, cb->B + (size_t)(k0 + k) * cb->ldb + c0,
+                       sizeof(float) * n);
+                memset(d + (size_t)k * NR + n, 0, sizeof(float) * (NR - n));
             }
-        nn_pool_barrier(j->pool, tid, nt);
-        int m0, m1;
-        nn_split(j->M, MR, tid, nt, &m0, &m1);
-        float beta = k0 == 0 ? j->beta : 1;
-        for (int m = m0; m < m1; m += MR) {
-            int mr = m1 - m < MR ? m1 - m : MR;
-            const float *A = j->tA ? j->A + (size_t)k0 * j->lda + m : j->A + (size_t)m * j->lda + k0;
-            long rs = j->tA ? 1 : j->lda, ks = j->tA ? j->lda : 1;
-            for (int p = 0; p < panels; p++) {
-                vf acc[MR][4];
-                int ncols = j->N - p * NR < NR ? j->N - p * NR : NR;
-                MK_CASES(mk(m_, acc, A, rs, ks, kc, NULL, 0, 0, 0, j->pack + (size_t)p * KC * NR));
-                store_tile(mr, acc, j->C + (size_t)m * j->ldc + p * NR, j->ldc, ncols, j->alpha,
-                           beta);
+        } else {
+            for (int c = 0; c < NR; c++) {
+                const float *b = cb->B + (size_t)(c0 + c) * cb->ldb + k0;
+                for (int k = 0; k < kc; k++)
+                    d[(size_t)k * NR + c] = c < n ? b[k] : 0;
             }
         }
-        nn_pool_barrier(j->pool, tid, nt); /* the pack is reused */
     }
+}
+
+/* op(A)[m0..m0+mc, k0..k0+kc) into micro-panels of MR rows, k-major, for
+ * A transposed: the MR values of one k are contiguous in A already, so each
+ * row of A is read once, in order. */
+static void pack_at(const gemm_job *j, float *dst, int m0, int mc, int k0, int kc) {
+    for (int k = 0; k < kc; k++) {
+        const float *a = j->A + (size_t)(k0 + k) * j->lda + m0;
+        for (int m = 0; m < mc; m += MR) {
+            float *d = dst + (size_t)m * kc + (size_t)k * MR;
+            if (mc - m >= MR)
+                memcpy(d, a + m, sizeof(float) * MR);
+            else
+                for (int r = 0; r < MR; r++)
+                    d[r] = m + r < mc ? a[m + r] : 0;
+        }
+    }
+}
+
+static void gemm_part(void *arg, int tid, int nt) {
+    const gemm_job *j = arg;
+    float *apack = j->apack + (size_t)tid * MC * KC;
+    int m0, m1;
+    nn_split(j->M, MR, tid, nt, &m0, &m1);
+    for (int pb = 0; pb < j->panels; pb += NC / NR) {
+        int pe = j->panels - pb < NC / NR ? j->panels : pb + NC / NR;
+        for (int k0 = 0; k0 < j->K; k0 += KC) {
+            int kc = j->K - k0 < KC ? j->K - k0 : KC;
+            int p0, p1;
+            nn_split(pe - pb, 1, tid, nt, &p0, &p1);
+            pack_b(j, j->bpack, pb, k0, kc, pb + p0, pb + p1);
+            nn_pool_barrier(j->pool, tid, nt);
+            float beta = k0 == 0 ? j->beta : 1;
+            for (int mb = m0; mb < m1; mb += MC) {
+                int mc = m1 - mb < MC ? m1 - mb : MC;
+                if (j->tA) /* columns of A: pack them into rows of MR */
+                    pack_at(j, apack, mb, mc, k0, kc);
+                for (int p = pb; p < pe; p++) {
+                    const gemm_cols *cb = panel_cols(j, p);
+                    const float *Bp = j->bpack + (size_t)(p - pb) * kc * NR;
+                    int c0 = (p - cb->p0) * NR, n = cb->N - c0 < NR ? cb->N - c0 : NR;
+                    for (int m = 0; m < mc; m += MR) {
+                        int mr = mc - m < MR ? mc - m : MR;
+                        vf acc[MR][4];
+                        const float *Ap = j->tA ? apack + (size_t)m * kc
+                                                : j->A + (size_t)(mb + m) * j->lda + k0;
+                        long rs = j->tA ? 1 : j->lda, ks = j->tA ? MR : 1;
+                        MK_CASES(mk(m_, acc, Ap, rs, ks, kc, NULL, 0, 0, 0, Bp));
+                        store_tile(mr, acc, cb->C + (size_t)(mb + m) * cb->ldc + c0, cb->ldc, n,
+                                   j->alpha, beta);
+                    }
+                }
+            }
+            nn_pool_barrier(j->pool, tid, nt); /* the B pack is reused */
+        }
+    }
+}
+
+static void run_gemm(const nn_ctx *ctx, gemm_job *j) {
+    j->panels = 0;
+    for (int i = 0; i < j->ncols; i++) {
+        j->cols[i].p0 = j->panels;
+        j->panels += (j->cols[i].N + NR - 1) / NR;
+    }
+    double work = (double)j->M * j->panels * NR * j->K;
+    int nt = work < PARALLEL_MIN ? 1 : nn_pool_size(ctx->pool);
+    size_t nb = (size_t)KC * NC, na = (size_t)MC * KC * nt;
+    float *buf = nn_scratch_get(ctx, sizeof(float) * (nb + na));
+    if (!buf) { /* out of memory: the reference needs none */
+        for (int i = 0; i < j->ncols; i++) {
+            const gemm_cols *c = &j->cols[i];
+            nn_kernels_ref.gemm(ctx, j->tA, c->tB, j->M, c->N, j->K, j->alpha, j->A, j->lda, c->B,
+                                c->ldb, j->beta, c->C, c->ldc);
+        }
+        return;
+    }
+    j->bpack = buf;
+    j->apack = buf + nb;
+    j->pool = ctx->pool;
+    if (nt == 1)
+        gemm_part(j, 0, 1);
+    else
+        nn_pool_run(ctx->pool, gemm_part, j);
+    nn_scratch_release(ctx, buf);
 }
 
 static void simd_gemm(const nn_ctx *ctx, int tA, int tB, int M, int N, int K, float alpha,
@@ -445,26 +565,26 @@ static void simd_gemm(const nn_ctx *ctx, int tA, int tB, int M, int N, int K, fl
                 C[(size_t)i * ldc + n] = beta == 0 ? 0 : beta * C[(size_t)i * ldc + n];
         return;
     }
-    int panels = (N + NR - 1) / NR;
-    size_t bytes = sizeof(float) * (size_t)panels * KC * NR;
-    float stack[4096];
-    float *pack = bytes <= sizeof stack ? stack : NULL;
-    if (!pack && posix_memalign((void **)&pack, 64, bytes) != 0) {
-        nn_kernels_ref.gemm(ctx, tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    gemm_job j = {.tA = tA, .M = M, .K = K, .lda = lda, .alpha = alpha, .beta = beta, .A = A,
+                  .cols = {{B, C, N, ldb, ldc, tB, 0}}, .ncols = 1};
+    run_gemm(ctx, &j);
+}
+
+static void simd_gemm_tn2(const nn_ctx *ctx, int M, int K, const float *A, int lda, int N1,
+                          const float *B1, int ldb1, float *C1, int ldc1, int N2, const float *B2,
+                          int ldb2, float *C2, int ldc2) {
+    if (M <= 0 || K <= 0)
         return;
-    }
-    gemm_job j = {tA, tB, M, N, K, lda, ldb, ldc, alpha, beta, A, B, C, pack, ctx->pool};
-    if ((double)M * N * K < PARALLEL_MIN)
-        gemm_part(&j, 0, 1);
-    else
-        nn_pool_run(ctx->pool, gemm_part, &j);
-    if (pack != stack)
-        free(pack);
+    gemm_job j = {.tA = 1, .M = M, .K = K, .lda = lda, .alpha = 1, .beta = 1, .A = A,
+                  .cols = {{B1, C1, N1, ldb1, ldc1, 0, 0}, {B2, C2, N2, ldb2, ldc2, 0, 0}},
+                  .ncols = 2};
+    run_gemm(ctx, &j);
 }
 
 const nn_kernels TABLE = {
     .name = NAME,
     .gemm = simd_gemm,
+    .gemm_tn2 = simd_gemm_tn2,
     .pack_size = simd_pack_size,
     .pack_nt = simd_pack_nt,
     .pack_nn = simd_pack_nn,

@@ -50,7 +50,7 @@ struct nn_lstm_ws {
     size_t icap;
     dir_act *act;          /* L*D */
     real **Y, **X, **mask; /* L each */
-    real *x0, *dA, *dB, *dHp, *dhsum, *dr, *dhc, *dcc;
+    real *x0, *dA, *dB, *dHp, *dhsum, *dr, *dhc, *dcc, *dbsum;
     int *perm, *bs, *len;
     /* packed weights */
     real *pk;
@@ -63,6 +63,8 @@ struct nn_lstm_ws {
     size_t scap;
     /* the last forward */
     int T, B, batch_first, has_lengths, have_fwd;
+    int direct;       /* time-major without lengths: the caller's x, y, dy, dx are used in place */
+    const real *xin;  /* the input of layer 0 (x0, or the caller's x) */
 };
 
 nn_lstm_ws *nn_lstm_ws_create(void) { return calloc(1, sizeof(nn_lstm_ws)); }
@@ -126,14 +128,16 @@ static int ensure_dims(nn_lstm_ws *ws, const nn_lstm_dims *d) {
     return 0;
 }
 
-/* Lays out every activation and scratch buffer for T steps of B rows. */
-static size_t layout(nn_lstm_ws *ws, real *base, int T, int B) {
+/* Lays out every activation and scratch buffer for T steps of B rows.
+ * direct: the caller's x and y serve as layer 0's input and the top
+ * layer's output, so neither is allocated here. */
+static size_t layout(nn_lstm_ws *ws, real *base, int T, int B, int direct) {
     const nn_lstm_dims *d = &ws->d;
     int H = d->H, Ho = nn_lstm_hout(d), W = d->D * Ho;
     size_t TB = (size_t)T * B;
     int widest = d->I > W ? d->I : W;
     carver cv = {base, 0};
-    ws->x0 = carve(&cv, TB * d->I);
+    ws->x0 = direct ? NULL : carve(&cv, TB * d->I);
     for (int l = 0; l < d->L; l++) {
         for (int dir = 0; dir < d->D; dir++) {
             dir_act *a = &ws->act[l * d->D + dir];
@@ -142,7 +146,7 @@ static size_t layout(nn_lstm_ws *ws, real *base, int T, int B) {
             a->Cs = carve(&cv, (TB + B) * H);
             a->R = d->P ? carve(&cv, TB * H) : NULL;
         }
-        ws->Y[l] = carve(&cv, TB * W);
+        ws->Y[l] = direct && l == d->L - 1 ? NULL : carve(&cv, TB * W);
         ws->mask[l] = (l > 0 && d->dropout > 0) ? carve(&cv, TB * W) : NULL;
         ws->X[l] = (l > 0 && d->dropout > 0) ? carve(&cv, TB * W) : NULL;
     }
@@ -153,13 +157,14 @@ static size_t layout(nn_lstm_ws *ws, real *base, int T, int B) {
     ws->dr = carve(&cv, (size_t)B * H);
     ws->dhc = carve(&cv, (size_t)B * Ho);
     ws->dcc = carve(&cv, (size_t)B * H);
+    ws->dbsum = carve(&cv, (size_t)4 * H);
     return cv.used;
 }
 
-int nn_lstm_ws_reserve(nn_lstm_ws *ws, const nn_lstm_dims *d, int T, int B) {
+int nn_lstm_ws_reserve(nn_lstm_ws *ws, const nn_lstm_dims *d, int T, int B, int direct) {
     if (ensure_dims(ws, d))
         return -1;
-    size_t need = layout(ws, NULL, T, B);
+    size_t need = layout(ws, NULL, T, B, direct);
     if (alloc_reals(&ws->buf, &ws->cap, need))
         return -1;
     size_t ineed = (size_t)2 * B + T + 1;
@@ -171,7 +176,8 @@ int nn_lstm_ws_reserve(nn_lstm_ws *ws, const nn_lstm_dims *d, int T, int B) {
         ws->ibuf = q;
         ws->icap = ineed;
     }
-    layout(ws, ws->buf, T, B);
+    layout(ws, ws->buf, T, B, direct);
+    ws->direct = direct;
     ws->perm = ws->ibuf;
     ws->len = ws->ibuf + B;
     ws->bs = ws->ibuf + 2 * B;
@@ -257,7 +263,10 @@ void nn_lstm_forward(const nn_ctx *ctx, const nn_lstm_dims *d, const nn_lstm_wei
     ws->has_lengths = io->lengths != NULL;
 
     /* x0: time-major, sorted, zero past each length */
-    for (int t = 0; t < T; t++)
+    ws->xin = ws->direct ? io->x : ws->x0;
+    if (ws->direct)
+        ws->Y[d->L - 1] = io->y;
+    for (int t = 0; !ws->direct && t < T; t++)
         for (int j = 0; j < B; j++) {
             real *dst = ws->x0 + ((size_t)t * B + j) * d->I;
             if (t < ws->len[j])
@@ -269,7 +278,7 @@ void nn_lstm_forward(const nn_ctx *ctx, const nn_lstm_dims *d, const nn_lstm_wei
 
     for (int l = 0; l < d->L; l++) {
         int In = nn_lstm_in(d, l);
-        const real *X = l == 0 ? ws->x0 : ws->X[l] ? ws->X[l] : ws->Y[l - 1];
+        const real *X = l == 0 ? ws->xin : ws->X[l] ? ws->X[l] : ws->Y[l - 1];
         real *Y = ws->Y[l];
         for (int dir = 0; dir < d->D; dir++) {
             int ld = l * d->D + dir;
@@ -309,21 +318,21 @@ void nn_lstm_forward(const nn_ctx *ctx, const nn_lstm_dims *d, const nn_lstm_wei
                 }
                 real *Gt = a->G + (size_t)t * B * 4 * H;
                 real *Rt = a->R ? a->R + (size_t)t * B * H : NULL;
+                real *Yt = Y + (size_t)t * B * W + (size_t)dir * Ho;
                 if (M > 0) {
+                    /* without a projection the kernel also writes h into the output */
                     nn_cell_fwd cf = {.M = M, .H = H, .K1 = 0, .K2 = Ho, .hp = hp, .cp = cp,
                                       .gin = Gt, .bias = pk->bias, .w = pk->cell, .g = Gt,
-                                      .c = cc, .h = Rt ? Rt : hc};
+                                      .c = cc, .h = Rt ? Rt : hc, .y = Rt ? NULL : Yt, .ldy = W};
                     k->cell_forward(ctx, &cf);
-                    if (Rt) /* h = r W_hr^T */
+                    if (Rt) { /* h = r W_hr^T */
                         k->pgemm(ctx, M, Ho, H, Rt, H, pk->whr_nt, 0, hc, Ho);
+                        for (int j = 0; j < M; j++)
+                            memcpy(Yt + (size_t)j * W, hc + (size_t)j * Ho, sizeof(real) * Ho);
+                    }
                 }
-                real *Yt = Y + (size_t)t * B * W + (size_t)dir * Ho;
-                for (int j = 0; j < B; j++) {
-                    if (j < M)
-                        memcpy(Yt + (size_t)j * W, hc + (size_t)j * Ho, sizeof(real) * Ho);
-                    else
-                        memset(Yt + (size_t)j * W, 0, sizeof(real) * Ho);
-                }
+                for (int j = M; j < B; j++) /* finished sequences output zeros */
+                    memset(Yt + (size_t)j * W, 0, sizeof(real) * Ho);
             }
             /* h_n, c_n: the forward direction ends at slot len, the reverse at 0 */
             for (int j = 0; j < B; j++) {
@@ -349,18 +358,11 @@ void nn_lstm_forward(const nn_ctx *ctx, const nn_lstm_dims *d, const nn_lstm_wei
     }
 
     const real *Yl = ws->Y[d->L - 1];
-    for (int t = 0; t < T; t++)
+    for (int t = 0; !ws->direct && t < T; t++)
         for (int j = 0; j < B; j++)
             memcpy(io->y + user_row(io->batch_first, T, B, t, ws->perm[j]) * W,
                    Yl + ((size_t)t * B + j) * W, sizeof(real) * W);
     ws->have_fwd = 1;
-}
-
-/* db (n) += column sums of G (rows, n). */
-static void add_colsum(real *db, const real *G, size_t rows, int n) {
-    for (size_t r = 0; r < rows; r++)
-        for (int i = 0; i < n; i++)
-            db[i] += G[r * n + i];
 }
 
 int nn_lstm_backward(const nn_ctx *ctx, const nn_lstm_dims *d, const nn_lstm_weights *w,
@@ -373,21 +375,30 @@ int nn_lstm_backward(const nn_ctx *ctx, const nn_lstm_dims *d, const nn_lstm_wei
     int bf = ws->batch_first;
     size_t TB = (size_t)T * B;
 
-    /* dY of the top layer: time-major, sorted, zero past each length */
-    real *dY = ws->dA, *dX = ws->dB;
-    for (int t = 0; t < T; t++)
-        for (int j = 0; j < B; j++) {
-            real *dst = dY + ((size_t)t * B + j) * W;
-            if (g->dy && t < ws->len[j])
-                memcpy(dst, g->dy + user_row(bf, T, B, t, ws->perm[j]) * W, sizeof(real) * W);
-            else
-                memset(dst, 0, sizeof(real) * W);
-        }
+    /* dY of the top layer: time-major, sorted, zero past each length. The
+     * layers' gradients then alternate between two buffers. */
+    real *bufs[2] = {ws->dA, ws->dB};
+    int nb = 0;
+    const real *dY = g->dy;
+    if (!ws->direct || !g->dy) {
+        for (int t = 0; t < T; t++)
+            for (int j = 0; j < B; j++) {
+                real *dst = ws->dA + ((size_t)t * B + j) * W;
+                if (g->dy && t < ws->len[j])
+                    memcpy(dst, g->dy + user_row(bf, T, B, t, ws->perm[j]) * W,
+                           sizeof(real) * W);
+                else
+                    memset(dst, 0, sizeof(real) * W);
+            }
+        dY = ws->dA;
+        nb = 1;
+    }
 
     for (int l = d->L - 1; l >= 0; l--) {
         int In = nn_lstm_in(d, l);
-        const real *X = l == 0 ? ws->x0 : ws->X[l] ? ws->X[l] : ws->Y[l - 1];
+        const real *X = l == 0 ? ws->xin : ws->X[l] ? ws->X[l] : ws->Y[l - 1];
         int need_dx = l > 0 || g->dx;
+        real *dX = l == 0 && ws->direct && g->dx ? g->dx : bufs[nb];
         for (int dir = 0; dir < d->D; dir++) {
             int ld = l * d->D + dir;
             const nn_lstm_weights *wt = &w[ld];
@@ -395,6 +406,8 @@ int nn_lstm_backward(const nn_ctx *ctx, const nn_lstm_dims *d, const nn_lstm_wei
             dir_pack *pk = &ws->pack[ld];
             const real *dhn = g->dhn ? g->dhn + (size_t)ld * B * Ho : NULL;
             const real *dcn = g->dcn ? g->dcn + (size_t)ld * B * H : NULL;
+            if (d->bias)
+                memset(ws->dbsum, 0, sizeof(real) * 4 * H);
             for (int s = 0; s < T; s++) {
                 int t = dir == 0 ? T - 1 - s : s;
                 int M = ws->bs[t];
@@ -414,24 +427,24 @@ int nn_lstm_backward(const nn_ctx *ctx, const nn_lstm_dims *d, const nn_lstm_wei
                         memset(ws->dcc + (size_t)j * H, 0, sizeof(real) * H);
                 }
                 real *Gt = a->G + (size_t)t * B * 4 * H;
-                if (M > 0) {
-                    const real *dYt = dY + (size_t)t * B * W + (size_t)dir * Ho;
+                const real *dYt = dY + (size_t)t * B * W + (size_t)dir * Ho;
+                nn_cell_bwd cb = {.M = M, .H = H, .Hout = Ho, .g = Gt,
+                                  .c = a->Cs + (size_t)cur * B * H,
+                                  .cp = a->Cs + (size_t)prev * B * H, .dr = ws->dhc, .dy = dYt,
+                                  .ldy = W, .dc = ws->dcc, .dhp = ws->dhc, .w = pk->whh_nn,
+                                  .db = d->bias ? ws->dbsum : NULL};
+                if (M > 0 && P) { /* h = r W_hr^T: keep dh for dW_hr, dr = dh W_hr */
                     for (int j = 0; j < M; j++)
                         for (int u = 0; u < Ho; u++)
                             ws->dhsum[(size_t)j * Ho + u] =
                                 dYt[(size_t)j * W + u] + ws->dhc[(size_t)j * Ho + u];
-                    const real *dr = ws->dhsum;
-                    if (P) { /* h = r W_hr^T: keep dh for dW_hr, dr = dh W_hr */
-                        memcpy(ws->dHp + (size_t)t * B * P, ws->dhsum, sizeof(real) * M * P);
-                        k->pgemm(ctx, M, H, P, ws->dhsum, P, pk->whr_nn, 0, ws->dr, H);
-                        dr = ws->dr;
-                    }
-                    nn_cell_bwd cb = {.M = M, .H = H, .Hout = Ho, .g = Gt,
-                                      .c = a->Cs + (size_t)cur * B * H,
-                                      .cp = a->Cs + (size_t)prev * B * H, .dr = dr,
-                                      .dc = ws->dcc, .dhp = ws->dhc, .w = pk->whh_nn};
-                    k->cell_backward(ctx, &cb);
+                    memcpy(ws->dHp + (size_t)t * B * P, ws->dhsum, sizeof(real) * M * P);
+                    k->pgemm(ctx, M, H, P, ws->dhsum, P, pk->whr_nn, 0, ws->dr, H);
+                    cb.dr = ws->dr;
+                    cb.dy = NULL;
                 }
+                if (M > 0) /* dh = dy + the carry; the carry becomes dh_prev */
+                    k->cell_backward(ctx, &cb);
                 /* finished rows contribute nothing to the products below */
                 if (M < B) {
                     memset(Gt + (size_t)M * 4 * H, 0, sizeof(real) * (B - M) * 4 * H);
@@ -450,15 +463,20 @@ int nn_lstm_backward(const nn_ctx *ctx, const nn_lstm_dims *d, const nn_lstm_wei
             }
             /* Weight gradients over all steps at once (G now holds dL/dpre). */
             const real *Hprev = a->Hs + (dir == 0 ? 0 : (size_t)B * Ho);
-            if (wt->dw_ih)
+            if (wt->dw_ih && wt->dw_hh)
+                k->gemm_tn2(ctx, 4 * H, (int)TB, a->G, 4 * H, In, X, In, wt->dw_ih, In, Ho, Hprev,
+                            Ho, wt->dw_hh, Ho);
+            else if (wt->dw_ih)
                 k->gemm(ctx, 1, 0, 4 * H, In, (int)TB, 1, a->G, 4 * H, X, In, 1, wt->dw_ih, In);
-            if (wt->dw_hh)
+            else if (wt->dw_hh)
                 k->gemm(ctx, 1, 0, 4 * H, Ho, (int)TB, 1, a->G, 4 * H, Hprev, Ho, 1, wt->dw_hh,
                         Ho);
-            if (d->bias && wt->db_ih)
-                add_colsum(wt->db_ih, a->G, TB, 4 * H);
-            if (d->bias && wt->db_hh)
-                add_colsum(wt->db_hh, a->G, TB, 4 * H);
+            for (int r = 0; d->bias && r < 4 * H; r++) {
+                if (wt->db_ih)
+                    wt->db_ih[r] += ws->dbsum[r];
+                if (wt->db_hh)
+                    wt->db_hh[r] += ws->dbsum[r];
+            }
             if (P && wt->dw_hr)
                 k->gemm(ctx, 1, 0, P, H, (int)TB, 1, ws->dHp, P, a->R, H, 1, wt->dw_hr, H);
             if (need_dx)
@@ -469,10 +487,9 @@ int nn_lstm_backward(const nn_ctx *ctx, const nn_lstm_dims *d, const nn_lstm_wei
             if (ws->mask[l])
                 for (size_t i = 0; i < TB * In; i++)
                     dX[i] *= ws->mask[l][i];
-            real *tmp = dY;
             dY = dX;
-            dX = tmp;
-        } else if (g->dx) {
+            nb ^= 1;
+        } else if (g->dx && !ws->direct) {
             for (int t = 0; t < T; t++)
                 for (int j = 0; j < B; j++) {
                     real *dst = g->dx + user_row(bf, T, B, t, ws->perm[j]) * d->I;

@@ -68,10 +68,12 @@ typedef struct {
     real *g;          /* (M,4H) out: i, f, g, o after their nonlinearity; may equal gin */
     real *c;          /* (M,H) out */
     real *h;          /* (M,H) out */
+    real *y;          /* (M,H) row stride ldy: a second copy of h (the layer output), or NULL */
+    int ldy;
 } nn_cell_fwd;
 
 /* The backward of one step for M rows, given dr = dL/dh (of o * tanh(c),
- * before any projection) and the carried dL/dc:
+ * before any projection; plus dy when given) and the carried dL/dc:
  *     dc  += dr * o * (1 - tanh(c)^2)
  *     do = dr * tanh(c) * o (1 - o)    di = dc * g * i (1 - i)
  *     dg = dc * i * (1 - g^2)          df = dc * cp * f (1 - f)
@@ -82,9 +84,12 @@ typedef struct {
     const real *c;    /* (M,H) c of this step */
     const real *cp;   /* (M,H) c of the previous step */
     const real *dr;   /* (M,H) */
+    const real *dy;   /* (M,H) row stride ldy, added to dr; or NULL */
+    int ldy;
     real *dc;         /* (M,H) in: carried from t+1; out: carried to t-1 */
-    real *dhp;        /* (M,Hout) out: dL/dh_prev, overwritten */
+    real *dhp;        /* (M,Hout) out: dL/dh_prev, overwritten; may be the same buffer as dr */
     const real *w;    /* W_hh packed by pack_nn(W_hh, K = 4H, N = Hout) */
+    real *db;         /* (4H) += column sums of dL/dpre, or NULL */
 } nn_cell_bwd;
 
 typedef struct {
@@ -92,6 +97,11 @@ typedef struct {
     /* C (M,N) = alpha op(A) op(B) + beta C, row-major; op(X) = X^T when tX. */
     void (*gemm)(const nn_ctx *ctx, int tA, int tB, int M, int N, int K, real alpha,
                  const real *A, int lda, const real *B, int ldb, real beta, real *C, int ldc);
+    /* C1 (M,N1) += A^T B1 and C2 (M,N2) += A^T B2 with A (K,M): the two
+     * weight gradients of an LSTM direction, reading A once. */
+    void (*gemm_tn2)(const nn_ctx *ctx, int M, int K, const real *A, int lda, int N1,
+                     const real *B1, int ldb1, real *C1, int ldc1, int N2, const real *B2,
+                     int ldb2, real *C2, int ldc2);
     /* Packed right-hand matrices for products with few rows (one step):
      * pack_nt packs W (N,K) to use as W^T, pack_nn packs W (K,N). */
     size_t (*pack_size)(int N, int K);
@@ -107,10 +117,23 @@ typedef struct {
     void (*cell_backward)(const nn_ctx *ctx, const nn_cell_bwd *a);
 } nn_kernels;
 
+/* Working memory a kernel may borrow during one call (not per step). */
+typedef struct {
+    void *p;
+    size_t cap;
+} nn_scratch;
+
 struct nn_ctx {
     const nn_kernels *k;
-    nn_pool *pool; /* NULL: one thread */
+    nn_pool *pool;       /* NULL: one thread */
+    nn_scratch *scratch; /* NULL: kernels allocate for themselves */
 };
+
+/* A buffer of at least n bytes, 64-byte aligned, from ctx's scratch when it
+ * has one (grown if needed); NULL when out of memory. Release it with
+ * nn_scratch_release (which frees only what was not ctx's). */
+void *nn_scratch_get(const nn_ctx *ctx, size_t n);
+void nn_scratch_release(const nn_ctx *ctx, void *p);
 
 extern const nn_kernels nn_kernels_ref;
 
@@ -118,8 +141,7 @@ extern const nn_kernels nn_kernels_ref;
  * reuse them for rows or units they do not vectorise. */
 void nn_cell_pointwise_forward(int M, int H, real *g, const real *cp, real *c, real *h, int u0,
                                int u1);
-void nn_cell_pointwise_backward(int M, int H, real *g, const real *c, const real *cp,
-                                const real *dr, real *dc, int u0, int u1);
+void nn_cell_pointwise_backward(const nn_cell_bwd *a, int u0, int u1);
 
 /* ------------------------------------------------------------------ */
 /* Layers (the public lstm_*_forward/backward functions call these).    */
@@ -184,8 +206,11 @@ typedef struct nn_lstm_ws nn_lstm_ws;
 
 nn_lstm_ws *nn_lstm_ws_create(void);
 void nn_lstm_ws_free(nn_lstm_ws *ws);
-/* Makes room for T steps of B rows; 0 on success, -1 when out of memory. */
-int nn_lstm_ws_reserve(nn_lstm_ws *ws, const nn_lstm_dims *d, int T, int B);
+/* Makes room for T steps of B rows; 0 on success, -1 when out of memory.
+ * direct (time-major, no lengths): the forward that follows will use the
+ * caller's x and y in place, and its backward the caller's dy and dx; then
+ * x must not change until the backward. */
+int nn_lstm_ws_reserve(nn_lstm_ws *ws, const nn_lstm_dims *d, int T, int B, int direct);
 /* Packs the recurrent weights for the kernels k (after any weight change);
  * 0 on success, -1 when out of memory. */
 int nn_lstm_ws_pack(nn_lstm_ws *ws, const nn_lstm_dims *d, const nn_kernels *k,

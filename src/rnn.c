@@ -245,7 +245,8 @@ lstm_status lstm_rnn_forward(lstm_rnn *r, lstm_ctx *ctx, lstm_params *p, const l
     const nn_ctx *nc = lstm_ctx_nn(ctx);
     if ((s = ensure_packed(r, nc, p, 0, err)))
         return s;
-    if (nn_lstm_ws_reserve(r->ws, &r->dims, io->T, io->B))
+    int direct = !io->lengths && !r->cfg.batch_first;
+    if (nn_lstm_ws_reserve(r->ws, &r->dims, io->T, io->B, direct))
         return lstm_fail(err, LSTM_ERR_NOMEM, "out of memory for T = %d, B = %d", io->T, io->B);
     nn_lstm_io nio = {.T = io->T, .B = io->B, .batch_first = r->cfg.batch_first, .x = io->x,
                       .lengths = io->lengths, .h0 = io->h0, .c0 = io->c0, .y = io->y,

@@ -14,7 +14,7 @@
 #define ATOL 1e-8
 #define RTOL 1e-6
 
-static const nn_ctx ctx = {&nn_kernels_ref, NULL};
+static const nn_ctx ctx = {&nn_kernels_ref, NULL, NULL};
 static lstm_rng rng;
 
 static double urand(void) { return 2.0 * lstm_rng_uniform(&rng) - 1.0; }
@@ -129,7 +129,7 @@ static void lstm_grad_case(const char *name, nn_lstm_dims d, int T, int B, int b
                                          c.dw[i * 5 + 4]};
         }
     c.ws = nn_lstm_ws_create();
-    nn_lstm_ws_reserve(c.ws, &d, T, B);
+    nn_lstm_ws_reserve(c.ws, &d, T, B, !use_len && !batch_first);
 
     /* analytic */
     real *dx = zeros(c.nx), *dh0 = zeros(c.nh), *dc0 = zeros(c.nc);

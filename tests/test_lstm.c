@@ -45,21 +45,26 @@ static int meta_int(const lstm_st *st, const char *key) {
 typedef struct {
     lstm_kernels kernels;
     int threads;
+    lstm_blas blas;
     const char *name;
 } variant;
 
-static variant variants[8];
+static variant variants[16];
 static int nvariants;
 
-static void add_variant(lstm_kernels k, int threads, const char *name) {
-    lstm_ctx_config cc = {threads, k};
+static void add_variant(lstm_kernels k, int threads, lstm_blas blas, const char *name) {
+    lstm_ctx_config cc = {threads, k, blas};
     lstm_ctx *ctx = lstm_ctx_create(&cc, NULL);
     if (!ctx) {
         printf("ok skipping %s: not supported here\n", name);
         return;
     }
     lstm_ctx_free(ctx);
-    variants[nvariants++] = (variant){k, threads, name};
+    if (blas == LSTM_BLAS_ON && strcmp(lstm_blas_name(), "none") == 0) {
+        printf("ok skipping %s: no BLAS linked in\n", name);
+        return;
+    }
+    variants[nvariants++] = (variant){k, threads, blas, name};
 }
 
 static int all_zero_past_lengths(const float *v, const int *len, int T, int B, int F, int bf) {
@@ -92,7 +97,7 @@ static void run_fixture(const char *path, const variant *var) {
     int D = cfg.bidirectional ? 2 : 1;
     int Ho = cfg.proj_size ? cfg.proj_size : cfg.hidden_size;
 
-    lstm_ctx_config cc = {var->threads, var->kernels};
+    lstm_ctx_config cc = {var->threads, var->kernels, var->blas};
     lstm_ctx *ctx = lstm_ctx_create(&cc, &err);
     lstm_params *p = lstm_params_create();
     lstm_rnn *rnn = lstm_rnn_create(&cfg, p, "", &err);
@@ -199,9 +204,9 @@ typedef struct {
     size_t ny, nh, nc, nx, ngrad;
 } run_result;
 
-static void run_random(const random_case *rc, lstm_kernels k, int threads, run_result *out) {
+static void run_random(const random_case *rc, const variant *v, run_result *out) {
     lstm_error err;
-    lstm_ctx_config cc = {threads, k};
+    lstm_ctx_config cc = {v->threads, v->kernels, v->blas};
     lstm_ctx *ctx = lstm_ctx_create(&cc, &err);
     lstm_params *p = lstm_params_create();
     lstm_rnn *rnn = lstm_rnn_create(&rc->cfg, p, "lstm.", &err);
@@ -282,12 +287,13 @@ static void test_fast_vs_reference(void) {
     };
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
         run_result ref;
-        run_random(&cases[c], LSTM_KERNELS_REFERENCE, 1, &ref);
+        variant refv = {LSTM_KERNELS_REFERENCE, 1, LSTM_BLAS_AUTO, "reference"};
+        run_random(&cases[c], &refv, &ref);
         for (int v = 0; v < nvariants; v++) {
             if (variants[v].kernels == LSTM_KERNELS_REFERENCE)
                 continue;
             run_result fast;
-            run_random(&cases[c], variants[v].kernels, variants[v].threads, &fast);
+            run_random(&cases[c], &variants[v], &fast);
             char what[128];
             snprintf(what, sizeof what, "random case %zu, %s vs reference", c, variants[v].name);
             compare_results(what, &fast, &ref, FAST_ATOL, FAST_RTOL);
@@ -296,11 +302,21 @@ static void test_fast_vs_reference(void) {
         /* the thread count changes only the order of float sums (OpenBLAS
          * sums differently for the smaller blocks each thread gets) */
         run_result one, two;
-        run_random(&cases[c], LSTM_KERNELS_AUTO, 1, &one);
-        run_random(&cases[c], LSTM_KERNELS_AUTO, 2, &two);
+        variant v1 = {LSTM_KERNELS_AUTO, 1, LSTM_BLAS_AUTO, "auto"}, v2 = v1;
+        v2.threads = 2;
+        run_random(&cases[c], &v1, &one);
+        run_random(&cases[c], &v2, &two);
         char what[128];
         snprintf(what, sizeof what, "random case %zu, 2 threads vs 1", c);
         compare_results(what, &two, &one, FAST_ATOL, FAST_RTOL);
+        free_result(&one), free_result(&two);
+        /* with the built-in product every value is computed by one thread,
+         * in the same order whatever the thread count: identical bits */
+        v1.blas = v2.blas = LSTM_BLAS_OFF;
+        run_random(&cases[c], &v1, &one);
+        run_random(&cases[c], &v2, &two);
+        snprintf(what, sizeof what, "random case %zu, built-in product, 2 threads vs 1", c);
+        compare_results(what, &two, &one, 0, 0);
         free_result(&one), free_result(&two), free_result(&ref);
     }
 }
@@ -317,7 +333,7 @@ static void test_step(void) {
             lstm_rnn_config *cfg = &cfgs[c];
             int T = 6, B = 3, L = cfg->num_layers, H = cfg->hidden_size, I = cfg->input_size;
             int Ho = cfg->proj_size ? cfg->proj_size : H;
-            lstm_ctx_config cc = {variants[v].threads, variants[v].kernels};
+            lstm_ctx_config cc = {variants[v].threads, variants[v].kernels, variants[v].blas};
             lstm_ctx *ctx = lstm_ctx_create(&cc, &err);
             lstm_params *p = lstm_params_create();
             lstm_rnn *rnn = lstm_rnn_create(cfg, p, "", &err);
@@ -447,12 +463,15 @@ static void test_errors(void) {
 int main(int argc, char **argv) {
     if (argc > 1)
         fixtures = argv[1];
-    add_variant(LSTM_KERNELS_REFERENCE, 1, "reference");
-    add_variant(LSTM_KERNELS_GENERIC, 1, "generic");
-    add_variant(LSTM_KERNELS_AVX2, 1, "avx2");
-    add_variant(LSTM_KERNELS_AVX512, 1, "avx512");
-    add_variant(LSTM_KERNELS_AVX512, 2, "avx512, 2 threads");
-    add_variant(LSTM_KERNELS_AVX2, 2, "avx2, 2 threads");
+    add_variant(LSTM_KERNELS_REFERENCE, 1, LSTM_BLAS_AUTO, "reference");
+    add_variant(LSTM_KERNELS_GENERIC, 1, LSTM_BLAS_OFF, "generic");
+    add_variant(LSTM_KERNELS_GENERIC, 2, LSTM_BLAS_ON, "generic, BLAS, 2 threads");
+    add_variant(LSTM_KERNELS_AVX2, 1, LSTM_BLAS_OFF, "avx2");
+    add_variant(LSTM_KERNELS_AVX2, 2, LSTM_BLAS_OFF, "avx2, 2 threads");
+    add_variant(LSTM_KERNELS_AVX2, 2, LSTM_BLAS_ON, "avx2, BLAS, 2 threads");
+    add_variant(LSTM_KERNELS_AVX512, 1, LSTM_BLAS_OFF, "avx512");
+    add_variant(LSTM_KERNELS_AVX512, 2, LSTM_BLAS_OFF, "avx512, 2 threads");
+    add_variant(LSTM_KERNELS_AVX512, 3, LSTM_BLAS_ON, "avx512, BLAS, 3 threads");
     test_fixtures();
     test_fast_vs_reference();
     test_step();

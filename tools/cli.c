@@ -129,7 +129,7 @@ int cli_nproc(void) {
 
 lstm_ctx *cli_ctx(const char *verb, int threads) {
     lstm_error err;
-    lstm_ctx_config c = {threads > 0 ? threads : cli_nproc(), LSTM_KERNELS_AUTO};
+    lstm_ctx_config c = {threads > 0 ? threads : cli_nproc(), LSTM_KERNELS_AUTO, LSTM_BLAS_AUTO};
     const char *k = getenv("LSTM_KERNELS");
     if (k && *k) {
         static const char *names[] = {"auto", "reference", "generic", "avx2", "avx512"};
@@ -142,6 +142,17 @@ lstm_ctx *cli_ctx(const char *verb, int threads) {
         if (!found) {
             cli_error(verb, "LSTM_KERNELS=%s: expected auto, reference, generic, avx2 or avx512",
                       k);
+            return NULL;
+        }
+    }
+    const char *b = getenv("LSTM_BLAS");
+    if (b && *b) {
+        if (strcmp(b, "on") == 0)
+            c.blas = LSTM_BLAS_ON;
+        else if (strcmp(b, "off") == 0)
+            c.blas = LSTM_BLAS_OFF;
+        else if (strcmp(b, "auto") != 0) {
+            cli_error(verb, "LSTM_BLAS=%s: expected auto, on or off", b);
             return NULL;
         }
     }

@@ -42,5 +42,6 @@ double cli_now(void);
 typedef int (*verb_fn)(int argc, char **argv);
 
 int cmd_forward(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 #endif

@@ -10,6 +10,7 @@ static const struct {
     const char *summary;
 } verbs[] = {
     {"forward", cmd_forward, "run an nn.LSTM state_dict on inputs from a safetensors file"},
+    {"bench", cmd_bench, "time training, inference or streaming of an LSTM"},
 };
 
 static void usage(FILE *f) {

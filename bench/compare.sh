@@ -1,0 +1,125 @@
+#!/bin/sh
+# compare.sh - lstm against oneDNN's LSTM primitive and PyTorch's nn.LSTM, same cases,
+# interleaved, with the machine's sgemm rate measured in the same run.
+#
+#   bench/compare.sh                      # the full table: 3 rounds, 10 repeats (minutes)
+#   bench/compare.sh --quick              # 1 round, 3 repeats: a smoke test
+#   bench/compare.sh --cases 'stream|infer' --rounds 5
+#
+# Options: --quick, --rounds N, --repeat R, --cases REGEX (grep -E on the case names),
+# --no-build (use the programs already in build/), --help.
+# Needs: make and OpenBLAS for lstm; libdnnl-dev (oneDNN 2.6) for build/bench/onednn_lstm;
+# Debian's /usr/bin/python3 with torch for bench/torch_lstm.py. A program that fails to
+# build or run shows as n/a. Each case runs lstm, oneDNN and PyTorch in turn, round
+# after round, and keeps the best median of each (every program prints the median of
+# R timed runs after two warm-ups). Ratios are times: above 1, lstm is faster.
+set -u
+
+cd "$(dirname "$0")/.." || exit 1
+ROUNDS=3
+REPEAT=10
+CASES_RE=.
+BUILD=1
+while [ $# -gt 0 ]; do
+    case $1 in
+    --quick) ROUNDS=1 REPEAT=3 ;;
+    --rounds) ROUNDS=$2; shift ;;
+    --repeat) REPEAT=$2; shift ;;
+    --cases) CASES_RE=$2; shift ;;
+    --no-build) BUILD=0 ;;
+    --help | -h) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "compare.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+mkdir -p build/bench
+if [ $BUILD = 1 ]; then
+    make -s lstm >&2 || echo "compare.sh: make lstm failed" >&2
+    cc -O2 -fopenmp bench/onednn_lstm.c -o build/bench/onednn_lstm -ldnnl -lm ||
+        echo "compare.sh: oneDNN program not built (libdnnl-dev missing?)" >&2
+    # shellcheck disable=SC2046 # pkg-config prints a word list
+    cc -O2 bench/sgemm_rate.c -o build/bench/sgemm_rate $(pkg-config --cflags --libs openblas) ||
+        echo "compare.sh: sgemm_rate not built (OpenBLAS missing?)" >&2
+fi
+
+# name|arguments: the cases of the table, 2 threads each
+CASES='train I=H=256 B=32 T=150|--mode train --input 256 --hidden 256 --batch 32 --steps 150
+train I=H=512 B=64 T=25|--mode train --input 512 --hidden 512 --batch 64 --steps 25
+train I=H=1024 B=32 T=25|--mode train --input 1024 --hidden 1024 --batch 32 --steps 25
+train I=H=512 L=2 bidir B=32 T=50|--mode train --input 512 --hidden 512 --layers 2 --bidirectional --batch 32 --steps 50
+infer I=H=1024 B=4 T=25|--mode infer --input 1024 --hidden 1024 --batch 4 --steps 25
+infer I=H=256 B=1 T=150|--mode infer --input 256 --hidden 256 --batch 1 --steps 150
+stream I=H=256 L=2 B=1|--mode stream --input 256 --hidden 256 --layers 2 --batch 1 --steps 100
+stream I=H=512 L=2 B=1|--mode stream --input 512 --hidden 512 --layers 2 --batch 1 --steps 100'
+
+# json_field FIELD: the number FIELD of the last JSON line on stdin, or nothing
+json_field() {
+    grep '^{' | tail -n 1 | sed -n "s/.*\"$1\":\([-0-9.e+]*\).*/\1/p"
+}
+
+# run IMPL ARGS...: "ms gflops" of one run (medians of its timed runs), or nothing on failure
+run() {
+    impl=$1
+    shift
+    case $impl in
+    lstm) set -- ./lstm bench "$@" ;;
+    onednn) set -- build/bench/onednn_lstm "$@" ;;
+    torch) set -- bench/torch_lstm.py "$@" ;;
+    esac
+    line=$(timeout 600 "$@" --threads 2 --repeat "$REPEAT" --json 2>/dev/null | grep '^{' | tail -n 1)
+    ms=$(echo "$line" | sed -n 's/.*"ms":\([-0-9.e+]*\).*/\1/p')
+    gf=$(echo "$line" | sed -n 's/.*"gflops":\([-0-9.e+]*\).*/\1/p')
+    [ -n "$ms" ] && [ -n "$gf" ] && echo "$ms $gf"
+}
+
+# best OLD NEW: of two "ms gflops" pairs (either possibly empty), the one with fewer ms
+best() {
+    if [ -z "$1" ]; then echo "$2"; elif [ -z "$2" ]; then echo "$1"; else
+        echo "$1 $2" | awk '{ print ($3 < $1 ? $3 " " $4 : $1 " " $2) }'; fi
+}
+
+# fmt "ms gflops" FIELD: the field, or n/a
+fmt() {
+    if [ -z "$1" ]; then echo n/a; else
+        echo "$1" | awk -v f="$2" '{ printf ($f < 1 ? "%.4f" : f == 2 ? "%.1f" : "%.2f"), $f }'; fi
+}
+
+# ratio OTHER LSTM: OTHER's ms over lstm's, or n/a
+ratio() {
+    if [ -z "$1" ] || [ -z "$2" ]; then echo n/a; else
+        echo "$1 $2" | awk '{ printf "%.2f", $1 / $3 }'; fi
+}
+
+echo "# lstm vs oneDNN vs PyTorch, $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -m), $(nproc) cores"
+echo
+grep -m1 'model name' /proc/cpuinfo | sed 's/.*: /CPU: /'
+echo "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}; $ROUNDS round(s) of $REPEAT timed runs, best median kept"
+# oneDNN's OpenMP threads wait actively: another busy process on these cores makes it
+# 100x slower, so a loaded machine gives meaningless oneDNN numbers
+load=$(cut -d' ' -f1 /proc/loadavg)
+echo "load average $load$(awk -v l="$load" 'BEGIN { if (l > 0.5) printf " (WARNING: the machine is busy; timings are unreliable)" }')"
+if [ -x build/bench/sgemm_rate ]; then
+    build/bench/sgemm_rate | head -n 1
+else
+    echo "sgemm rate: n/a"
+fi
+echo
+echo "| case | lstm ms | oneDNN ms | PyTorch ms | lstm GFLOP/s | oneDNN/lstm | PyTorch/lstm |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
+
+echo "$CASES" | while IFS='|' read -r name args; do
+    echo "$name" | grep -Eq -- "$CASES_RE" || continue
+    l='' o='' t=''
+    r=0
+    while [ $r -lt "$ROUNDS" ]; do
+        # shellcheck disable=SC2086 # args is a word list
+        l=$(best "$l" "$(run lstm $args)")
+        # shellcheck disable=SC2086
+        o=$(best "$o" "$(run onednn $args)")
+        # shellcheck disable=SC2086
+        t=$(best "$t" "$(run torch $args)")
+        r=$((r + 1))
+    done
+    echo "| $name | $(fmt "$l" 1) | $(fmt "$o" 1) | $(fmt "$t" 1) | $(fmt "$l" 2) | $(ratio "$o" "$l") | $(ratio "$t" "$l") |"
+done

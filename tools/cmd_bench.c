@@ -1,0 +1,145 @@
+/* cmd_bench.c - lstm bench: times training, inference and one-step
+ * streaming of an LSTM with random weights, in PyTorch's vocabulary. */
+#include "cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+static const char *V = "bench";
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Multiply-adds times two of one forward over T steps (see --help). */
+static double forward_flops(const lstm_rnn_config *c, int T, int B) {
+    int D = c->bidirectional ? 2 : 1, H = c->hidden_size;
+    int Ho = c->proj_size ? c->proj_size : H;
+    double f = 0;
+    for (int l = 0; l < c->num_layers; l++) {
+        int In = l == 0 ? c->input_size : D * Ho;
+        f += D * (2.0 * T * B * 4 * H * (In + Ho) + (c->proj_size ? 2.0 * T * B * Ho * H : 0));
+    }
+    return f;
+}
+
+int cmd_bench(int argc, char **argv) {
+    const char *mode = "train";
+    int I = 256, H = 256, L = 1, B = 32, T = 50, bidir = 0, P = 0, threads = 2, repeat = 10;
+    int json = 0;
+    cli_opt opts[] = {
+        {"mode", OPT_STR, &mode, "M", "train (forward + backward), infer (forward) or stream (one step)"},
+        {"input", OPT_INT, &I, "I", "input size (256)"},
+        {"hidden", OPT_INT, &H, "H", "hidden size (256)"},
+        {"layers", OPT_INT, &L, "L", "layers (1)"},
+        {"batch", OPT_INT, &B, "B", "batch size (32)"},
+        {"steps", OPT_INT, &T, "T", "sequence length; for stream, steps averaged over (50)"},
+        {"bidirectional", OPT_FLAG, &bidir, NULL, "two directions"},
+        {"proj", OPT_INT, &P, "P", "projection size (0: none)"},
+        {"threads", OPT_INT, &threads, "N", "threads (2)"},
+        {"repeat", OPT_INT, &repeat, "R", "timed runs after the warm-up; the median is printed (10)"},
+        {"json", OPT_FLAG, &json, NULL, "end with one JSON line"},
+        OPT_END};
+    const char *pos[1];
+    int npos;
+    int r = cli_parse(
+        V, "lstm bench [--mode train|infer|stream] [--input I] [--hidden H] [--layers L] [--batch B]\n"
+           "                  [--steps T] [--bidirectional] [--proj P] [--threads N] [--repeat R] [--json]",
+        "Times one nn.LSTM with random weights (fixed seed). train: forward and backward\n"
+        "over the sequence with the input and all weight gradients (the work of\n"
+        "y, _ = lstm(x); y.sum().backward()); infer: forward; stream: one step for a batch\n"
+        "of B with the state carried, averaged over T steps. Prints the median\n"
+        "milliseconds and GFLOP/s, counting 2*T*B*4H*(In+Hout) per layer and direction\n"
+        "for a forward (plus 2*T*B*P*H with a projection), three times that for train.",
+        opts, argc, argv, pos, 0, &npos);
+    if (r)
+        return r == 2 ? 0 : 1;
+    int m = strcmp(mode, "train") == 0 ? 0 : strcmp(mode, "infer") == 0 ? 1
+            : strcmp(mode, "stream") == 0 ? 2 : -1;
+    if (m < 0)
+        return cli_error(V, "--mode must be train, infer or stream, not '%s'", mode);
+    if (T < 1 || B < 1 || repeat < 1 || (m == 2 && bidir))
+        return cli_error(V, "need --steps, --batch, --repeat >= 1 (and stream is unidirectional)");
+
+    lstm_error err;
+    lstm_rnn_config cfg = lstm_rnn_config_default(I, H);
+    cfg.num_layers = L;
+    cfg.bidirectional = bidir;
+    cfg.proj_size = P;
+    lstm_params *p = lstm_params_create();
+    lstm_rnn *rnn = lstm_rnn_create(&cfg, p, "", &err);
+    if (!rnn || lstm_params_alloc(p, &err)) {
+        lstm_params_free(p);
+        return cli_error(V, "%s", err.msg);
+    }
+    lstm_ctx *ctx = cli_ctx(V, threads);
+    if (!ctx) {
+        lstm_rnn_free(rnn);
+        lstm_params_free(p);
+        return 1;
+    }
+    lstm_rng rng;
+    lstm_rng_seed(&rng, 1);
+    lstm_rnn_reset_parameters(rnn, p, &rng);
+    int D = bidir ? 2 : 1, Ho = P ? P : H;
+    int Tx = m == 2 ? 1 : T;
+    size_t nx = (size_t)Tx * B * I, ny = (size_t)Tx * B * D * Ho;
+    float *x = malloc(sizeof(float) * nx), *y = malloc(sizeof(float) * ny);
+    float *dy = malloc(sizeof(float) * ny), *dx = malloc(sizeof(float) * nx);
+    float *h = calloc((size_t)L * B * Ho, sizeof(float)), *c = calloc((size_t)L * B * H, sizeof(float));
+    double *times = malloc(sizeof(double) * repeat);
+    if (!x || !y || !dy || !dx || !h || !c || !times)
+        return cli_error(V, "out of memory");
+    for (size_t i = 0; i < nx; i++)
+        x[i] = lstm_rng_normal(&rng);
+    for (size_t i = 0; i < ny; i++)
+        dy[i] = 1; /* y.sum() */
+
+    int status = 0;
+    for (int it = -2; it < repeat && !status; it++) { /* two warm-up runs */
+        double t0 = cli_now();
+        if (m == 2) {
+            for (int s = 0; s < T && !status; s++)
+                status = lstm_rnn_step(rnn, ctx, p, B, x, h, c, y, &err) != LSTM_OK;
+        } else {
+            lstm_rnn_io io = {T, B, x, NULL, NULL, NULL, y, NULL, NULL};
+            status = lstm_rnn_forward(rnn, ctx, p, &io, m == 0, &rng, &err) != LSTM_OK;
+            if (!status && m == 0) {
+                lstm_rnn_grads g = {dy, NULL, NULL, dx, NULL, NULL};
+                status = lstm_rnn_backward(rnn, ctx, p, &g, &err) != LSTM_OK;
+            }
+        }
+        double dt = cli_now() - t0;
+        if (it >= 0)
+            times[it] = m == 2 ? dt / T : dt;
+    }
+    if (status) {
+        cli_error(V, "%s", err.msg);
+    } else {
+        qsort(times, (size_t)repeat, sizeof *times, cmp_double);
+        double med = repeat % 2 ? times[repeat / 2] : (times[repeat / 2 - 1] + times[repeat / 2]) / 2;
+        double flops = forward_flops(&cfg, m == 2 ? 1 : T, B) * (m == 0 ? 3 : 1);
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        printf("%s I=%d H=%d L=%d%s%s B=%d T=%d threads=%d kernels=%s gemm=%s: %.3f ms%s, "
+               "%.1f GFLOP/s, peak RSS %.1f MiB\n",
+               mode, I, H, L, bidir ? " bidirectional" : "", P ? " proj" : "", B, T,
+               lstm_ctx_threads(ctx), lstm_ctx_kernels(ctx), lstm_ctx_gemm(ctx), med * 1e3,
+               m == 2 ? " per step" : "", flops / med * 1e-9, ru.ru_maxrss / 1024.0);
+        if (json)
+            printf("{\"impl\":\"lstm\",\"mode\":\"%s\",\"input\":%d,\"hidden\":%d,\"layers\":%d,"
+                   "\"bidirectional\":%d,\"proj\":%d,\"batch\":%d,\"steps\":%d,\"threads\":%d,"
+                   "\"kernels\":\"%s\",\"gemm\":\"%s\",\"ms\":%.6f,\"gflops\":%.3f,"
+                   "\"peak_rss_mib\":%.1f}\n",
+                   mode, I, H, L, bidir, P, B, T, lstm_ctx_threads(ctx), lstm_ctx_kernels(ctx),
+                   lstm_ctx_gemm(ctx), med * 1e3, flops / med * 1e-9, ru.ru_maxrss / 1024.0);
+    }
+    free(x), free(y), free(dy), free(dx), free(h), free(c), free(times);
+    lstm_rnn_free(rnn);
+    lstm_params_free(p);
+    lstm_ctx_free(ctx);
+    return status;
+}
