@@ -123,8 +123,15 @@ INLINE vf vtanh(vf x) {
 /* The microkernel: acc[r][q] = sum_k A[r][k] P[k][q*VL .. q*VL+VL), over
  * two A segments (K1 columns of A1, then K2 of A2) and one packed panel P.
  * A[r][k] is at A[r*rs + k*ks]. mr is a constant after inlining. */
+INLINE void mk1(vf acc[MR][4], const float *A1, long ks1, int K1, const float *A2, long ks2,
+                int K2, const float *P);
+
 INLINE void mk(const int mr, vf acc[MR][4], const float *A1, long rs1, long ks1, int K1,
                const float *A2, long rs2, long ks2, int K2, const float *P) {
+    if (mr == 1) {
+        mk1(acc, A1, ks1, K1, A2, ks2, K2, P);
+        return;
+    }
     for (int r = 0; r < mr; r++)
         for (int q = 0; q < 4; q++)
             acc[r][q] = vset(0);
@@ -150,6 +157,40 @@ INLINE void mk(const int mr, vf acc[MR][4], const float *A1, long rs1, long ks1,
             acc[r][3] += a * w3;
         }
     }
+}
+
+/* One row (a batch of one, streaming): four accumulators would wait on
+ * the adder's latency, so even and odd k go to two sets, summed at the end. */
+INLINE void mk1(vf acc[MR][4], const float *A1, long ks1, int K1, const float *A2, long ks2,
+                int K2, const float *P) {
+    vf e0 = vset(0), e1 = vset(0), e2 = vset(0), e3 = vset(0);
+    vf o0 = vset(0), o1 = vset(0), o2 = vset(0), o3 = vset(0);
+    for (int seg = 0; seg < 2; seg++) {
+        const float *A = seg ? A2 : A1;
+        long ks = seg ? ks2 : ks1;
+        int K = seg ? K2 : K1, k = 0;
+        for (; k + 1 < K; k += 2, P += 2 * NR) {
+            vf a = vset(A[k * ks]), b = vset(A[(k + 1) * ks]);
+            e0 += a * vload(P), e1 += a * vload(P + VL);
+            e2 += a * vload(P + 2 * VL), e3 += a * vload(P + 3 * VL);
+            o0 += b * vload(P + NR), o1 += b * vload(P + NR + VL);
+            o2 += b * vload(P + NR + 2 * VL), o3 += b * vload(P + NR + 3 * VL);
+        }
+        if (k < K) {
+            vf a = vset(A[k * ks]);
+            e0 += a * vload(P), e1 += a * vload(P + VL);
+            e2 += a * vload(P + 2 * VL), e3 += a * vload(P + 3 * VL);
+            P += NR;
+        }
+    }
+    acc[0][0] = e0 + o0, acc[0][1] = e1 + o1, acc[0][2] = e2 + o2, acc[0][3] = e3 + o3;
+}
+
+/* The rows of the next tile: blocks as even as possible, at most MR, so
+ * that 32 rows are 6+6+5+5+5+5 rather than 6+6+6+6+6+2. */
+static inline int row_block(int remaining) {
+    int blocks = (remaining + MR - 1) / MR;
+    return (remaining + blocks - 1) / blocks;
 }
 
 /* Dispatches a row count 1..MR to the microkernel compiled for it. */
@@ -193,12 +234,11 @@ static size_t simd_pack_size(int N, int K) { return (size_t)(N + NR - 1) / NR * 
 
 static void simd_pack_nt(float *dst, const float *W, int N, int K) {
     for (int p = 0; p < (N + NR - 1) / NR; p++)
-        for (int k = 0; k < K; k++) {
-            float *d = dst + ((size_t)p * K + k) * NR;
-            for (int j = 0; j < NR; j++) {
-                int n = p * NR + j;
-                d[j] = n < N ? W[(size_t)n * K + k] : 0;
-            }
+        for (int j = 0; j < NR; j++) { /* a row of W becomes a column of the panel */
+            int n = p * NR + j;
+            float *d = dst + (size_t)p * K * NR + j;
+            for (int k = 0; k < K; k++)
+                d[(size_t)k * NR] = n < N ? W[(size_t)n * K + k] : 0;
         }
 }
 
@@ -213,6 +253,18 @@ static void simd_pack_nn(float *dst, const float *W, int K, int N) {
         }
 }
 
+/* Cache blocking of the large products: KC columns of A by MC rows stay in
+ * L2; a KC x NC block of packed B is shared by the threads (see gemm). */
+#ifndef KC
+#define KC 512
+#endif
+#ifndef MC
+#define MC (16 * MR)
+#endif
+#ifndef NC
+#define NC 512
+#endif
+
 /* Work below this many multiply-adds is done on the calling thread. */
 #define PARALLEL_MIN (1 << 15)
 
@@ -223,20 +275,40 @@ typedef struct {
     float beta;
 } pgemm_job;
 
+/* Rows [m0, m1) of C, against panels [p0, p1), k from k0 to k0 + kc. */
+static void pgemm_block(const pgemm_job *j, int m0, int m1, int p0, int p1, int k0, int kc) {
+    float beta = k0 == 0 ? j->beta : 1;
+    for (int p = p0; p < p1; p++) {
+        const float *P = j->Wp + ((size_t)p * j->K + k0) * NR;
+        int ncols = j->N - p * NR < NR ? j->N - p * NR : NR;
+        for (int m = m0, mr; m < m1; m += mr) {
+            mr = row_block(m1 - m);
+            vf acc[MR][4];
+            const float *A = j->A + (size_t)m * j->lda + k0;
+            MK_CASES(mk(m_, acc, A, j->lda, 1, kc, NULL, 0, 0, 0, P));
+            store_tile(mr, acc, j->C + (size_t)m * j->ldc + p * NR, j->ldc, ncols, 1, beta);
+        }
+    }
+}
+
+/* Few rows (one step): threads take panels, all of K at once. Many rows
+ * (all steps): threads take rows, in blocks of MC rows and KC columns of
+ * A, so each block of A stays in L2 while it meets every panel. */
 static void pgemm_part(void *arg, int tid, int nt) {
     const pgemm_job *j = arg;
-    int panels = (j->N + NR - 1) / NR, p0, p1;
-    nn_split(panels, 1, tid, nt, &p0, &p1);
-    for (int p = p0; p < p1; p++) {
-        const float *P = j->Wp + (size_t)p * j->K * NR;
-        int ncols = j->N - p * NR < NR ? j->N - p * NR : NR;
-        for (int m = 0; m < j->M; m += MR) {
-            int mr = j->M - m < MR ? j->M - m : MR;
-            vf acc[MR][4];
-            const float *A = j->A + (size_t)m * j->lda;
-            MK_CASES(mk(m_, acc, A, j->lda, 1, j->K, NULL, 0, 0, 0, P));
-            store_tile(mr, acc, j->C + (size_t)m * j->ldc + p * NR, j->ldc, ncols, 1, j->beta);
-        }
+    int panels = (j->N + NR - 1) / NR;
+    if (j->M < 4 * MC) {
+        int p0, p1;
+        nn_split(panels, 1, tid, nt, &p0, &p1);
+        pgemm_block(j, 0, j->M, p0, p1, 0, j->K);
+        return;
+    }
+    int m0, m1;
+    nn_split(j->M, MR, tid, nt, &m0, &m1);
+    for (int k0 = 0; k0 < j->K; k0 += KC) {
+        int kc = j->K - k0 < KC ? j->K - k0 : KC;
+        for (int mb = m0; mb < m1; mb += MC)
+            pgemm_block(j, mb, mb + MC < m1 ? mb + MC : m1, 0, panels, k0, kc);
     }
 }
 
@@ -261,18 +333,17 @@ static void simd_cell_pack(float *dst, const float *w_ih, const float *w_hh, int
                            int K2) {
     int K = K1 + K2;
     for (int p = 0; p < (H + VL - 1) / VL; p++)
-        for (int k = 0; k < K; k++) {
-            float *d = dst + ((size_t)p * K + k) * NR;
-            for (int q = 0; q < 4; q++)
-                for (int lane = 0; lane < VL; lane++) {
-                    int u = p * VL + lane;
-                    float v = 0;
-                    if (u < H)
-                        v = k < K1 ? w_ih[(size_t)(q * H + u) * K1 + k]
-                                   : w_hh[(size_t)(q * H + u) * K2 + (k - K1)];
-                    d[q * VL + lane] = v;
-                }
-        }
+        for (int q = 0; q < 4; q++)
+            for (int lane = 0; lane < VL; lane++) { /* a row of [W_ih | W_hh] */
+                int u = p * VL + lane;
+                float *d = dst + (size_t)p * K * NR + q * VL + lane;
+                const float *r1 = u < H && K1 ? w_ih + (size_t)(q * H + u) * K1 : NULL;
+                const float *r2 = u < H ? w_hh + (size_t)(q * H + u) * K2 : NULL;
+                for (int k = 0; k < K1; k++)
+                    d[(size_t)k * NR] = r1 ? r1[k] : 0;
+                for (int k = 0; k < K2; k++)
+                    d[(size_t)(K1 + k) * NR] = r2 ? r2[k] : 0;
+            }
 }
 
 /* Gate epilogue for rows [m, m+mr) and units [u, u+n), n <= VL. */
@@ -317,6 +388,18 @@ static void cell_epilogue(const nn_cell_fwd *a, int m, int mr, vf acc[MR][4], in
     }
 }
 
+/* Asks for rows [0, M) of the columns [u, u+n) of each of the `blocks`
+ * blocks of H columns of X (row stride ld) to be brought into cache: what
+ * this thread reads at the next step, which was written long ago. */
+static void prefetch_units(const float *X, size_t ld, int M, int H, int blocks, int u, int n) {
+    if (!X)
+        return;
+    for (int m = 0; m < M; m++)
+        for (int q = 0; q < blocks; q++)
+            for (int i = 0; i < n; i += 16)
+                __builtin_prefetch(X + m * ld + (size_t)q * H + u + i, 0, 3);
+}
+
 static void cell_forward_part(void *arg, int tid, int nt) {
     const nn_cell_fwd *a = arg;
     int panels = (a->H + VL - 1) / VL, p0, p1;
@@ -325,14 +408,15 @@ static void cell_forward_part(void *arg, int tid, int nt) {
     for (int p = p0; p < p1; p++) {
         const float *P = a->w + (size_t)p * K * NR;
         int u = p * VL, n = a->H - u < VL ? a->H - u : VL;
-        for (int m = 0; m < a->M; m += MR) {
-            int mr = a->M - m < MR ? a->M - m : MR;
+        for (int m = 0, mr; m < a->M; m += mr) {
+            mr = row_block(a->M - m);
             vf acc[MR][4];
             const float *x = a->K1 ? a->x + (size_t)m * a->ldx : NULL;
             const float *hp = a->hp + (size_t)m * a->K2;
             MK_CASES(mk(m_, acc, x, a->ldx, 1, a->K1, hp, a->K2, 1, a->K2, P));
             cell_epilogue(a, m, mr, acc, u, n);
         }
+        prefetch_units(a->gin_next, (size_t)4 * a->H, a->M_next, a->H, 4, u, n);
     }
 }
 
@@ -394,6 +478,10 @@ static void cell_backward_job(void *arg, int tid, int nt) {
     nn_split(a->H, VL, tid, nt, &u0, &u1);
     cell_backward_pointwise(a, u0, u1);
     nn_pool_barrier(j->pool, tid, nt); /* dhp needs every unit's gradient */
+    /* while the product runs, fetch what this thread's units need next */
+    prefetch_units(a->g_next, (size_t)4 * a->H, a->M_next, a->H, 4, u0, u1 - u0);
+    prefetch_units(a->cp_next, (size_t)a->H, a->M_next, a->H, 1, u0, u1 - u0);
+    prefetch_units(a->dy_next, (size_t)a->ldy, a->M_next, a->H, 1, u0, u1 - u0);
     pgemm_job pj = {a->M, a->Hout, 4 * a->H, 4 * a->H, a->Hout, a->g, a->w, a->dhp, 0};
     pgemm_part(&pj, tid, nt);
 }
@@ -413,15 +501,6 @@ static void simd_cell_backward(const nn_ctx *ctx, const nn_cell_bwd *a) {
  * each thread); each micro-panel of B then stays in L1 while the
  * microkernel runs down the rows of the A block. Threads split the rows. */
 
-#ifndef KC
-#define KC 512
-#endif
-#ifndef MC
-#define MC (16 * MR)
-#endif
-#ifndef NC
-#define NC 512
-#endif
 
 /* One block of columns of C: C (M, N) += A op(B). A product may have two,
  * sharing A (the two weight gradients of one LSTM direction). */

@@ -33,11 +33,14 @@ typedef struct {
 
 typedef struct {
     real *cell;    /* W_hh for cell_forward (K1 = 0) */
-    real *whh_nn;  /* W_hh for dh_prev = dpre W_hh */
+    real *wih_nt;  /* W_ih for G = X W_ih^T */
     real *whr_nt;  /* W_hr for h = r W_hr^T */
-    real *whr_nn;  /* W_hr for dr = dh W_hr */
     real *bias;    /* b_ih + b_hh, or NULL */
     real *step;    /* [W_ih | W_hh] for the step API */
+    /* for backward, packed at its first use after a change of weights */
+    real *whh_nn;  /* W_hh for dh_prev = dpre W_hh */
+    real *wih_nn;  /* W_ih for dx = dpre W_ih */
+    real *whr_nn;  /* W_hr for dr = dh W_hr */
 } dir_pack;
 
 struct nn_lstm_ws {
@@ -53,8 +56,9 @@ struct nn_lstm_ws {
     real *x0, *dA, *dB, *dHp, *dhsum, *dr, *dhc, *dcc, *dbsum;
     int *perm, *bs, *len;
     /* packed weights */
-    real *pk;
-    size_t pkcap;
+    real *pk, *bpk;
+    size_t pkcap, bpkcap;
+    int bwd_stale; /* the backward's packs predate the last nn_lstm_ws_pack */
     real *spk;
     size_t spkcap;
     dir_pack *pack; /* L*D */
@@ -79,6 +83,7 @@ void nn_lstm_ws_free(nn_lstm_ws *ws) {
     free(ws->X);
     free(ws->mask);
     free(ws->pk);
+    free(ws->bpk);
     free(ws->spk);
     free(ws->pack);
     free(ws->sbuf);
@@ -192,33 +197,65 @@ int nn_lstm_ws_pack(nn_lstm_ws *ws, const nn_lstm_dims *d, const nn_kernels *k,
     int H = d->H, Ho = nn_lstm_hout(d), P = d->P;
     carver cv = {NULL, 0};
     for (int pass = 0; pass < 2; pass++) {
-        for (int i = 0; i < d->L * d->D; i++) {
-            dir_pack *p = &ws->pack[i];
-            p->cell = carve(&cv, k->cell_pack_size(H, 0, Ho));
-            p->whh_nn = carve(&cv, k->pack_size(Ho, 4 * H));
-            p->whr_nt = P ? carve(&cv, k->pack_size(P, H)) : NULL;
-            p->whr_nn = P ? carve(&cv, k->pack_size(H, P)) : NULL;
-            p->bias = d->bias ? carve(&cv, (size_t)4 * H) : NULL;
-        }
+        for (int l = 0; l < d->L; l++)
+            for (int dir = 0; dir < d->D; dir++) {
+                dir_pack *p = &ws->pack[l * d->D + dir];
+                p->cell = carve(&cv, k->cell_pack_size(H, 0, Ho));
+                p->wih_nt = carve(&cv, k->pack_size(4 * H, nn_lstm_in(d, l)));
+                p->whr_nt = P ? carve(&cv, k->pack_size(P, H)) : NULL;
+                p->bias = d->bias ? carve(&cv, (size_t)4 * H) : NULL;
+            }
         if (pass == 0) {
             if (alloc_reals(&ws->pk, &ws->pkcap, cv.used))
                 return -1;
             cv = (carver){ws->pk, 0};
         }
     }
-    for (int i = 0; i < d->L * d->D; i++) {
-        dir_pack *p = &ws->pack[i];
-        const nn_lstm_weights *wi = &w[i];
-        k->cell_pack(p->cell, NULL, wi->w_hh, H, 0, Ho);
-        k->pack_nn(p->whh_nn, wi->w_hh, 4 * H, Ho);
-        if (P) {
-            k->pack_nt(p->whr_nt, wi->w_hr, P, H);
-            k->pack_nn(p->whr_nn, wi->w_hr, P, H);
+    for (int l = 0; l < d->L; l++)
+        for (int dir = 0; dir < d->D; dir++) {
+            dir_pack *p = &ws->pack[l * d->D + dir];
+            const nn_lstm_weights *wi = &w[l * d->D + dir];
+            k->cell_pack(p->cell, NULL, wi->w_hh, H, 0, Ho);
+            k->pack_nt(p->wih_nt, wi->w_ih, 4 * H, nn_lstm_in(d, l));
+            if (P)
+                k->pack_nt(p->whr_nt, wi->w_hr, P, H);
+            if (d->bias)
+                for (int r = 0; r < 4 * H; r++)
+                    p->bias[r] = wi->b_ih[r] + wi->b_hh[r];
         }
-        if (d->bias)
-            for (int r = 0; r < 4 * H; r++)
-                p->bias[r] = wi->b_ih[r] + wi->b_hh[r];
+    ws->bwd_stale = 1;
+    return 0;
+}
+
+/* The weights the backward multiplies by, packed once per change. */
+static int pack_backward(nn_lstm_ws *ws, const nn_lstm_dims *d, const nn_kernels *k,
+                         const nn_lstm_weights *w) {
+    int H = d->H, Ho = nn_lstm_hout(d), P = d->P;
+    carver cv = {NULL, 0};
+    for (int pass = 0; pass < 2; pass++) {
+        for (int l = 0; l < d->L; l++)
+            for (int dir = 0; dir < d->D; dir++) {
+                dir_pack *p = &ws->pack[l * d->D + dir];
+                p->whh_nn = carve(&cv, k->pack_size(Ho, 4 * H));
+                p->wih_nn = carve(&cv, k->pack_size(nn_lstm_in(d, l), 4 * H));
+                p->whr_nn = P ? carve(&cv, k->pack_size(H, P)) : NULL;
+            }
+        if (pass == 0) {
+            if (alloc_reals(&ws->bpk, &ws->bpkcap, cv.used))
+                return -1;
+            cv = (carver){ws->bpk, 0};
+        }
     }
+    for (int l = 0; l < d->L; l++)
+        for (int dir = 0; dir < d->D; dir++) {
+            dir_pack *p = &ws->pack[l * d->D + dir];
+            const nn_lstm_weights *wi = &w[l * d->D + dir];
+            k->pack_nn(p->whh_nn, wi->w_hh, 4 * H, Ho);
+            k->pack_nn(p->wih_nn, wi->w_ih, 4 * H, nn_lstm_in(d, l));
+            if (P)
+                k->pack_nn(p->whr_nn, wi->w_hr, P, H);
+        }
+    ws->bwd_stale = 0;
     return 0;
 }
 
@@ -256,6 +293,7 @@ void nn_lstm_forward(const nn_ctx *ctx, const nn_lstm_dims *d, const nn_lstm_wei
     const nn_kernels *k = ctx->k;
     int T = io->T, B = io->B, H = d->H, Ho = nn_lstm_hout(d), W = d->D * Ho;
     size_t TB = (size_t)T * B;
+    (void)w; /* the forward multiplies by the copies nn_lstm_ws_pack made of w */
     sort_batch(ws, io->lengths, T, B);
     ws->T = T;
     ws->B = B;
@@ -282,11 +320,10 @@ void nn_lstm_forward(const nn_ctx *ctx, const nn_lstm_dims *d, const nn_lstm_wei
         real *Y = ws->Y[l];
         for (int dir = 0; dir < d->D; dir++) {
             int ld = l * d->D + dir;
-            const nn_lstm_weights *wt = &w[ld];
             dir_act *a = &ws->act[ld];
             dir_pack *pk = &ws->pack[ld];
             /* The input product of all steps at once: G = X W_ih^T. */
-            k->gemm(ctx, 0, 1, (int)TB, 4 * H, In, 1, X, In, wt->w_ih, In, 0, a->G, 4 * H);
+            k->pgemm(ctx, (int)TB, 4 * H, In, X, In, pk->wih_nt, 0, a->G, 4 * H);
             if (ws->has_lengths) {
                 /* rows of finished sequences enter the weight-gradient
                  * products (times a zero gradient): keep them finite */
@@ -321,9 +358,13 @@ void nn_lstm_forward(const nn_ctx *ctx, const nn_lstm_dims *d, const nn_lstm_wei
                 real *Yt = Y + (size_t)t * B * W + (size_t)dir * Ho;
                 if (M > 0) {
                     /* without a projection the kernel also writes h into the output */
+                    int tn = dir == 0 ? t + 1 : t - 1; /* the next step, to prefetch */
+                    int has_next = tn >= 0 && tn < T;
                     nn_cell_fwd cf = {.M = M, .H = H, .K1 = 0, .K2 = Ho, .hp = hp, .cp = cp,
                                       .gin = Gt, .bias = pk->bias, .w = pk->cell, .g = Gt,
-                                      .c = cc, .h = Rt ? Rt : hc, .y = Rt ? NULL : Yt, .ldy = W};
+                                      .c = cc, .h = Rt ? Rt : hc, .y = Rt ? NULL : Yt, .ldy = W,
+                                      .gin_next = has_next ? a->G + (size_t)tn * B * 4 * H : NULL,
+                                      .M_next = has_next ? ws->bs[tn] : 0};
                     k->cell_forward(ctx, &cf);
                     if (Rt) { /* h = r W_hr^T */
                         k->pgemm(ctx, M, Ho, H, Rt, H, pk->whr_nt, 0, hc, Ho);
@@ -369,6 +410,8 @@ int nn_lstm_backward(const nn_ctx *ctx, const nn_lstm_dims *d, const nn_lstm_wei
                      nn_lstm_ws *ws, const nn_lstm_grads *g) {
     if (!ws->have_fwd)
         return -1;
+    if (ws->bwd_stale && pack_backward(ws, d, ctx->k, w))
+        return -2;
     ws->have_fwd = 0;
     const nn_kernels *k = ctx->k;
     int T = ws->T, B = ws->B, H = d->H, Ho = nn_lstm_hout(d), W = d->D * Ho, P = d->P;
@@ -428,11 +471,20 @@ int nn_lstm_backward(const nn_ctx *ctx, const nn_lstm_dims *d, const nn_lstm_wei
                 }
                 real *Gt = a->G + (size_t)t * B * 4 * H;
                 const real *dYt = dY + (size_t)t * B * W + (size_t)dir * Ho;
+                int tn = dir == 0 ? t - 1 : t + 1; /* the next step, to prefetch */
+                int has_next = tn >= 0 && tn < T;
+                int prev_n = dir == 0 ? tn : tn + 1;
                 nn_cell_bwd cb = {.M = M, .H = H, .Hout = Ho, .g = Gt,
                                   .c = a->Cs + (size_t)cur * B * H,
                                   .cp = a->Cs + (size_t)prev * B * H, .dr = ws->dhc, .dy = dYt,
                                   .ldy = W, .dc = ws->dcc, .dhp = ws->dhc, .w = pk->whh_nn,
                                   .db = d->bias ? ws->dbsum : NULL};
+                if (has_next) {
+                    cb.g_next = a->G + (size_t)tn * B * 4 * H;
+                    cb.cp_next = a->Cs + (size_t)prev_n * B * H;
+                    cb.dy_next = P ? NULL : dY + (size_t)tn * B * W + (size_t)dir * Ho;
+                    cb.M_next = ws->bs[tn];
+                }
                 if (M > 0 && P) { /* h = r W_hr^T: keep dh for dW_hr, dr = dh W_hr */
                     for (int j = 0; j < M; j++)
                         for (int u = 0; u < Ho; u++)
@@ -480,8 +532,8 @@ int nn_lstm_backward(const nn_ctx *ctx, const nn_lstm_dims *d, const nn_lstm_wei
             if (P && wt->dw_hr)
                 k->gemm(ctx, 1, 0, P, H, (int)TB, 1, ws->dHp, P, a->R, H, 1, wt->dw_hr, H);
             if (need_dx)
-                k->gemm(ctx, 0, 0, (int)TB, In, 4 * H, 1, a->G, 4 * H, wt->w_ih, In,
-                        dir == 0 ? 0 : 1, dX, In);
+                k->pgemm(ctx, (int)TB, In, 4 * H, a->G, 4 * H, pk->wih_nn, dir == 0 ? 0 : 1, dX,
+                         In);
         }
         if (l > 0) {
             if (ws->mask[l])

@@ -70,6 +70,8 @@ typedef struct {
     real *h;          /* (M,H) out */
     real *y;          /* (M,H) row stride ldy: a second copy of h (the layer output), or NULL */
     int ldy;
+    const real *gin_next; /* the next step's gin (M_next rows), to prefetch; or NULL */
+    int M_next;
 } nn_cell_fwd;
 
 /* The backward of one step for M rows, given dr = dL/dh (of o * tanh(c),
@@ -90,6 +92,9 @@ typedef struct {
     real *dhp;        /* (M,Hout) out: dL/dh_prev, overwritten; may be the same buffer as dr */
     const real *w;    /* W_hh packed by pack_nn(W_hh, K = 4H, N = Hout) */
     real *db;         /* (4H) += column sums of dL/dpre, or NULL */
+    /* the next step's g, cp and dy (M_next rows), to prefetch; or NULL */
+    const real *g_next, *cp_next, *dy_next;
+    int M_next;
 } nn_cell_bwd;
 
 typedef struct {
@@ -224,7 +229,8 @@ void nn_lstm_forward(const nn_ctx *ctx, const nn_lstm_dims *d, const nn_lstm_wei
 /* Back-propagates through the last forward of ws; accumulates weight
  * gradients into w's d* pointers (those that are not NULL); consumes the
  * saved activations, so it may follow each forward once. Returns -1 (and
- * does nothing) when there is no forward to go back through. */
+ * does nothing) when there is no forward to go back through, -2 when out
+ * of memory for the packed weights it needs. */
 int nn_lstm_backward(const nn_ctx *ctx, const nn_lstm_dims *d, const nn_lstm_weights *w,
                      nn_lstm_ws *ws, const nn_lstm_grads *g);
 

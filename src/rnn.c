@@ -271,8 +271,11 @@ lstm_status lstm_rnn_backward(lstm_rnn *r, lstm_ctx *ctx, lstm_params *p, const 
         return s;
     nn_lstm_grads ng = {.dy = g->dy, .dhn = g->dhn, .dcn = g->dcn, .dx = g->dx, .dh0 = g->dh0,
                         .dc0 = g->dc0};
+    int rc = nn_lstm_backward(nc, &r->dims, r->w, r->ws, &ng);
+    if (rc == -2)
+        return lstm_fail(err, LSTM_ERR_NOMEM, "out of memory packing weights for backward");
     r->fwd_valid = 0;
-    if (nn_lstm_backward(nc, &r->dims, r->w, r->ws, &ng))
+    if (rc)
         return lstm_fail(err, LSTM_ERR_STATE, "no forward to go back through");
     return lstm_ok(err);
 }
