@@ -477,6 +477,184 @@ typedef struct {
  * epochs, as in PyTorch's schedulers, or steps). */
 LSTM_API float lstm_schedule_lr(const lstm_schedule *s, long t);
 
+/* ------------------------------------------------------------------ */
+/* Data sets for the three tasks. Readers check their input and report the
+ * file, the line and what was wrong.
+ *   lm:       any file, as bytes.
+ *   classify: fastText lines "__label__NAME text..." (empty lines skipped),
+ *             or a directory DIR/NAME/ *.txt (the subdirectory is the label).
+ *   tag:      "word<TAB>tag" lines, an empty line after each sentence.
+ * Unlabelled input (for prediction): classify, one text per line (a leading
+ * "__label__X " is dropped); tag, one sentence per line, words separated by
+ * spaces. */
+
+typedef enum { LSTM_TASK_LM = 0, LSTM_TASK_CLASSIFY, LSTM_TASK_TAG } lstm_task;
+
+/* "lm", "classify", "tag"; parse returns -1 for an unknown name. */
+LSTM_API const char *lstm_task_name(lstm_task task);
+LSTM_API int lstm_task_parse(const char *name);
+
+typedef struct lstm_dataset lstm_dataset;
+
+/* Reads a labelled data set (or, for lm, a text) from a file or directory. */
+LSTM_API lstm_dataset *lstm_dataset_read(lstm_task task, const char *path, lstm_error *err);
+/* Reads input to predict on (see above); lm reads bytes as lstm_dataset_read. */
+LSTM_API lstm_dataset *lstm_dataset_read_unlabelled(lstm_task task, const char *path,
+                                                    lstm_error *err);
+/* The same from a buffer (copied); `name` is used in messages. */
+LSTM_API lstm_dataset *lstm_dataset_from_memory(lstm_task task, const void *buf, size_t len,
+                                                const char *name, int labelled, lstm_error *err);
+LSTM_API void lstm_dataset_free(lstm_dataset *ds);
+LSTM_API lstm_task lstm_dataset_task(const lstm_dataset *ds);
+LSTM_API const char *lstm_dataset_name(const lstm_dataset *ds);
+/* Examples: bytes (lm), documents (classify), sentences (tag). */
+LSTM_API size_t lstm_dataset_count(const lstm_dataset *ds);
+/* Tokens: bytes (lm), bytes of text (classify), words (tag). */
+LSTM_API size_t lstm_dataset_tokens(const lstm_dataset *ds);
+/* tag: the words of sentence i (n of them); NULL for other tasks. */
+LSTM_API const char *const *lstm_dataset_sentence(const lstm_dataset *ds, size_t i, size_t *n);
+/* Moves a random `portion` (0 < portion < 1) of the examples of ds into a
+ * new data set, the rest into another; ds is left empty. lm splits off the
+ * end of the text instead. */
+LSTM_API lstm_status lstm_dataset_split(lstm_dataset *ds, double portion, uint64_t seed,
+                                        lstm_dataset **rest, lstm_dataset **part,
+                                        lstm_error *err);
+
+/* ------------------------------------------------------------------ */
+/* Task models: a character language model (lm), a sequence classifier
+ * (classify) and a part-of-speech tagger (tag), each an embedding, an
+ * nn.LSTM and a linear layer, trained end to end. A trained model is one
+ * safetensors file: PyTorch-style tensor names (embedding.<feature>.weight,
+ * lstm.weight_ih_l0 ..., decoder.weight, decoder.bias) and, in the
+ * metadata, the task, the configuration, the vocabularies and the labels. */
+
+typedef struct {
+    lstm_task task;
+    int embedding;     /* size of the main (byte or word) embedding */
+    int hidden;        /* LSTM hidden size per direction */
+    int layers;
+    int bidirectional; /* classify and tag only */
+    float dropout;     /* on the embeddings, between layers and before the decoder */
+    int vocab_size;    /* classify, tag: at most this many words (0: all) */
+    int min_count;     /* classify, tag: rarer words are <unk> */
+    int byte_tokens;   /* classify: tokens are bytes rather than words */
+    int max_length;    /* classify: tokens kept from the start of a text (0: all) */
+    int char_features; /* tag: suffix and word-shape embeddings beside the word's */
+    float pool_last;   /* reserved (0) */
+} lstm_model_config;
+
+/* The defaults of each task (what `lstm train TASK` uses without options). */
+LSTM_API lstm_model_config lstm_model_defaults(lstm_task task);
+
+typedef struct lstm_model lstm_model;
+
+/* Loads a model file written by lstm_model_save (any task). */
+LSTM_API lstm_model *lstm_model_load(const char *path, lstm_error *err);
+/* Writes the model atomically (temporary file, fsync, rename). */
+LSTM_API lstm_status lstm_model_save(const lstm_model *m, const char *path, lstm_error *err);
+LSTM_API void lstm_model_free(lstm_model *m);
+LSTM_API lstm_task lstm_model_task(const lstm_model *m);
+LSTM_API const lstm_model_config *lstm_model_get_config(const lstm_model *m);
+/* Output classes: labels (classify) or tags (tag); 0 for lm. */
+LSTM_API int lstm_model_labels(const lstm_model *m);
+LSTM_API const char *lstm_model_label(const lstm_model *m, int i);
+/* Number of trainable values. */
+LSTM_API size_t lstm_model_size(const lstm_model *m);
+
+typedef struct {
+    lstm_task task;
+    double loss;            /* mean negative log likelihood, nats per token */
+    size_t tokens;          /* predicted tokens (lm: bytes; classify: documents; tag: words) */
+    double bpc, perplexity; /* lm: bits and perplexity per byte */
+    size_t unknown;         /* lm: bytes outside the model's vocabulary */
+    double accuracy;        /* classify, tag */
+    double unseen_accuracy; /* tag: on words whose lowercased form never occurs in training */
+    size_t unseen_tokens;
+    int nlabels;            /* classify: the confusion matrix, [true * nlabels + predicted] */
+    long *confusion;
+} lstm_eval;
+
+/* Evaluates on a labelled data set of the model's task. Labels of ds
+ * unknown to the model count as errors. lm: `streams` parallel streams
+ * over the text, each carrying its state (1: exact, the whole text as one
+ * stream). Free with lstm_eval_free. */
+LSTM_API lstm_status lstm_model_evaluate(lstm_model *m, lstm_ctx *ctx, const lstm_dataset *ds,
+                                         int streams, lstm_eval *out, lstm_error *err);
+LSTM_API void lstm_eval_free(lstm_eval *e);
+
+/* classify: for each document of ds, the label index and its probability
+ * (labels, probs: lstm_dataset_count(ds) entries). tag: for each word,
+ * the tag index and its probability (lstm_dataset_tokens(ds) entries). */
+LSTM_API lstm_status lstm_model_predict(lstm_model *m, lstm_ctx *ctx, const lstm_dataset *ds,
+                                        int *labels, float *probs, lstm_error *err);
+
+/* lm: feeds `prime` (its bytes must all be in the vocabulary; empty: start
+ * from a newline), then draws `length` bytes one at a time with the state
+ * carried, from the softmax at `temperature` (> 0) restricted to the
+ * `top_k` most likely bytes (0: all). Each byte drawn is passed to emit. */
+LSTM_API lstm_status lstm_model_sample(lstm_model *m, lstm_ctx *ctx, const char *prime,
+                                       size_t prime_len, size_t length, float temperature,
+                                       int top_k, lstm_rng *rng,
+                                       void (*emit)(unsigned char byte, void *arg), void *arg,
+                                       lstm_error *err);
+
+/* ------------------------------------------------------------------ */
+/* Training. */
+
+typedef enum { LSTM_EV_START, LSTM_EV_TRAIN, LSTM_EV_VALID, LSTM_EV_END } lstm_event_type;
+
+typedef struct {
+    lstm_event_type type;
+    int epoch;            /* 1-based */
+    long step;            /* optimizer steps so far */
+    long steps_planned;   /* the schedule's length in steps (estimated under a time limit) */
+    double progress;      /* 0..1: how far through the planned training */
+    double elapsed;       /* seconds, validation included */
+    double loss;          /* TRAIN: mean training loss since the last event; VALID: valid loss */
+    double lr;
+    double tokens_per_s;  /* TRAIN */
+    const char *metric;   /* VALID, END: "bpc" or "accuracy" */
+    double value;         /* VALID: the metric; END: the best one */
+    int best;             /* VALID: a new best */
+    const char *message;  /* START, END: a line to show, or NULL */
+} lstm_event;
+
+typedef void (*lstm_event_fn)(const lstm_event *ev, void *arg);
+
+typedef struct {
+    int epochs;            /* 0: until the time limit (one of the two is needed) */
+    double time_limit;     /* seconds, validation included (0: none) */
+    int patience;          /* stop after this many validations without a new best (0: never) */
+    int batch;             /* sequences per batch (lm: parallel streams) */
+    int seq_len;           /* lm: steps of truncated backpropagation per batch */
+    lstm_optim_config optim;
+    lstm_schedule_type schedule; /* decay of the learning rate over the planned steps */
+    float lr_min;          /* cosine: the final rate, as a fraction of lr */
+    float decay;           /* step/exponential: gamma per epoch */
+    long warmup;           /* steps of linear warm-up */
+    float clip;            /* clip the gradients' global norm to this (0: off) */
+    uint64_t seed;
+    long valid_every;      /* lm: steps between validations (0: each epoch) */
+    int valid_streams;     /* lm: parallel streams when validating */
+    long log_every;        /* steps between TRAIN events */
+    const char *checkpoint; /* a file written atomically at each validation, or NULL */
+    const char *resume;     /* a checkpoint to continue from, or NULL */
+    lstm_event_fn on_event;
+    void *event_arg;
+} lstm_train_config;
+
+/* The defaults of each task (what `lstm train TASK` uses without options). */
+LSTM_API lstm_train_config lstm_train_defaults(lstm_task task);
+
+/* Trains a new model of mc's task on `train`, selecting on `valid` (which
+ * may be NULL: then nothing is selected and the last state is kept), and
+ * returns the model that did best on `valid`. With tc->resume, the
+ * configuration, vocabularies and state come from the checkpoint and mc is
+ * ignored; the data must be the same. */
+LSTM_API lstm_model *lstm_train(const lstm_model_config *mc, const lstm_train_config *tc,
+                                lstm_ctx *ctx, const lstm_dataset *train,
+                                const lstm_dataset *valid, lstm_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -18,7 +18,7 @@
 
 /* How long a worker spins for the next job before it sleeps, and how long a
  * waiter spins before it yields the processor (in pause instructions). */
-#define SPIN_BEFORE_SLEEP 200000
+#define SPIN_BEFORE_SLEEP 10000
 #define SPIN_BEFORE_YIELD 4000
 
 typedef struct {

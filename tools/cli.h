@@ -43,5 +43,10 @@ typedef int (*verb_fn)(int argc, char **argv);
 
 int cmd_forward(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
+int cmd_sample(int argc, char **argv);
+int cmd_plot(int argc, char **argv);
 
 #endif

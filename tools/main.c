@@ -10,7 +10,12 @@ static const struct {
     const char *summary;
 } verbs[] = {
     {"forward", cmd_forward, "run an nn.LSTM state_dict on inputs from a safetensors file"},
+    {"train", cmd_train, "train a language model, a classifier or a tagger"},
+    {"eval", cmd_eval, "a trained model's figures on labelled data"},
+    {"predict", cmd_predict, "label texts (classify) or tag sentences (tag)"},
+    {"sample", cmd_sample, "generate text from a character language model"},
     {"bench", cmd_bench, "time training, inference or streaming of an LSTM"},
+    {"plot", cmd_plot, "draw a training log's loss and metric curves as an SVG"},
 };
 
 static void usage(FILE *f) {

@@ -1,0 +1,335 @@
+/* cmd_train.c - lstm train lm|classify|tag: reads the data, trains with a
+ * progress bar (or plain lines when not on a terminal), writes a JSON-lines
+ * log, checkpoints, and the model that did best on the validation data. */
+#include "cli.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *V = "train";
+
+typedef struct {
+    FILE *log;
+    const char *task;
+    int tty, quiet;
+    double last_plain;   /* when the last plain progress line was printed */
+    double last_valid;   /* the last validation figure, for the bar */
+    const char *metric;
+    int have_valid;
+    int epochs;
+    double time_limit;
+    double loss;         /* the last training loss */
+    double tps;
+    int bar_shown;
+} progress;
+
+static void fmt_time(char *buf, size_t n, double s) {
+    if (!(s >= 0) || s > 359999)
+        snprintf(buf, n, "--:--");
+    else if (s >= 3600)
+        snprintf(buf, n, "%d:%02d:%02d", (int)s / 3600, (int)s / 60 % 60, (int)s % 60);
+    else
+        snprintf(buf, n, "%02d:%02d", (int)s / 60, (int)s % 60);
+}
+
+/* A number for the log: JSON has no NaN or infinity, so those are null. */
+static json_t *num(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+
+static void log_event(progress *pr, const lstm_event *ev) {
+    if (!pr->log)
+        return;
+    static const char *names[] = {"start", "train", "valid", "end"};
+    json_t *o = json_pack("{s:s, s:i, s:I, s:o}", "event", names[ev->type], "epoch", ev->epoch,
+                          "step", (json_int_t)ev->step, "time", num(ev->elapsed));
+    if (!o)
+        return;
+    if (ev->type == LSTM_EV_START)
+        json_object_set_new(o, "task", json_string(pr->task));
+    if (ev->type == LSTM_EV_TRAIN) {
+        json_object_set_new(o, "loss", num(ev->loss));
+        json_object_set_new(o, "lr", num(ev->lr));
+        json_object_set_new(o, "tokens_per_s", num(ev->tokens_per_s));
+    }
+    if (ev->type == LSTM_EV_VALID) {
+        json_object_set_new(o, "loss", num(ev->loss));
+        json_object_set_new(o, "metric", json_string(ev->metric));
+        json_object_set_new(o, "value", num(ev->value));
+        json_object_set_new(o, "best", json_boolean(ev->best));
+    }
+    if (ev->type == LSTM_EV_END && ev->metric) {
+        json_object_set_new(o, "best_metric", json_string(ev->metric));
+        json_object_set_new(o, "best_value", num(ev->value));
+    }
+    if (ev->message)
+        json_object_set_new(o, "message", json_string(ev->message));
+    char *line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(7));
+    json_decref(o);
+    if (line) {
+        fprintf(pr->log, "%s\n", line);
+        fflush(pr->log);
+        free(line);
+    }
+}
+
+/* The bar: epoch, progress, step, loss, tokens/s, elapsed < left, valid. */
+static void show(progress *pr, const lstm_event *ev, int final) {
+    char el[16], left[16], vbuf[48] = "";
+    fmt_time(el, sizeof el, ev->elapsed);
+    double eta = ev->progress > 0.001 ? ev->elapsed * (1 - ev->progress) / ev->progress : -1;
+    if (pr->time_limit > 0 && (pr->epochs == 0 || pr->time_limit - ev->elapsed < eta))
+        eta = pr->time_limit - ev->elapsed;
+    fmt_time(left, sizeof left, eta);
+    if (pr->have_valid)
+        snprintf(vbuf, sizeof vbuf, " | valid %.4g %s", pr->last_valid, pr->metric);
+    char ep[24];
+    if (pr->epochs > 0)
+        snprintf(ep, sizeof ep, "epoch %d/%d", ev->epoch, pr->epochs);
+    else
+        snprintf(ep, sizeof ep, "epoch %d", ev->epoch);
+    if (pr->tty) {
+        int width = 20, fill = (int)(ev->progress * width + 0.5);
+        char bar[32];
+        for (int i = 0; i < width; i++)
+            bar[i] = i < fill ? '#' : '-';
+        bar[width] = 0;
+        fprintf(stderr, "\r\033[K%s [%s] %3.0f%% step %ld loss %.4f | %.0f tok/s | %s < %s%s", ep,
+                bar, ev->progress * 100, ev->step, pr->loss, pr->tps, el, left, vbuf);
+        if (final)
+            fputc('\n', stderr);
+        pr->bar_shown = !final;
+    } else {
+        fprintf(stderr, "%s step %ld (%.0f%%) loss %.4f, %.0f tok/s, %s elapsed, %s left%s\n", ep,
+                ev->step, ev->progress * 100, pr->loss, pr->tps, el, left, vbuf);
+    }
+    fflush(stderr);
+}
+
+static void on_event(const lstm_event *ev, void *arg) {
+    progress *pr = arg;
+    log_event(pr, ev);
+    if (pr->quiet)
+        return;
+    switch (ev->type) {
+    case LSTM_EV_START:
+        if (ev->message)
+            fprintf(stderr, "%s\n", ev->message);
+        break;
+    case LSTM_EV_TRAIN:
+        pr->loss = ev->loss;
+        pr->tps = ev->tokens_per_s;
+        if (pr->tty || ev->elapsed - pr->last_plain >= 10) {
+            show(pr, ev, 0);
+            pr->last_plain = ev->elapsed;
+        }
+        break;
+    case LSTM_EV_VALID:
+        pr->last_valid = ev->value;
+        pr->metric = ev->metric;
+        pr->have_valid = 1;
+        if (pr->tty) {
+            show(pr, ev, 1);
+        } else {
+            fprintf(stderr, "epoch %d step %ld: valid %s %.4f (loss %.4f)%s\n", ev->epoch,
+                    ev->step, ev->metric, ev->value, ev->loss, ev->best ? ", best so far" : "");
+            pr->last_plain = ev->elapsed;
+        }
+        break;
+    case LSTM_EV_END:
+        if (pr->tty && pr->bar_shown)
+            fputc('\n', stderr);
+        if (ev->metric)
+            fprintf(stderr, "%s after %.0f s, %ld steps: best valid %s %.4f\n", ev->message,
+                    ev->elapsed, ev->step, ev->metric, ev->value);
+        else
+            fprintf(stderr, "%s after %.0f s, %ld steps\n", ev->message, ev->elapsed, ev->step);
+        break;
+    }
+}
+
+int cmd_train(int argc, char **argv) {
+    if (argc < 2 || argv[1][0] == '-') {
+        if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+            printf("usage: lstm train lm|classify|tag --train FILE [--valid FILE] --out MODEL "
+                   "[options]\n\n'lstm train TASK --help' lists the options and defaults of a task.\n");
+            return 0;
+        }
+        return cli_error(V, "expected a task: lm, classify or tag (see lstm train --help)");
+    }
+    int task = lstm_task_parse(argv[1]);
+    if (task < 0)
+        return cli_error(V, "unknown task '%s': expected lm, classify or tag", argv[1]);
+    lstm_model_config mc = lstm_model_defaults((lstm_task)task);
+    lstm_train_config tc = lstm_train_defaults((lstm_task)task);
+    const char *train_path = NULL, *valid_path = NULL, *out = NULL, *log_path = NULL;
+    const char *optimizer = NULL, *schedule = NULL, *tokens = NULL;
+    double valid_portion = 0.05;
+    int threads = 0, quiet = 0, epochs = -1, no_char = 0, seed = 1;
+    float weight_decay = -1, momentum = -1;
+    cli_opt opts[] = {
+        {"train", OPT_STR, &train_path, "FILE", "training data (required)"},
+        {"valid", OPT_STR, &valid_path, "FILE", "validation data (default: hold out --valid-portion)"},
+        {"valid-portion", OPT_DOUBLE, &valid_portion, "P", "share of the training data held out when there is no --valid (0.05)"},
+        {"out", OPT_STR, &out, "MODEL", "where the model that did best on valid goes (required)"},
+        {"time-limit", OPT_DOUBLE, &tc.time_limit, "SECONDS", "stop in time (validation included); without --epochs, train until then"},
+        {"epochs", OPT_INT, &epochs, "N", "passes over the training data"},
+        {"seed", OPT_INT, &seed, "S", "seed of every random choice (1)"},
+        {"threads", OPT_INT, &threads, "N", "threads (default: all processors)"},
+        {"log", OPT_STR, &log_path, "FILE", "write the metrics as JSON lines (for lstm plot)"},
+        {"checkpoint", OPT_STR, &tc.checkpoint, "FILE", "save the whole training state at each validation"},
+        {"resume", OPT_STR, &tc.resume, "FILE", "continue from a checkpoint (same data)"},
+        {"quiet", OPT_FLAG, &quiet, NULL, "no progress output"},
+        {"layers", OPT_INT, &mc.layers, "N", "LSTM layers"},
+        {"hidden", OPT_INT, &mc.hidden, "H", "LSTM hidden size (per direction)"},
+        {"embedding", OPT_INT, &mc.embedding, "E", "embedding size"},
+        {"bidirectional", OPT_INT, &mc.bidirectional, "0|1", "a bidirectional LSTM (classify, tag)"},
+        {"dropout", OPT_FLOAT, &mc.dropout, "P", "dropout on embeddings, between layers, before the decoder"},
+        {"vocab-size", OPT_INT, &mc.vocab_size, "N", "most frequent words kept (classify, tag; 0: all)"},
+        {"min-count", OPT_INT, &mc.min_count, "N", "rarer words become <unk> (classify, tag)"},
+        {"tokens", OPT_STR, &tokens, "word|byte", "classify: what a token is"},
+        {"max-length", OPT_INT, &mc.max_length, "N", "classify: tokens kept from the start of a text (0: all)"},
+        {"no-char-features", OPT_FLAG, &no_char, NULL, "tag: the word embedding only, no suffix/shape features"},
+        {"batch", OPT_INT, &tc.batch, "B", "batch size (lm: parallel streams)"},
+        {"seq-len", OPT_INT, &tc.seq_len, "T", "lm: steps of truncated backpropagation"},
+        {"optimizer", OPT_STR, &optimizer, "NAME", "sgd, adam, adamw, rmsprop, adadelta"},
+        {"lr", OPT_FLOAT, &tc.optim.lr, "R", "learning rate"},
+        {"momentum", OPT_FLOAT, &momentum, "M", "sgd, rmsprop momentum"},
+        {"weight-decay", OPT_FLOAT, &weight_decay, "W", "weight decay"},
+        {"schedule", OPT_STR, &schedule, "S", "constant, cosine, step (decay per epoch), exponential"},
+        {"lr-min", OPT_FLOAT, &tc.lr_min, "F", "cosine: the final rate as a fraction of --lr"},
+        {"decay", OPT_FLOAT, &tc.decay, "G", "step/exponential: factor per epoch"},
+        {"warmup", OPT_LONG, &tc.warmup, "STEPS", "linear warm-up"},
+        {"clip", OPT_FLOAT, &tc.clip, "NORM", "clip the gradients' global norm (0: off)"},
+        {"patience", OPT_INT, &tc.patience, "N", "stop after N validations without a new best (0: never)"},
+        {"valid-every", OPT_LONG, &tc.valid_every, "STEPS", "lm: validate every so many steps (0: each epoch)"},
+        OPT_END};
+    char usage[128], about[1024];
+    snprintf(usage, sizeof usage, "lstm train %s --train FILE [--valid FILE] --out MODEL [options]",
+             argv[1]);
+    snprintf(about, sizeof about,
+             "Trains %s %s model and writes the one that did best on the validation data.\n"
+             "Defaults: %d layer(s) of %d%s, embedding %d, dropout %.2g; batch %d%s, Adam lr %g,\n"
+             "cosine decay to %g x lr, clipping at %g, %d epochs%s.",
+             task == LSTM_TASK_LM ? "an" : "a", argv[1], mc.layers, mc.hidden, mc.bidirectional ? " per direction" : "", mc.embedding,
+             (double)mc.dropout, tc.batch, task == LSTM_TASK_LM ? ", 100 steps" : "",
+             (double)tc.optim.lr, (double)tc.lr_min, (double)tc.clip, tc.epochs,
+             tc.patience ? " with early stopping" : "");
+    const char *pos[1];
+    int npos;
+    int r = cli_parse(V, usage, about, opts, argc - 1, argv + 1, pos, 0, &npos);
+    if (r)
+        return r == 2 ? 0 : 1;
+    if (!train_path || !out)
+        return cli_error(V, "--train and --out are required (see lstm train %s --help)", argv[1]);
+    if (epochs >= 0)
+        tc.epochs = epochs;
+    else if (tc.time_limit > 0)
+        tc.epochs = 0; /* until the time limit */
+    tc.seed = (uint64_t)seed;
+    if (no_char)
+        mc.char_features = 0;
+    if (tokens) {
+        if (strcmp(tokens, "word") && strcmp(tokens, "byte"))
+            return cli_error(V, "--tokens must be word or byte, not '%s'", tokens);
+        mc.byte_tokens = strcmp(tokens, "byte") == 0;
+    }
+    if (optimizer) {
+        int o = lstm_optimizer_parse(optimizer);
+        if (o < 0)
+            return cli_error(V, "unknown optimizer '%s': sgd, adam, adamw, rmsprop or adadelta",
+                             optimizer);
+        float lr = tc.optim.lr;
+        int lr_given = 0;
+        for (int i = 1; i < argc; i++)
+            lr_given |= strncmp(argv[i], "--lr", 4) == 0 && (argv[i][4] == 0 || argv[i][4] == '=');
+        tc.optim = lstm_optim_defaults((lstm_optimizer)o);
+        if (lr_given)
+            tc.optim.lr = lr;
+    }
+    if (momentum >= 0)
+        tc.optim.momentum = momentum;
+    if (weight_decay >= 0)
+        tc.optim.weight_decay = weight_decay;
+    if (schedule) {
+        static const char *names[] = {"constant", "step", "exponential", "cosine"};
+        int found = -1;
+        for (int i = 0; i < 4; i++)
+            if (strcmp(schedule, names[i]) == 0)
+                found = i;
+        if (found < 0)
+            return cli_error(V, "unknown schedule '%s': constant, cosine, step or exponential",
+                             schedule);
+        tc.schedule = (lstm_schedule_type)found;
+    }
+    if (!(valid_portion > 0 && valid_portion < 1))
+        return cli_error(V, "--valid-portion must be between 0 and 1");
+
+    int status = 1;
+    lstm_error err;
+    lstm_dataset *train = NULL, *valid = NULL, *rest = NULL;
+    lstm_ctx *ctx = NULL;
+    lstm_model *model = NULL;
+    progress pr = {0};
+    if (!(train = lstm_dataset_read((lstm_task)task, train_path, &err))) {
+        cli_error(V, "%s", err.msg);
+        goto done;
+    }
+    if (valid_path) {
+        if (!(valid = lstm_dataset_read((lstm_task)task, valid_path, &err))) {
+            cli_error(V, "%s", err.msg);
+            goto done;
+        }
+    } else {
+        if (lstm_dataset_split(train, valid_portion, tc.seed, &rest, &valid, &err)) {
+            cli_error(V, "%s: cannot hold out a validation part: %s", train_path, err.msg);
+            goto done;
+        }
+        lstm_dataset_free(train);
+        train = rest;
+        rest = NULL;
+    }
+    if (log_path && !(pr.log = fopen(log_path, "a"))) {
+        cli_error(V, "%s: cannot open the log for writing", log_path);
+        goto done;
+    }
+    pr.task = argv[1];
+    pr.tty = isatty(2);
+    pr.quiet = quiet;
+    pr.epochs = tc.epochs;
+    pr.time_limit = tc.time_limit;
+    tc.on_event = on_event;
+    tc.event_arg = &pr;
+    if (!(ctx = cli_ctx(V, threads)))
+        goto done;
+    if (!quiet)
+        fprintf(stderr, "training %s on %s (%zu examples), validating on %s (%zu), %d thread(s), "
+                        "%s kernels\n",
+                argv[1], lstm_dataset_name(train), lstm_dataset_count(train),
+                lstm_dataset_name(valid), lstm_dataset_count(valid), lstm_ctx_threads(ctx),
+                lstm_ctx_kernels(ctx));
+    if (!(model = lstm_train(&mc, &tc, ctx, train, valid, &err))) {
+        if (pr.tty && pr.bar_shown)
+            fputc('\n', stderr);
+        cli_error(V, "%s", err.msg);
+        goto done;
+    }
+    if (lstm_model_save(model, out, &err)) {
+        cli_error(V, "%s", err.msg);
+        goto done;
+    }
+    if (!quiet)
+        fprintf(stderr, "model written to %s\n", out);
+    status = 0;
+done:
+    if (pr.log)
+        fclose(pr.log);
+    lstm_model_free(model);
+    lstm_ctx_free(ctx);
+    lstm_dataset_free(train);
+    lstm_dataset_free(valid);
+    lstm_dataset_free(rest);
+    return status;
+}
