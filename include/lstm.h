@@ -532,6 +532,7 @@ typedef struct {
     lstm_task task;
     int embedding;     /* size of the main (byte or word) embedding */
     int hidden;        /* LSTM hidden size per direction */
+    int proj;          /* LSTM proj_size (0: none): h = W_hr (o * tanh(c)) */
     int layers;
     int bidirectional; /* classify and tag only */
     float dropout;     /* on the embeddings, between layers and before the decoder */
@@ -540,7 +541,7 @@ typedef struct {
     int byte_tokens;   /* classify: tokens are bytes rather than words */
     int max_length;    /* classify: tokens kept from the start of a text (0: all) */
     int char_features; /* tag: suffix and word-shape embeddings beside the word's */
-    float pool_last;   /* reserved (0) */
+    float forget_bias; /* added to the forget gates' bias at initialisation (0: PyTorch's) */
 } lstm_model_config;
 
 /* The defaults of each task (what `lstm train TASK` uses without options). */
@@ -550,6 +551,9 @@ typedef struct lstm_model lstm_model;
 
 /* Loads a model file written by lstm_model_save (any task). */
 LSTM_API lstm_model *lstm_model_load(const char *path, lstm_error *err);
+/* The same from the file's bytes in memory (copied); name is for messages. */
+LSTM_API lstm_model *lstm_model_from_memory(const void *buf, size_t len, const char *name,
+                                            lstm_error *err);
 /* Writes the model atomically (temporary file, fsync, rename). */
 LSTM_API lstm_status lstm_model_save(const lstm_model *m, const char *path, lstm_error *err);
 LSTM_API void lstm_model_free(lstm_model *m);
@@ -638,6 +642,7 @@ typedef struct {
     int valid_streams;     /* lm: parallel streams when validating */
     long log_every;        /* steps between TRAIN events */
     const char *checkpoint; /* a file written atomically at each validation, or NULL */
+    double checkpoint_every; /* and at least this often, in seconds (0: only at validations) */
     const char *resume;     /* a checkpoint to continue from, or NULL */
     lstm_event_fn on_event;
     void *event_arg;

@@ -31,6 +31,11 @@ typedef struct {
     real *G, *Hs, *Cs, *R;
 } dir_act;
 
+/* What the backward of one direction carries from step to step. */
+typedef struct {
+    real *dhsum, *dr, *dhc, *dcc, *dbsum, *dHp;
+} dir_scratch;
+
 typedef struct {
     real *cell;    /* W_hh for cell_forward (K1 = 0) */
     real *wih_nt;  /* W_ih for G = X W_ih^T */
@@ -53,7 +58,8 @@ struct nn_lstm_ws {
     size_t icap;
     dir_act *act;          /* L*D */
     real **Y, **X, **mask; /* L each */
-    real *x0, *dA, *dB, *dHp, *dhsum, *dr, *dhc, *dcc, *dbsum;
+    real *x0, *dA, *dB;
+    dir_scratch bw[2];        /* the backward's carries, one set per direction */
     int *perm, *bs, *len;
     /* packed weights */
     real *pk, *bpk;
@@ -157,12 +163,15 @@ static size_t layout(nn_lstm_ws *ws, real *base, int T, int B, int direct) {
     }
     ws->dA = carve(&cv, TB * widest);
     ws->dB = carve(&cv, TB * widest);
-    ws->dHp = d->P ? carve(&cv, TB * d->P) : NULL;
-    ws->dhsum = carve(&cv, (size_t)B * Ho);
-    ws->dr = carve(&cv, (size_t)B * H);
-    ws->dhc = carve(&cv, (size_t)B * Ho);
-    ws->dcc = carve(&cv, (size_t)B * H);
-    ws->dbsum = carve(&cv, (size_t)4 * H);
+    for (int dir = 0; dir < d->D; dir++) {
+        dir_scratch *sc = &ws->bw[dir];
+        sc->dHp = d->P ? carve(&cv, TB * d->P) : NULL;
+        sc->dhsum = carve(&cv, (size_t)B * Ho);
+        sc->dr = carve(&cv, (size_t)B * H);
+        sc->dhc = carve(&cv, (size_t)B * Ho);
+        sc->dcc = carve(&cv, (size_t)B * H);
+        sc->dbsum = carve(&cv, (size_t)4 * H);
+    }
     return cv.used;
 }
 
@@ -288,6 +297,115 @@ static inline size_t user_row(int batch_first, int T, int B, int t, int b) {
     return batch_first ? (size_t)b * T + t : (size_t)t * B + b;
 }
 
+/* With two threads and two directions, each thread runs one direction's
+ * time loop on its own (single-threaded kernels, no barrier per step, its
+ * direction's weights in its own cache); otherwise the directions run one
+ * after the other with every step split across the threads. */
+typedef void (*dir_loop)(const nn_ctx *ctx, void *arg, int dir);
+
+typedef struct {
+    const nn_ctx *ctx;
+    dir_loop fn;
+    void *arg;
+} dir_job;
+
+static void dir_job_run(void *p, int tid, int nt) {
+    const dir_job *j = p;
+    if (tid >= 2)
+        return;
+    (void)nt;
+    nn_ctx one = {j->ctx->k, NULL, NULL};
+    j->fn(&one, j->arg, tid);
+}
+
+static void each_direction(const nn_ctx *ctx, int D, dir_loop fn, void *arg) {
+    if (D == 2 && nn_pool_size(ctx->pool) == 2) {
+        dir_job j = {ctx, fn, arg};
+        nn_pool_run(ctx->pool, dir_job_run, &j);
+    } else {
+        for (int dir = 0; dir < D; dir++)
+            fn(ctx, arg, dir);
+    }
+}
+
+typedef struct {
+    const nn_lstm_dims *d;
+    nn_lstm_ws *ws;
+    const nn_lstm_io *io;
+    const nn_lstm_grads *g;
+    const nn_lstm_weights *w;
+    int l;
+    real *Y;
+    const real *dY;
+} loop_args;
+
+/* The forward time loop of layer a->l, direction dir. G holds X W_ih^T. */
+static void forward_loop(const nn_ctx *ctx, void *p, int dir) {
+    const loop_args *la = p;
+    const nn_lstm_dims *d = la->d;
+    nn_lstm_ws *ws = la->ws;
+    const nn_lstm_io *io = la->io;
+    const nn_kernels *k = ctx->k;
+    int T = ws->T, B = ws->B, H = d->H, Ho = nn_lstm_hout(d), W = d->D * Ho;
+    int ld = la->l * d->D + dir;
+    dir_act *a = &ws->act[ld];
+    dir_pack *pk = &ws->pack[ld];
+    const real *h0 = io->h0 ? io->h0 + (size_t)ld * B * Ho : NULL;
+    const real *c0 = io->c0 ? io->c0 + (size_t)ld * B * H : NULL;
+    for (int s = 0; s < T; s++) {
+        int t = dir == 0 ? s : T - 1 - s;
+        int M = ws->bs[t];
+        int prev = dir == 0 ? t : t + 1, cur = dir == 0 ? t + 1 : t;
+        real *hp = a->Hs + (size_t)prev * B * Ho, *cp = a->Cs + (size_t)prev * B * H;
+        real *hc = a->Hs + (size_t)cur * B * Ho, *cc = a->Cs + (size_t)cur * B * H;
+        /* sequences starting here take their initial state */
+        int j0 = dir == 0 ? (t == 0 ? 0 : M) : ws->bs[t + 1];
+        for (int j = j0; j < M; j++) {
+            int b = ws->perm[j];
+            if (h0)
+                memcpy(hp + (size_t)j * Ho, h0 + (size_t)b * Ho, sizeof(real) * Ho);
+            else
+                memset(hp + (size_t)j * Ho, 0, sizeof(real) * Ho);
+            if (c0)
+                memcpy(cp + (size_t)j * H, c0 + (size_t)b * H, sizeof(real) * H);
+            else
+                memset(cp + (size_t)j * H, 0, sizeof(real) * H);
+        }
+        real *Gt = a->G + (size_t)t * B * 4 * H;
+        real *Rt = a->R ? a->R + (size_t)t * B * H : NULL;
+        real *Yt = la->Y + (size_t)t * B * W + (size_t)dir * Ho;
+        if (M > 0) {
+            /* without a projection the kernel also writes h into the output */
+            int tn = dir == 0 ? t + 1 : t - 1; /* the next step, to prefetch */
+            int has_next = tn >= 0 && tn < T;
+            nn_cell_fwd cf = {.M = M, .H = H, .K1 = 0, .K2 = Ho, .hp = hp, .cp = cp,
+                              .gin = Gt, .bias = pk->bias, .w = pk->cell, .g = Gt,
+                              .c = cc, .h = Rt ? Rt : hc, .y = Rt ? NULL : Yt, .ldy = W,
+                              .gin_next = has_next ? a->G + (size_t)tn * B * 4 * H : NULL,
+                              .M_next = has_next ? ws->bs[tn] : 0};
+            k->cell_forward(ctx, &cf);
+            if (Rt) { /* h = r W_hr^T */
+                k->pgemm(ctx, M, Ho, H, Rt, H, pk->whr_nt, 0, hc, Ho);
+                for (int j = 0; j < M; j++)
+                    memcpy(Yt + (size_t)j * W, hc + (size_t)j * Ho, sizeof(real) * Ho);
+            }
+        }
+        for (int j = M; j < B; j++) /* finished sequences output zeros */
+            memset(Yt + (size_t)j * W, 0, sizeof(real) * Ho);
+    }
+    /* h_n, c_n: the forward direction ends at slot len, the reverse at 0 */
+    for (int j = 0; j < B; j++) {
+        int slot = dir == 0 ? ws->len[j] : 0;
+        int b = ws->perm[j];
+        if (io->hn)
+            memcpy(io->hn + ((size_t)ld * B + b) * Ho, a->Hs + ((size_t)slot * B + j) * Ho,
+                   sizeof(real) * Ho);
+        if (io->cn)
+            memcpy(io->cn + ((size_t)ld * B + b) * H, a->Cs + ((size_t)slot * B + j) * H,
+                   sizeof(real) * H);
+    }
+}
+
 void nn_lstm_forward(const nn_ctx *ctx, const nn_lstm_dims *d, const nn_lstm_weights *w,
                      nn_lstm_ws *ws, const nn_lstm_io *io, int training, lstm_rng *rng) {
     const nn_kernels *k = ctx->k;
@@ -317,13 +435,11 @@ void nn_lstm_forward(const nn_ctx *ctx, const nn_lstm_dims *d, const nn_lstm_wei
     for (int l = 0; l < d->L; l++) {
         int In = nn_lstm_in(d, l);
         const real *X = l == 0 ? ws->xin : ws->X[l] ? ws->X[l] : ws->Y[l - 1];
-        real *Y = ws->Y[l];
         for (int dir = 0; dir < d->D; dir++) {
-            int ld = l * d->D + dir;
-            dir_act *a = &ws->act[ld];
-            dir_pack *pk = &ws->pack[ld];
+            dir_act *a = &ws->act[l * d->D + dir];
             /* The input product of all steps at once: G = X W_ih^T. */
-            k->pgemm(ctx, (int)TB, 4 * H, In, X, In, pk->wih_nt, 0, a->G, 4 * H);
+            k->pgemm(ctx, (int)TB, 4 * H, In, X, In, ws->pack[l * d->D + dir].wih_nt, 0, a->G,
+                     4 * H);
             if (ws->has_lengths) {
                 /* rows of finished sequences enter the weight-gradient
                  * products (times a zero gradient): keep them finite */
@@ -332,66 +448,15 @@ void nn_lstm_forward(const nn_ctx *ctx, const nn_lstm_dims *d, const nn_lstm_wei
                 if (a->R)
                     memset(a->R, 0, sizeof(real) * TB * H);
             }
-            const real *h0 = io->h0 ? io->h0 + (size_t)ld * B * Ho : NULL;
-            const real *c0 = io->c0 ? io->c0 + (size_t)ld * B * H : NULL;
-            for (int s = 0; s < T; s++) {
-                int t = dir == 0 ? s : T - 1 - s;
-                int M = ws->bs[t];
-                int prev = dir == 0 ? t : t + 1, cur = dir == 0 ? t + 1 : t;
-                real *hp = a->Hs + (size_t)prev * B * Ho, *cp = a->Cs + (size_t)prev * B * H;
-                real *hc = a->Hs + (size_t)cur * B * Ho, *cc = a->Cs + (size_t)cur * B * H;
-                /* sequences starting here take their initial state */
-                int j0 = dir == 0 ? (t == 0 ? 0 : M) : ws->bs[t + 1];
-                for (int j = j0; j < M; j++) {
-                    int b = ws->perm[j];
-                    if (h0)
-                        memcpy(hp + (size_t)j * Ho, h0 + (size_t)b * Ho, sizeof(real) * Ho);
-                    else
-                        memset(hp + (size_t)j * Ho, 0, sizeof(real) * Ho);
-                    if (c0)
-                        memcpy(cp + (size_t)j * H, c0 + (size_t)b * H, sizeof(real) * H);
-                    else
-                        memset(cp + (size_t)j * H, 0, sizeof(real) * H);
-                }
-                real *Gt = a->G + (size_t)t * B * 4 * H;
-                real *Rt = a->R ? a->R + (size_t)t * B * H : NULL;
-                real *Yt = Y + (size_t)t * B * W + (size_t)dir * Ho;
-                if (M > 0) {
-                    /* without a projection the kernel also writes h into the output */
-                    int tn = dir == 0 ? t + 1 : t - 1; /* the next step, to prefetch */
-                    int has_next = tn >= 0 && tn < T;
-                    nn_cell_fwd cf = {.M = M, .H = H, .K1 = 0, .K2 = Ho, .hp = hp, .cp = cp,
-                                      .gin = Gt, .bias = pk->bias, .w = pk->cell, .g = Gt,
-                                      .c = cc, .h = Rt ? Rt : hc, .y = Rt ? NULL : Yt, .ldy = W,
-                                      .gin_next = has_next ? a->G + (size_t)tn * B * 4 * H : NULL,
-                                      .M_next = has_next ? ws->bs[tn] : 0};
-                    k->cell_forward(ctx, &cf);
-                    if (Rt) { /* h = r W_hr^T */
-                        k->pgemm(ctx, M, Ho, H, Rt, H, pk->whr_nt, 0, hc, Ho);
-                        for (int j = 0; j < M; j++)
-                            memcpy(Yt + (size_t)j * W, hc + (size_t)j * Ho, sizeof(real) * Ho);
-                    }
-                }
-                for (int j = M; j < B; j++) /* finished sequences output zeros */
-                    memset(Yt + (size_t)j * W, 0, sizeof(real) * Ho);
-            }
-            /* h_n, c_n: the forward direction ends at slot len, the reverse at 0 */
-            for (int j = 0; j < B; j++) {
-                int slot = dir == 0 ? ws->len[j] : 0;
-                int b = ws->perm[j];
-                if (io->hn)
-                    memcpy(io->hn + ((size_t)ld * B + b) * Ho,
-                           a->Hs + ((size_t)slot * B + j) * Ho, sizeof(real) * Ho);
-                if (io->cn)
-                    memcpy(io->cn + ((size_t)ld * B + b) * H, a->Cs + ((size_t)slot * B + j) * H,
-                           sizeof(real) * H);
-            }
         }
+        loop_args la = {.d = d, .ws = ws, .io = io, .l = l, .Y = ws->Y[l]};
+        each_direction(ctx, d->D, forward_loop, &la);
         if (l + 1 < d->L && ws->X[l + 1]) {
             if (training)
-                nn_dropout_forward(ws->X[l + 1], ws->mask[l + 1], Y, TB * W, d->dropout, rng);
+                nn_dropout_forward(ws->X[l + 1], ws->mask[l + 1], ws->Y[l], TB * W, d->dropout,
+                                   rng);
             else {
-                memcpy(ws->X[l + 1], Y, sizeof(real) * TB * W);
+                memcpy(ws->X[l + 1], ws->Y[l], sizeof(real) * TB * W);
                 for (size_t i = 0; i < TB * W; i++)
                     ws->mask[l + 1][i] = 1;
             }
@@ -404,6 +469,87 @@ void nn_lstm_forward(const nn_ctx *ctx, const nn_lstm_dims *d, const nn_lstm_wei
             memcpy(io->y + user_row(io->batch_first, T, B, t, ws->perm[j]) * W,
                    Yl + ((size_t)t * B + j) * W, sizeof(real) * W);
     ws->have_fwd = 1;
+}
+
+/* The backward time loop of layer la->l, direction dir: leaves dL/dpre in
+ * G, the gradients of the initial state in dh0/dc0, and the bias gradient
+ * and the projection's dh in the direction's scratch. */
+static void backward_loop(const nn_ctx *ctx, void *p, int dir) {
+    const loop_args *la = p;
+    const nn_lstm_dims *d = la->d;
+    nn_lstm_ws *ws = la->ws;
+    const nn_lstm_grads *g = la->g;
+    const nn_kernels *k = ctx->k;
+    int T = ws->T, B = ws->B, H = d->H, Ho = nn_lstm_hout(d), W = d->D * Ho, P = d->P;
+    int ld = la->l * d->D + dir;
+    dir_act *a = &ws->act[ld];
+    dir_pack *pk = &ws->pack[ld];
+    dir_scratch *sc = &ws->bw[dir];
+    const real *dY = la->dY;
+    const real *dhn = g->dhn ? g->dhn + (size_t)ld * B * Ho : NULL;
+    const real *dcn = g->dcn ? g->dcn + (size_t)ld * B * H : NULL;
+    if (d->bias)
+        memset(sc->dbsum, 0, sizeof(real) * 4 * H);
+    for (int s = 0; s < T; s++) {
+        int t = dir == 0 ? T - 1 - s : s;
+        int M = ws->bs[t];
+        int prev = dir == 0 ? t : t + 1, cur = dir == 0 ? t + 1 : t;
+        /* sequences whose last step (in this walk's order) is t start with
+         * the gradients of h_n and c_n */
+        int j0 = dir == 0 ? ws->bs[t + 1] : (t == 0 ? 0 : M);
+        for (int j = j0; j < M; j++) {
+            int b = ws->perm[j];
+            if (dhn)
+                memcpy(sc->dhc + (size_t)j * Ho, dhn + (size_t)b * Ho, sizeof(real) * Ho);
+            else
+                memset(sc->dhc + (size_t)j * Ho, 0, sizeof(real) * Ho);
+            if (dcn)
+                memcpy(sc->dcc + (size_t)j * H, dcn + (size_t)b * H, sizeof(real) * H);
+            else
+                memset(sc->dcc + (size_t)j * H, 0, sizeof(real) * H);
+        }
+        real *Gt = a->G + (size_t)t * B * 4 * H;
+        const real *dYt = dY + (size_t)t * B * W + (size_t)dir * Ho;
+        int tn = dir == 0 ? t - 1 : t + 1; /* the next step, to prefetch */
+        int has_next = tn >= 0 && tn < T;
+        int prev_n = dir == 0 ? tn : tn + 1;
+        nn_cell_bwd cb = {.M = M, .H = H, .Hout = Ho, .g = Gt, .c = a->Cs + (size_t)cur * B * H,
+                          .cp = a->Cs + (size_t)prev * B * H, .dr = sc->dhc, .dy = dYt, .ldy = W,
+                          .dc = sc->dcc, .dhp = sc->dhc, .w = pk->whh_nn,
+                          .db = d->bias ? sc->dbsum : NULL};
+        if (has_next) {
+            cb.g_next = a->G + (size_t)tn * B * 4 * H;
+            cb.cp_next = a->Cs + (size_t)prev_n * B * H;
+            cb.dy_next = P ? NULL : dY + (size_t)tn * B * W + (size_t)dir * Ho;
+            cb.M_next = ws->bs[tn];
+        }
+        if (M > 0 && P) { /* h = r W_hr^T: keep dh for dW_hr, dr = dh W_hr */
+            for (int j = 0; j < M; j++)
+                for (int u = 0; u < Ho; u++)
+                    sc->dhsum[(size_t)j * Ho + u] =
+                        dYt[(size_t)j * W + u] + sc->dhc[(size_t)j * Ho + u];
+            memcpy(sc->dHp + (size_t)t * B * P, sc->dhsum, sizeof(real) * M * P);
+            k->pgemm(ctx, M, H, P, sc->dhsum, P, pk->whr_nn, 0, sc->dr, H);
+            cb.dr = sc->dr;
+            cb.dy = NULL;
+        }
+        if (M > 0) /* dh = dy + the carry; the carry becomes dh_prev */
+            k->cell_backward(ctx, &cb);
+        /* finished rows contribute nothing to the products below */
+        if (M < B) {
+            memset(Gt + (size_t)M * 4 * H, 0, sizeof(real) * (B - M) * 4 * H);
+            if (P)
+                memset(sc->dHp + ((size_t)t * B + M) * P, 0, sizeof(real) * (B - M) * P);
+        }
+    }
+    for (int j = 0; j < B; j++) {
+        int b = ws->perm[j];
+        if (g->dh0)
+            memcpy(g->dh0 + ((size_t)ld * B + b) * Ho, sc->dhc + (size_t)j * Ho,
+                   sizeof(real) * Ho);
+        if (g->dc0)
+            memcpy(g->dc0 + ((size_t)ld * B + b) * H, sc->dcc + (size_t)j * H, sizeof(real) * H);
+    }
 }
 
 int nn_lstm_backward(const nn_ctx *ctx, const nn_lstm_dims *d, const nn_lstm_weights *w,
@@ -442,77 +588,14 @@ int nn_lstm_backward(const nn_ctx *ctx, const nn_lstm_dims *d, const nn_lstm_wei
         const real *X = l == 0 ? ws->xin : ws->X[l] ? ws->X[l] : ws->Y[l - 1];
         int need_dx = l > 0 || g->dx;
         real *dX = l == 0 && ws->direct && g->dx ? g->dx : bufs[nb];
+        loop_args la = {.d = d, .ws = ws, .g = g, .w = w, .l = l, .dY = dY};
+        each_direction(ctx, d->D, backward_loop, &la);
         for (int dir = 0; dir < d->D; dir++) {
             int ld = l * d->D + dir;
             const nn_lstm_weights *wt = &w[ld];
             dir_act *a = &ws->act[ld];
             dir_pack *pk = &ws->pack[ld];
-            const real *dhn = g->dhn ? g->dhn + (size_t)ld * B * Ho : NULL;
-            const real *dcn = g->dcn ? g->dcn + (size_t)ld * B * H : NULL;
-            if (d->bias)
-                memset(ws->dbsum, 0, sizeof(real) * 4 * H);
-            for (int s = 0; s < T; s++) {
-                int t = dir == 0 ? T - 1 - s : s;
-                int M = ws->bs[t];
-                int prev = dir == 0 ? t : t + 1, cur = dir == 0 ? t + 1 : t;
-                /* sequences whose last step (in this walk's order) is t
-                 * start with the gradients of h_n and c_n */
-                int j0 = dir == 0 ? ws->bs[t + 1] : (t == 0 ? 0 : M);
-                for (int j = j0; j < M; j++) {
-                    int b = ws->perm[j];
-                    if (dhn)
-                        memcpy(ws->dhc + (size_t)j * Ho, dhn + (size_t)b * Ho, sizeof(real) * Ho);
-                    else
-                        memset(ws->dhc + (size_t)j * Ho, 0, sizeof(real) * Ho);
-                    if (dcn)
-                        memcpy(ws->dcc + (size_t)j * H, dcn + (size_t)b * H, sizeof(real) * H);
-                    else
-                        memset(ws->dcc + (size_t)j * H, 0, sizeof(real) * H);
-                }
-                real *Gt = a->G + (size_t)t * B * 4 * H;
-                const real *dYt = dY + (size_t)t * B * W + (size_t)dir * Ho;
-                int tn = dir == 0 ? t - 1 : t + 1; /* the next step, to prefetch */
-                int has_next = tn >= 0 && tn < T;
-                int prev_n = dir == 0 ? tn : tn + 1;
-                nn_cell_bwd cb = {.M = M, .H = H, .Hout = Ho, .g = Gt,
-                                  .c = a->Cs + (size_t)cur * B * H,
-                                  .cp = a->Cs + (size_t)prev * B * H, .dr = ws->dhc, .dy = dYt,
-                                  .ldy = W, .dc = ws->dcc, .dhp = ws->dhc, .w = pk->whh_nn,
-                                  .db = d->bias ? ws->dbsum : NULL};
-                if (has_next) {
-                    cb.g_next = a->G + (size_t)tn * B * 4 * H;
-                    cb.cp_next = a->Cs + (size_t)prev_n * B * H;
-                    cb.dy_next = P ? NULL : dY + (size_t)tn * B * W + (size_t)dir * Ho;
-                    cb.M_next = ws->bs[tn];
-                }
-                if (M > 0 && P) { /* h = r W_hr^T: keep dh for dW_hr, dr = dh W_hr */
-                    for (int j = 0; j < M; j++)
-                        for (int u = 0; u < Ho; u++)
-                            ws->dhsum[(size_t)j * Ho + u] =
-                                dYt[(size_t)j * W + u] + ws->dhc[(size_t)j * Ho + u];
-                    memcpy(ws->dHp + (size_t)t * B * P, ws->dhsum, sizeof(real) * M * P);
-                    k->pgemm(ctx, M, H, P, ws->dhsum, P, pk->whr_nn, 0, ws->dr, H);
-                    cb.dr = ws->dr;
-                    cb.dy = NULL;
-                }
-                if (M > 0) /* dh = dy + the carry; the carry becomes dh_prev */
-                    k->cell_backward(ctx, &cb);
-                /* finished rows contribute nothing to the products below */
-                if (M < B) {
-                    memset(Gt + (size_t)M * 4 * H, 0, sizeof(real) * (B - M) * 4 * H);
-                    if (P)
-                        memset(ws->dHp + ((size_t)t * B + M) * P, 0, sizeof(real) * (B - M) * P);
-                }
-            }
-            for (int j = 0; j < B; j++) {
-                int b = ws->perm[j];
-                if (g->dh0)
-                    memcpy(g->dh0 + ((size_t)ld * B + b) * Ho, ws->dhc + (size_t)j * Ho,
-                           sizeof(real) * Ho);
-                if (g->dc0)
-                    memcpy(g->dc0 + ((size_t)ld * B + b) * H, ws->dcc + (size_t)j * H,
-                           sizeof(real) * H);
-            }
+            dir_scratch *sc = &ws->bw[dir];
             /* Weight gradients over all steps at once (G now holds dL/dpre). */
             const real *Hprev = a->Hs + (dir == 0 ? 0 : (size_t)B * Ho);
             if (wt->dw_ih && wt->dw_hh)
@@ -525,12 +608,12 @@ int nn_lstm_backward(const nn_ctx *ctx, const nn_lstm_dims *d, const nn_lstm_wei
                         Ho);
             for (int r = 0; d->bias && r < 4 * H; r++) {
                 if (wt->db_ih)
-                    wt->db_ih[r] += ws->dbsum[r];
+                    wt->db_ih[r] += sc->dbsum[r];
                 if (wt->db_hh)
-                    wt->db_hh[r] += ws->dbsum[r];
+                    wt->db_hh[r] += sc->dbsum[r];
             }
             if (P && wt->dw_hr)
-                k->gemm(ctx, 1, 0, P, H, (int)TB, 1, ws->dHp, P, a->R, H, 1, wt->dw_hr, H);
+                k->gemm(ctx, 1, 0, P, H, (int)TB, 1, sc->dHp, P, a->R, H, 1, wt->dw_hr, H);
             if (need_dx)
                 k->pgemm(ctx, (int)TB, In, 4 * H, a->G, 4 * H, pk->wih_nn, dir == 0 ? 0 : 1, dX,
                          In);

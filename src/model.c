@@ -67,6 +67,9 @@ static lstm_status check_config(const lstm_model_config *c, lstm_error *err) {
     if (c->task == LSTM_TASK_LM && c->bidirectional)
         return lstm_fail(err, LSTM_ERR_INVALID,
                          "a language model cannot be bidirectional: it would see the future");
+    if (c->proj < 0 || c->proj >= c->hidden)
+        return lstm_fail(err, LSTM_ERR_INVALID, "proj %d must be 0 or less than hidden %d",
+                         c->proj, c->hidden);
     if (c->vocab_size < 0 || c->min_count < 0 || c->max_length < 0)
         return lstm_fail(err, LSTM_ERR_INVALID, "vocab_size, min_count, max_length must be >= 0");
     if ((c->bidirectional | 1) != 1 || (c->byte_tokens | 1) != 1 || (c->char_features | 1) != 1)
@@ -305,16 +308,34 @@ static lstm_status declare_params(lstm_model *m, lstm_error *err) {
     rc.num_layers = c->layers;
     rc.bidirectional = c->bidirectional;
     rc.dropout = c->layers > 1 ? c->dropout : 0;
+    rc.proj_size = c->proj;
     m->rnn = lstm_rnn_create(&rc, m->p, "lstm.", err);
     if (!m->rnn)
         return err ? err->status : LSTM_ERR_INVALID;
-    m->out_dim = (c->bidirectional ? 2 : 1) * c->hidden;
+    m->out_dim = (c->bidirectional ? 2 : 1) * (c->proj ? c->proj : c->hidden);
     m->nout = c->task == LSTM_TASK_LM ? vocab_size(m->feat[0].vocab) : m->nlabels;
     int64_t ws[2] = {m->nout, m->out_dim}, bs[1] = {m->nout};
     if ((m->dec_w = lstm_params_declare(m->p, "decoder.weight", 2, ws, err)) < 0 ||
         (m->dec_b = lstm_params_declare(m->p, "decoder.bias", 1, bs, err)) < 0)
         return err ? err->status : LSTM_ERR_INVALID;
-    return lstm_params_alloc(m->p, err);
+    return LSTM_OK;
+}
+
+/* Before allocating what a file's metadata describes: every tensor is in
+ * the file with its shape, so a few bytes cannot ask for gigabytes. */
+static lstm_status check_tensors(const lstm_model *m, const lstm_st *st, lstm_error *err) {
+    for (int i = 0; i < lstm_params_count(m->p); i++) {
+        const char *name = lstm_params_name(m->p, i);
+        const lstm_st_tensor *t = lstm_st_find(st, name);
+        int ndim = lstm_params_ndim(m->p, i);
+        if (!t || t->ndim != ndim ||
+            memcmp(t->shape, lstm_params_shape(m->p, i), sizeof(int64_t) * ndim) != 0)
+            return lstm_fail(err, LSTM_ERR_SHAPE,
+                             "%s: tensor '%s' %s: it does not fit the configuration in the "
+                             "metadata",
+                             lstm_st_name(st), name, t ? "has the wrong shape" : "is missing");
+    }
+    return LSTM_OK;
 }
 
 /* PyTorch's initialisation: embeddings N(0, 1), the LSTM and the linear
@@ -328,6 +349,13 @@ static void init_params(lstm_model *m, lstm_rng *rng) {
         memset(w, 0, sizeof(float) * m->feat[i].dim); /* <pad> is the zero vector */
     }
     lstm_rnn_reset_parameters(m->rnn, m->p, rng);
+    if (m->cfg.forget_bias != 0) /* the rows H..2H of each bias_ih are the forget gate's */
+        for (int i = 0; i < lstm_params_count(m->p); i++)
+            if (strncmp(lstm_params_name(m->p, i), "lstm.bias_ih_l", 14) == 0) {
+                float *b = lstm_params_data(m->p, i);
+                for (int u = 0; u < m->cfg.hidden; u++)
+                    b[m->cfg.hidden + u] += m->cfg.forget_bias;
+            }
     float bound = 1.0f / sqrtf((float)m->out_dim);
     float *w = lstm_params_data(m->p, m->dec_w), *b = lstm_params_data(m->p, m->dec_b);
     for (size_t j = 0; j < lstm_params_numel(m->p, m->dec_w); j++)
@@ -372,7 +400,7 @@ lstm_model *model_create(const lstm_model_config *cfg, const lstm_dataset *train
         }
     }
     setup_features(m);
-    if (build_vocabs(m, train, err) || declare_params(m, err)) {
+    if (build_vocabs(m, train, err) || declare_params(m, err) || lstm_params_alloc(m->p, err)) {
         lstm_model_free(m);
         return NULL;
     }
@@ -431,8 +459,9 @@ lstm_status model_write(const lstm_model *m, lstm_st_writer *w, lstm_error *err)
         (s = lstm_st_writer_meta(w, "lstm.version", LSTM_VERSION, err)) ||
         (s = lstm_st_writer_meta(w, "lstm.task", lstm_task_name(c->task), err)))
         return s;
-    json_t *cfg = json_pack("{s:i, s:i, s:i, s:b, s:f, s:i, s:i, s:b, s:i, s:b}", "embedding",
-                            c->embedding, "hidden", c->hidden, "layers", c->layers,
+    json_t *cfg = json_pack("{s:i, s:i, s:i, s:i, s:b, s:f, s:i, s:i, s:b, s:i, s:b}",
+                            "embedding", c->embedding, "hidden", c->hidden, "proj", c->proj,
+                            "layers", c->layers,
                             "bidirectional", c->bidirectional, "dropout", (double)c->dropout,
                             "vocab_size", c->vocab_size, "min_count", c->min_count, "byte_tokens",
                             c->byte_tokens, "max_length", c->max_length, "char_features",
@@ -491,7 +520,7 @@ static int cfg_int(json_t *o, const char *key, int lo, int hi, int *out, const c
     return 0;
 }
 
-lstm_model *model_from_st(const lstm_st *st, lstm_error *err) {
+lstm_model *model_from_st(const lstm_st *st, int strict, lstm_error *err) {
     const char *file = lstm_st_name(st);
     const char *task = lstm_st_meta(st, "lstm.task"), *cfgs = lstm_st_meta(st, "lstm.config");
     if (!task || !cfgs) {
@@ -520,6 +549,8 @@ lstm_model *model_from_st(const lstm_st *st, lstm_error *err) {
          !cfg_int(o, "byte_tokens", 0, 1, &c.byte_tokens, file, err) &&
          !cfg_int(o, "max_length", 0, 1 << 30, &c.max_length, file, err) &&
          !cfg_int(o, "char_features", 0, 1, &c.char_features, file, err);
+    if (ok && json_object_get(o, "proj")) /* files before proj existed lack it */
+        ok = !cfg_int(o, "proj", 0, 8191, &c.proj, file, err);
     if (ok) {
         json_t *d = json_object_get(o, "dropout");
         ok = json_is_number(d);
@@ -590,7 +621,8 @@ lstm_model *model_from_st(const lstm_st *st, lstm_error *err) {
         }
         vocab_free(lv);
     }
-    if (declare_params(m, err) || lstm_params_read(m->p, st, "", 1, err)) {
+    if (declare_params(m, err) || check_tensors(m, st, err) || lstm_params_alloc(m->p, err) ||
+        lstm_params_read(m->p, st, "", strict, err)) {
         lstm_model_free(m);
         return NULL;
     }
@@ -598,11 +630,21 @@ lstm_model *model_from_st(const lstm_st *st, lstm_error *err) {
     return m;
 }
 
+lstm_model *lstm_model_from_memory(const void *buf, size_t len, const char *name,
+                                   lstm_error *err) {
+    lstm_st *st = lstm_st_from_memory(buf, len, name, err);
+    if (!st)
+        return NULL;
+    lstm_model *m = model_from_st(st, 1, err);
+    lstm_st_free(st);
+    return m;
+}
+
 lstm_model *lstm_model_load(const char *path, lstm_error *err) {
     lstm_st *st = lstm_st_open(path, err);
     if (!st)
         return NULL;
-    lstm_model *m = model_from_st(st, err);
+    lstm_model *m = model_from_st(st, 1, err);
     lstm_st_free(st);
     return m;
 }
@@ -1020,10 +1062,10 @@ static lstm_status eval_lm(lstm_model *m, lstm_ctx *ctx, const int32_t *ids, siz
     if (S < 1)
         S = 1;
     size_t seg = preds / (size_t)S; /* every stream predicts seg bytes; the last also the rest */
-    int L = m->cfg.layers, H = m->cfg.hidden;
-    const int chunk = 256;
-    float *h = calloc((size_t)L * S * H, sizeof(float)), *c = calloc((size_t)L * S * H, sizeof(float));
-    float *h2 = calloc((size_t)L * S * H, sizeof(float)), *c2 = calloc((size_t)L * S * H, sizeof(float));
+    int L = m->cfg.layers, H = m->cfg.hidden, Ho = m->cfg.proj ? m->cfg.proj : H;
+    const int chunk = 128;
+    float *h = calloc((size_t)L * S * Ho, sizeof(float)), *c = calloc((size_t)L * S * H, sizeof(float));
+    float *h2 = calloc((size_t)L * S * Ho, sizeof(float)), *c2 = calloc((size_t)L * S * H, sizeof(float));
     int32_t *in = malloc(sizeof(int32_t) * (size_t)chunk * S * 2);
     lstm_status s = h && c && h2 && c2 && in ? LSTM_OK : lstm_fail(err, LSTM_ERR_NOMEM, "out of memory");
     size_t done = 0; /* predictions made by each stream */
@@ -1043,7 +1085,7 @@ static lstm_status eval_lm(lstm_model *m, lstm_ctx *ctx, const int32_t *ids, siz
             total->loss_sum += st.loss_sum;
             total->count += st.count;
             total->correct += st.correct;
-            memcpy(h, h2, sizeof(float) * (size_t)L * S * H);
+            memcpy(h, h2, sizeof(float) * (size_t)L * S * Ho);
             memcpy(c, c2, sizeof(float) * (size_t)L * S * H);
         }
         done += (size_t)T;
@@ -1052,7 +1094,7 @@ static lstm_status eval_lm(lstm_model *m, lstm_ctx *ctx, const int32_t *ids, siz
     size_t rest_at = (size_t)S * seg, rest = preds - rest_at;
     if (!s && rest) {
         for (int l = 0; l < L; l++) {
-            memcpy(h2 + (size_t)l * H, h + ((size_t)l * S + S - 1) * H, sizeof(float) * H);
+            memcpy(h2 + (size_t)l * Ho, h + ((size_t)l * S + S - 1) * Ho, sizeof(float) * Ho);
             memcpy(c2 + (size_t)l * H, c + ((size_t)l * S + S - 1) * H, sizeof(float) * H);
         }
         for (size_t at = 0; !s && at < rest; at += (size_t)chunk) {
@@ -1069,7 +1111,7 @@ static lstm_status eval_lm(lstm_model *m, lstm_ctx *ctx, const int32_t *ids, siz
                 total->loss_sum += st.loss_sum;
                 total->count += st.count;
                 total->correct += st.correct;
-                memcpy(h2, h, sizeof(float) * (size_t)L * H);
+                memcpy(h2, h, sizeof(float) * (size_t)L * Ho);
                 memcpy(c2, c, sizeof(float) * (size_t)L * H);
             }
         }
@@ -1204,9 +1246,9 @@ lstm_status lstm_model_sample(lstm_model *m, lstm_ctx *ctx, const char *prime, s
                              "the prime text's byte %zu (0x%02x) never occurs in the model's "
                              "training text, so the model cannot read it",
                              i, (unsigned char)prime[i]);
-    int L = m->cfg.layers, H = m->cfg.hidden, V = m->nout, E = f->dim;
-    float *h = calloc((size_t)L * H, sizeof(float)), *c = calloc((size_t)L * H, sizeof(float));
-    float *y = malloc(sizeof(float) * H), *logits = malloc(sizeof(float) * V);
+    int L = m->cfg.layers, H = m->cfg.hidden, Ho = m->out_dim, V = m->nout, E = f->dim;
+    float *h = calloc((size_t)L * Ho, sizeof(float)), *c = calloc((size_t)L * H, sizeof(float));
+    float *y = malloc(sizeof(float) * Ho), *logits = malloc(sizeof(float) * V);
     float *x = malloc(sizeof(float) * E);
     int *idx = malloc(sizeof(int) * V);
     lstm_status s = h && c && y && logits && x && idx ? LSTM_OK
@@ -1227,8 +1269,8 @@ lstm_status lstm_model_sample(lstm_model *m, lstm_ctx *ctx, const char *prime, s
         /* logits / temperature, top-k, softmax, draw */
         for (int v = 0; v < V; v++) {
             double z = bias[v];
-            for (int k = 0; k < H; k++)
-                z += (double)W[(size_t)v * H + k] * y[k];
+            for (int k = 0; k < Ho; k++)
+                z += (double)W[(size_t)v * Ho + k] * y[k];
             logits[v] = v < 2 ? -INFINITY : (float)(z / temperature);
             idx[v] = v;
         }

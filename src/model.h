@@ -67,8 +67,10 @@ struct lstm_model {
  * the training data, parameters initialised from rng. */
 lstm_model *model_create(const lstm_model_config *cfg, const lstm_dataset *train, lstm_rng *rng,
                          lstm_error *err);
-/* The model described by a file's metadata, with its tensors loaded. */
-lstm_model *model_from_st(const lstm_st *st, lstm_error *err);
+/* The model described by a file's metadata, with its tensors loaded; with
+ * strict, a tensor the model does not have is an error (a checkpoint holds
+ * the optimizer's and the trainer's tensors beside the model's). */
+lstm_model *model_from_st(const lstm_st *st, int strict, lstm_error *err);
 /* Adds the tensors and metadata of the model to w; prefix for the tensors. */
 lstm_status model_write(const lstm_model *m, lstm_st_writer *w, lstm_error *err);
 

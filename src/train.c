@@ -31,6 +31,7 @@ lstm_train_config lstm_train_defaults(lstm_task task) {
     c.seed = 1;
     c.log_every = 50;
     c.valid_streams = 64;
+    c.checkpoint_every = 300;
     switch (task) {
     case LSTM_TASK_LM:
         c.epochs = 3;
@@ -101,7 +102,10 @@ typedef struct {
     long steps_per_epoch;
     lstm_rng drop;
     double t0, elapsed_before;
-    double valid_secs; /* how long the last validation took */
+    double valid_secs; /* how long the last validation took (0: none yet) */
+    double last_checkpoint; /* elapsed() at the last checkpoint */
+    double train_secs, train_tokens; /* for an estimate of the first validation's time */
+    double valid_tokens;             /* (in the model's tokens) */
     uint64_t hash;
     /* lm */
     int32_t *ids;
@@ -110,6 +114,7 @@ typedef struct {
     int32_t *in;
     /* classify, tag */
     encoded_set enc;
+    float *unk_p[MAX_FEATURES]; /* per id: the chance a training token becomes <unk> */
     size_t *order;    /* the current epoch's examples, batch after batch */
     long order_epoch; /* the epoch `order` was made for (-1: none) */
     void *scratch;
@@ -125,7 +130,8 @@ static double elapsed(const trainer *t) { return t->elapsed_before + now() - t->
 static void emit(trainer *t, lstm_event *ev) {
     if (!t->tc.on_event)
         return;
-    ev->epoch = t->epoch + 1;
+    /* the epoch under way, or at an epoch's end the one just finished */
+    ev->epoch = t->epoch + (t->batch_in_epoch > 0 || t->epoch == 0);
     ev->step = t->step;
     ev->elapsed = elapsed(t);
     ev->steps_planned = t->tc.epochs > 0 ? t->tc.epochs * t->steps_per_epoch : 0;
@@ -207,7 +213,10 @@ static lstm_status epoch_order(trainer *t, int epoch, lstm_error *err) {
     }
     for (size_t i = 0; i < nb; i++)
         bo[i] = i;
-    for (size_t i = nb; i > 1; i--) {
+    /* the batches are shuffled, but a short last one stays last, so that
+     * every batch is a run of B examples of `o` */
+    size_t full = n % B ? nb - 1 : nb;
+    for (size_t i = full; i > 1; i--) {
         size_t j = lstm_rng_below(&r, i), tmp = bo[i - 1];
         bo[i - 1] = bo[j];
         bo[j] = tmp;
@@ -219,8 +228,6 @@ static lstm_status epoch_order(trainer *t, int epoch, lstm_error *err) {
         memcpy(o + at, copy + s, sizeof(size_t) * (e - s));
         at += e - s;
     }
-    /* batch boundaries now fall every B examples, except that the short
-     * last batch may sit anywhere: recompute as runs of B in `o` order */
     free(bo), free(copy);
     t->order_epoch = epoch;
     return LSTM_OK;
@@ -257,6 +264,15 @@ static lstm_status train_batch(trainer *t, long k, batch_stats *st, long *tokens
         *tokens = 0;
         for (int j = 0; j < nb; j++)
             *tokens += b.lengths[j];
+        /* word dropout: rare words sometimes become <unk>, so that <unk>
+         * (every word unseen in training) gets an embedding worth having */
+        size_t N = (size_t)b.T * b.B;
+        for (int fi = 0; fi < m->nfeat; fi++)
+            for (size_t i = 0; t->unk_p[fi] && i < N; i++) {
+                int32_t id = b.ids[fi][i];
+                if (id > UNK_ID && lstm_rng_uniform(&t->drop) < t->unk_p[fi][id])
+                    b.ids[fi][i] = UNK_ID;
+            }
     }
     if ((s = model_batch_run(m, t->ctx, &b, 1, &t->drop, st, err)))
         return s;
@@ -335,10 +351,12 @@ static lstm_status save_checkpoint(trainer *t, lstm_error *err) {
     if (!s)
         s = lstm_st_writer_add(w, "train.rng", LSTM_DT_U64, 1, &four, t->drop.s, err);
     if (!s && t->h) {
-        int64_t shape[3] = {t->m->cfg.layers, t->tc.batch, t->m->cfg.hidden};
-        s = lstm_st_writer_add(w, "train.h", LSTM_DT_F32, 3, shape, t->h, err);
+        const lstm_model_config *mc = &t->m->cfg;
+        int64_t hs[3] = {mc->layers, t->tc.batch, mc->proj ? mc->proj : mc->hidden};
+        int64_t cs[3] = {mc->layers, t->tc.batch, mc->hidden};
+        s = lstm_st_writer_add(w, "train.h", LSTM_DT_F32, 3, hs, t->h, err);
         if (!s)
-            s = lstm_st_writer_add(w, "train.c", LSTM_DT_F32, 3, shape, t->c, err);
+            s = lstm_st_writer_add(w, "train.c", LSTM_DT_F32, 3, cs, t->c, err);
     }
     if (!s) {
         const lstm_train_config *c = &t->tc;
@@ -372,6 +390,7 @@ static lstm_status save_checkpoint(trainer *t, lstm_error *err) {
     if (!s)
         s = lstm_st_writer_save(w, t->tc.checkpoint, err);
     lstm_st_writer_free(w);
+    t->last_checkpoint = elapsed(t);
     return s;
 }
 
@@ -454,8 +473,7 @@ static lstm_status load_checkpoint(trainer *t, const lstm_st *st, lstm_error *er
     c->optim.rho = (float)ov[10], c->optim.weight_decay = (float)ov[11];
     t->have_best = have_best;
     const lstm_st_tensor *rt = lstm_st_find(st, "train.rng");
-    int64_t r64[4];
-    if (!rt || rt->numel != 4 || lstm_st_read_i64(st, rt, r64, 4, NULL))
+    if (!rt || rt->dtype != LSTM_DT_U64 || rt->numel != 4)
         return lstm_fail(err, LSTM_ERR_FORMAT, "%s: no dropout rng state (train.rng)", file);
     memcpy(t->drop.s, rt->data, sizeof t->drop.s);
     return LSTM_OK;
@@ -469,6 +487,8 @@ static void trainer_free(trainer *t) {
     free(t->ids);
     free(t->h), free(t->c), free(t->h2), free(t->c2), free(t->in);
     encoded_free(&t->enc);
+    for (int i = 0; i < MAX_FEATURES; i++)
+        free(t->unk_p[i]);
     free(t->order);
     free(t->scratch);
 }
@@ -488,7 +508,7 @@ static lstm_status setup_data(trainer *t, lstm_error *err) {
                              t->train->name, t->nids, c->batch, c->seq_len,
                              (size_t)c->batch * (c->seq_len + 1));
         t->steps_per_epoch = (long)((seg - 1) / (size_t)c->seq_len);
-        size_t n = (size_t)m->cfg.layers * c->batch * m->cfg.hidden;
+        size_t n = (size_t)m->cfg.layers * c->batch * m->cfg.hidden; /* >= the h of a projection */
         t->h = calloc(n, sizeof(float)), t->c = calloc(n, sizeof(float));
         t->h2 = calloc(n, sizeof(float)), t->c2 = calloc(n, sizeof(float));
         t->in = malloc(sizeof(int32_t) * 2 * (size_t)c->seq_len * c->batch);
@@ -502,6 +522,22 @@ static lstm_status setup_data(trainer *t, lstm_error *err) {
     t->order = malloc(sizeof(size_t) * (t->enc.n ? t->enc.n : 1));
     if (!t->order)
         return lstm_fail(err, LSTM_ERR_NOMEM, "out of memory");
+    /* <unk> with probability a / (a + count), a = 0.25 (Kiperwasser and
+     * Goldberg's word dropout): a word seen once 20% of the time */
+    for (int fi = 0; fi < m->nfeat; fi++) {
+        int V = vocab_size(m->feat[fi].vocab);
+        long *count = calloc((size_t)V, sizeof(long));
+        t->unk_p[fi] = malloc(sizeof(float) * (size_t)V);
+        if (!count || !t->unk_p[fi]) {
+            free(count);
+            return lstm_fail(err, LSTM_ERR_NOMEM, "out of memory");
+        }
+        for (size_t i = 0; i < t->enc.start[t->enc.n]; i++)
+            count[t->enc.ids[fi][i]]++;
+        for (int id = 0; id < V; id++)
+            t->unk_p[fi][id] = 0.25f / (0.25f + (float)count[id]);
+        free(count);
+    }
     t->order_epoch = -1;
     t->steps_per_epoch = (long)((t->enc.n + (size_t)c->batch - 1) / (size_t)c->batch);
     return LSTM_OK;
@@ -532,7 +568,7 @@ lstm_model *lstm_train(const lstm_model_config *mc, const lstm_train_config *tc,
     lstm_status s = LSTM_OK;
     lstm_st *resume = NULL;
     if (tc->resume) {
-        if (!(resume = lstm_st_open(tc->resume, err)) || !(t.m = model_from_st(resume, err)) ||
+        if (!(resume = lstm_st_open(tc->resume, err)) || !(t.m = model_from_st(resume, 0, err)) ||
             (s = load_checkpoint(&t, resume, err)))
             goto fail;
     } else {
@@ -563,10 +599,12 @@ lstm_model *lstm_train(const lstm_model_config *mc, const lstm_train_config *tc,
             (t.have_best && (s = lstm_params_read(t.best, resume, "best.", 0, err))))
             goto fail;
         if (t.h) {
-            size_t n = (size_t)t.m->cfg.layers * t.tc.batch * t.m->cfg.hidden;
+            const lstm_model_config *mc = &t.m->cfg;
+            size_t n = (size_t)mc->layers * t.tc.batch * mc->hidden;
+            size_t nh = (size_t)mc->layers * t.tc.batch * (mc->proj ? mc->proj : mc->hidden);
             const lstm_st_tensor *ht = lstm_st_find(resume, "train.h"),
                                  *ct = lstm_st_find(resume, "train.c");
-            if (!ht || !ct || (s = lstm_st_read_f32(resume, ht, t.h, n, err)) ||
+            if (!ht || !ct || (s = lstm_st_read_f32(resume, ht, t.h, nh, err)) ||
                 (s = lstm_st_read_f32(resume, ct, t.c, n, err))) {
                 if (!s)
                     s = lstm_fail(err, LSTM_ERR_FORMAT, "%s: no carried state (train.h, train.c)",
@@ -580,8 +618,14 @@ lstm_model *lstm_train(const lstm_model_config *mc, const lstm_train_config *tc,
         lstm_params_copy(t.best, t.m->p, NULL);
     }
 
+    if (valid) { /* the model's tokens in valid: bytes, words, or a text's tokens */
+        t.valid_tokens = (double)lstm_dataset_tokens(valid);
+        if (t.m->cfg.task == LSTM_TASK_CLASSIFY && lstm_dataset_tokens(train) > 0)
+            t.valid_tokens *= (double)t.enc.start[t.enc.n] / (double)lstm_dataset_tokens(train);
+    }
     t.t0 = now();
     t.ev_time = elapsed(&t);
+    t.last_checkpoint = elapsed(&t);
     char msg[256];
     snprintf(msg, sizeof msg, "%s model, %zu parameters, %ld steps per epoch%s",
              lstm_task_name(t.m->cfg.task), lstm_model_size(t.m), t.steps_per_epoch,
@@ -603,7 +647,12 @@ lstm_model *lstm_train(const lstm_model_config *mc, const lstm_train_config *tc,
         while (!stop && t.batch_in_epoch < t.steps_per_epoch) {
             /* stop in time for a last validation and the save */
             if (t.tc.time_limit > 0) {
-                double reserve = (valid ? t.valid_secs * 1.2 + 1 : 0.5) + step_secs * 1.5;
+                /* before the first validation, guess it from the training speed:
+                 * a forward costs about a third of a training step per token */
+                double vsecs = t.valid_secs;
+                if (valid && vsecs == 0 && t.train_tokens > 0)
+                    vsecs = 0.4 * t.valid_tokens * t.train_secs / t.train_tokens;
+                double reserve = (valid ? vsecs * 1.2 + 1 : 0.5) + step_secs * 1.5;
                 if (elapsed(&t) + reserve >= t.tc.time_limit) {
                     stop = 2;
                     break;
@@ -616,6 +665,8 @@ lstm_model *lstm_train(const lstm_model_config *mc, const lstm_train_config *tc,
                 goto fail;
             double dt = now() - b0;
             step_secs = step_secs ? 0.9 * step_secs + 0.1 * dt : dt;
+            t.train_secs += dt;
+            t.train_tokens += (double)tokens;
             t.batch_in_epoch++;
             since_valid++;
             t.ev_loss += st.loss_sum;
@@ -630,8 +681,11 @@ lstm_model *lstm_train(const lstm_model_config *mc, const lstm_train_config *tc,
                 emit(&t, &ev);
                 t.ev_loss = 0, t.ev_count = 0, t.ev_tokens = 0, t.ev_time = e;
             }
-            if (valid && lm && t.tc.valid_every > 0 && since_valid >= t.tc.valid_every &&
-                t.batch_in_epoch < t.steps_per_epoch) {
+            if (t.tc.checkpoint && t.tc.checkpoint_every > 0 &&
+                elapsed(&t) - t.last_checkpoint >= t.tc.checkpoint_every &&
+                (s = save_checkpoint(&t, err)))
+                goto fail;
+            if (valid && lm && t.tc.valid_every > 0 && since_valid >= t.tc.valid_every) {
                 since_valid = 0;
                 if ((s = validate(&t, &stop, err)))
                     goto fail;
@@ -641,7 +695,8 @@ lstm_model *lstm_train(const lstm_model_config *mc, const lstm_train_config *tc,
             break;
         t.epoch++;
         t.batch_in_epoch = 0;
-        if (valid && since_valid > 0) { /* the end of each epoch */
+        /* the end of each epoch (lm: only when it has no valid_every) */
+        if (valid && since_valid > 0 && !(lm && t.tc.valid_every > 0)) {
             since_valid = 0;
             if ((s = validate(&t, &stop, err)))
                 goto fail;

@@ -7,8 +7,14 @@
 
 static const char *V = "sample";
 
+/* The prime goes out with the first sampled byte, so a prime the model
+ * refuses leaves standard output empty. */
 static void put(unsigned char b, void *arg) {
-    (void)arg;
+    const char **prime = arg;
+    if (*prime) {
+        fputs(*prime, stdout);
+        *prime = NULL;
+    }
     putchar(b);
 }
 
@@ -47,13 +53,16 @@ int cmd_sample(int argc, char **argv) {
     lstm_rng rng;
     lstm_rng_seed(&rng, (uint64_t)seed);
     if (ctx) {
-        fputs(prime, stdout);
+        const char *pending = prime;
         if (lstm_model_sample(m, ctx, prime, strlen(prime), (size_t)length, temperature, top_k,
-                              &rng, put, NULL, &err)) {
+                              &rng, put, &pending, &err)) {
+            if (!pending) /* an error after some text: end its line first */
+                putchar('\n');
             fflush(stdout);
-            fputc('\n', stderr);
             cli_error(V, "%s: %s", pos[0], err.msg);
         } else {
+            if (pending)
+                fputs(pending, stdout);
             putchar('\n');
             status = 0;
         }

@@ -168,7 +168,7 @@ int cmd_train(int argc, char **argv) {
     const char *optimizer = NULL, *schedule = NULL, *tokens = NULL;
     double valid_portion = 0.05;
     int threads = 0, quiet = 0, epochs = -1, no_char = 0, seed = 1;
-    float weight_decay = -1, momentum = -1;
+    float weight_decay = -1, momentum = -1, beta2 = -1;
     cli_opt opts[] = {
         {"train", OPT_STR, &train_path, "FILE", "training data (required)"},
         {"valid", OPT_STR, &valid_path, "FILE", "validation data (default: hold out --valid-portion)"},
@@ -180,10 +180,12 @@ int cmd_train(int argc, char **argv) {
         {"threads", OPT_INT, &threads, "N", "threads (default: all processors)"},
         {"log", OPT_STR, &log_path, "FILE", "write the metrics as JSON lines (for lstm plot)"},
         {"checkpoint", OPT_STR, &tc.checkpoint, "FILE", "save the whole training state at each validation"},
+        {"checkpoint-every", OPT_DOUBLE, &tc.checkpoint_every, "SECONDS", "and at least this often (300)"},
         {"resume", OPT_STR, &tc.resume, "FILE", "continue from a checkpoint (same data)"},
         {"quiet", OPT_FLAG, &quiet, NULL, "no progress output"},
         {"layers", OPT_INT, &mc.layers, "N", "LSTM layers"},
         {"hidden", OPT_INT, &mc.hidden, "H", "LSTM hidden size (per direction)"},
+        {"proj", OPT_INT, &mc.proj, "P", "LSTM projection size (0: none)"},
         {"embedding", OPT_INT, &mc.embedding, "E", "embedding size"},
         {"bidirectional", OPT_INT, &mc.bidirectional, "0|1", "a bidirectional LSTM (classify, tag)"},
         {"dropout", OPT_FLOAT, &mc.dropout, "P", "dropout on embeddings, between layers, before the decoder"},
@@ -192,12 +194,14 @@ int cmd_train(int argc, char **argv) {
         {"tokens", OPT_STR, &tokens, "word|byte", "classify: what a token is"},
         {"max-length", OPT_INT, &mc.max_length, "N", "classify: tokens kept from the start of a text (0: all)"},
         {"no-char-features", OPT_FLAG, &no_char, NULL, "tag: the word embedding only, no suffix/shape features"},
+        {"forget-bias", OPT_FLOAT, &mc.forget_bias, "F", "added to the forget gates' initial bias"},
         {"batch", OPT_INT, &tc.batch, "B", "batch size (lm: parallel streams)"},
         {"seq-len", OPT_INT, &tc.seq_len, "T", "lm: steps of truncated backpropagation"},
         {"optimizer", OPT_STR, &optimizer, "NAME", "sgd, adam, adamw, rmsprop, adadelta"},
         {"lr", OPT_FLOAT, &tc.optim.lr, "R", "learning rate"},
         {"momentum", OPT_FLOAT, &momentum, "M", "sgd, rmsprop momentum"},
         {"weight-decay", OPT_FLOAT, &weight_decay, "W", "weight decay"},
+        {"beta2", OPT_FLOAT, &beta2, "B", "adam, adamw: the second moment's decay"},
         {"schedule", OPT_STR, &schedule, "S", "constant, cosine, step (decay per epoch), exponential"},
         {"lr-min", OPT_FLOAT, &tc.lr_min, "F", "cosine: the final rate as a fraction of --lr"},
         {"decay", OPT_FLOAT, &tc.decay, "G", "step/exponential: factor per epoch"},
@@ -253,6 +257,8 @@ int cmd_train(int argc, char **argv) {
         tc.optim.momentum = momentum;
     if (weight_decay >= 0)
         tc.optim.weight_decay = weight_decay;
+    if (beta2 >= 0)
+        tc.optim.beta2 = beta2;
     if (schedule) {
         static const char *names[] = {"constant", "step", "exponential", "cosine"};
         int found = -1;
