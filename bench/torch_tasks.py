@@ -33,7 +33,7 @@ The recipe, as in the C code:
   Batches (classify, tag): shuffle, sort by length within pools of 50 batches, cut
   into batches, shuffle the batches (the same xoshiro256** stream as lstm, so the
   batch order is lstm's own). Adam, linear warm-up then cosine decay to lr*lr_min
-  over the planned steps (under a time limit alone: over the time), gradient
+  over the planned steps or the time limit, whichever ends the run first, gradient
   clipping by global norm, validation after each epoch (lm: also every
   --valid-every steps), the best model on valid kept, early stopping after
   --patience validations without a new best, and training stopped in time for a
@@ -82,17 +82,18 @@ M64 = (1 << 64) - 1
 # Defaults (lstm_model_defaults, lstm_train_defaults, lstm_optim_defaults).
 
 MODEL_DEFAULTS = {
-    "lm": dict(embedding=64, hidden=512, layers=2, bidirectional=0, dropout=0.0,
+    "lm": dict(embedding=64, hidden=384, layers=2, bidirectional=0, dropout=0.0,
                vocab_size=0, min_count=0, max_length=0),
     "classify": dict(embedding=64, hidden=128, layers=1, bidirectional=1, dropout=0.3,
                      vocab_size=30000, min_count=2, max_length=400),
     "tag": dict(embedding=100, hidden=128, layers=1, bidirectional=1, dropout=0.3,
                 vocab_size=0, min_count=1, max_length=0),
 }
-TRAIN_COMMON = dict(batch=32, seq_len=100, lr=2e-3, lr_min=0.05, decay=0.5, clip=5.0,
+TRAIN_COMMON = dict(batch=32, seq_len=100, lr=2e-3, beta2=0.999, lr_min=0.05, decay=0.5, clip=5.0,
                     warmup=0, patience=0, valid_every=0, epochs=20, log_every=50)
 TRAIN_DEFAULTS = {
-    "lm": dict(TRAIN_COMMON, epochs=3, batch=64, lr=2e-3, warmup=100, clip=1.0, valid_every=1000),
+    "lm": dict(TRAIN_COMMON, epochs=3, batch=64, seq_len=50, lr=8e-3, beta2=0.99, warmup=100, clip=1.0,
+               valid_every=2000),
     "classify": dict(TRAIN_COMMON, epochs=20, patience=5, lr=2e-3, log_every=20),
     "tag": dict(TRAIN_COMMON, epochs=20, patience=5, lr=2e-3),
 }
@@ -319,7 +320,8 @@ class TaskModel(nn.Module):
               and the mean.
     """
 
-    def __init__(self, task, vocab_sizes, dims, hidden, layers, bidirectional, dropout, nout, rnn="padded"):
+    def __init__(self, task, vocab_sizes, dims, hidden, layers, bidirectional, dropout, nout, rnn="padded",
+                 proj=0):
         super().__init__()
         self.task = task
         self.embeddings = nn.ModuleList(nn.Embedding(v, d, padding_idx=PAD_ID)
@@ -333,8 +335,8 @@ class TaskModel(nn.Module):
             self.inter = nn.Dropout(dropout) if dropout > 0 and layers > 1 else nn.Identity()
         else:
             self.lstm = nn.LSTM(sum(dims), hidden, num_layers=layers, bidirectional=bool(bidirectional),
-                                dropout=dropout if layers > 1 else 0.0)
-        self.decoder = nn.Linear((2 if bidirectional else 1) * hidden, nout)
+                                dropout=dropout if layers > 1 else 0.0, proj_size=proj)
+        self.decoder = nn.Linear((2 if bidirectional else 1) * (proj or hidden), nout)
 
     def embed(self, ids):  # ids: (..., nfeat)
         if len(self.embeddings) == 1:
@@ -523,6 +525,13 @@ class Trainer:
             sys.exit(f"{a.train}: only one label: nothing to learn")
         self.nout = len(self.labels)
         self.nfeat = len(self.dims)
+        # word dropout, as src/train.c: a training token of id i becomes <unk> with
+        # probability 0.25 / (0.25 + count of i in the encoded training set)
+        self.unk_p = []
+        for fi in range(self.nfeat):
+            counts = torch.bincount(torch.cat([x[:, fi] for x in self.train_x]),
+                                    minlength=self.vocab_sizes[fi])
+            self.unk_p.append(0.25 / (0.25 + counts.float()))
         self.train_len = [len(x) for x in self.train_x]
         n = len(self.train_x)
         self.steps_per_epoch = (n + a.batch - 1) // a.batch
@@ -559,10 +568,9 @@ class Trainer:
 
     def progress(self):
         a = self.a
-        if a.epochs > 0:
-            p = self.step / (a.epochs * self.steps_per_epoch)
-        else:
-            p = self.elapsed() / a.time_limit if a.time_limit > 0 else 0.0
+        p = self.step / (a.epochs * self.steps_per_epoch) if a.epochs > 0 else 0.0
+        if a.time_limit > 0:  # whichever ends the run first, as lstm does
+            p = max(p, self.elapsed() / a.time_limit)
         return min(p, 1.0)
 
     def current_lr(self):
@@ -626,10 +634,21 @@ class Trainer:
             file=sys.stderr)
 
     # -- steps ----------------------------------------------------------------
-    def run_batch(self, xs, idx):
+    def word_dropout(self, x):
+        """x with each feature id above <unk> replaced by <unk> with its unk_p."""
+        x = x.clone()
+        for fi in range(self.nfeat):
+            col = x[..., fi]
+            drop = (col > UNK_ID) & (torch.rand(col.shape) < self.unk_p[fi][col])
+            col[drop] = UNK_ID
+        return x
+
+    def run_batch(self, xs, idx, train=False):
         """The model on examples idx: the logits, the lengths, and for tag the per-token
-        extra columns (target, [unseen]) in the logits' order."""
+        extra columns (target, [unseen]) in the logits' order; with train, word dropout."""
         seqs = [xs[i] for i in idx]
+        if train:
+            seqs = [self.word_dropout(x) for x in seqs]
         lengths = torch.tensor([len(s) for s in seqs], dtype=torch.int64)
         nf = self.nfeat
         if self.a.rnn == "packed":
@@ -655,7 +674,7 @@ class Trainer:
             count, tokens = y.numel(), y.numel()
         else:
             idx = self.order[k * a.batch:(k + 1) * a.batch]
-            logits, lengths, extra = self.run_batch(self.train_x, idx)
+            logits, lengths, extra = self.run_batch(self.train_x, idx, train=True)
             if self.task == "tag":
                 y = extra[:, 0]
             else:
@@ -688,7 +707,7 @@ class Trainer:
                 X = ids[:S * seg].view(S, seg).t()
                 Y = ids[1:S * seg + 1].view(S, seg).t()
                 L, H = self.a.layers, self.a.hidden
-                state = (torch.zeros(L, S, H), torch.zeros(L, S, H))
+                state = (torch.zeros(L, S, self.a.proj or H), torch.zeros(L, S, H))
                 for at in range(0, seg, 256):
                     logits, state = m.forward_lm(X[at:at + 256], state)
                     loss_sum += float(F.cross_entropy(logits.view(-1, self.nout), Y[at:at + 256].reshape(-1),
@@ -761,12 +780,12 @@ class Trainer:
         torch.manual_seed(a.seed)
         self.setup()
         self.model = TaskModel(a.task, self.vocab_sizes, self.dims, a.hidden, a.layers, a.bidirectional,
-                               a.dropout, self.nout, a.rnn)
+                               a.dropout, self.nout, a.rnn, a.proj)
         params = list(self.model.parameters())
         if a.optimizer == "adam":
-            self.opt = torch.optim.Adam(params, lr=a.lr, weight_decay=a.weight_decay)
+            self.opt = torch.optim.Adam(params, lr=a.lr, betas=(0.9, a.beta2), weight_decay=a.weight_decay)
         elif a.optimizer == "adamw":
-            self.opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=a.weight_decay)
+            self.opt = torch.optim.AdamW(params, lr=a.lr, betas=(0.9, a.beta2), weight_decay=a.weight_decay)
         elif a.optimizer == "sgd":
             self.opt = torch.optim.SGD(params, lr=a.lr, momentum=a.momentum, weight_decay=a.weight_decay)
         elif a.optimizer == "rmsprop":
@@ -798,8 +817,8 @@ class Trainer:
             if not self.lm:
                 self.epoch_order(self.epoch)
             if self.lm and self.batch_in_epoch == 0:  # each epoch starts from a zero state
-                z = torch.zeros(a.layers, a.batch, a.hidden)
-                self.state = (z, z.clone())
+                self.state = (torch.zeros(a.layers, a.batch, a.proj or a.hidden),
+                              torch.zeros(a.layers, a.batch, a.hidden))
             while not stop and self.batch_in_epoch < self.steps_per_epoch:
                 if a.time_limit > 0:  # stop in time for a last validation
                     vsecs = self.valid_secs
@@ -884,7 +903,7 @@ def main():
                       ("dropout", float), ("vocab-size", int), ("min-count", int), ("max-length", int),
                       ("batch", int), ("seq-len", int), ("lr", float), ("lr-min", float), ("decay", float),
                       ("warmup", int), ("clip", float), ("patience", int), ("valid-every", int),
-                      ("momentum", float), ("weight-decay", float)]:
+                      ("momentum", float), ("weight-decay", float), ("beta2", float), ("proj", int)]:
         ap.add_argument("--" + name, type=typ, default=None)
     ap.add_argument("--tokens", choices=["word", "byte"], default="word")
     ap.add_argument("--no-char-features", action="store_true")
@@ -901,10 +920,17 @@ def main():
             setattr(a, k, v)
     if a.optimizer is None:
         a.optimizer = "adam"
-    elif not any(x == "--lr" or x.startswith("--lr=") for x in sys.argv[1:]):
-        a.lr = OPTIM_LR[a.optimizer]  # --optimizer resets the rate to its default unless --lr is given
+    else:  # --optimizer resets the rate and beta2 to their defaults unless they are given
+        if not any(x == "--lr" or x.startswith("--lr=") for x in sys.argv[1:]):
+            a.lr = OPTIM_LR[a.optimizer]
+        if not any(x == "--beta2" or x.startswith("--beta2=") for x in sys.argv[1:]):
+            a.beta2 = 0.999
     if a.momentum is None:
         a.momentum = 0.0
+    if a.beta2 is None:
+        a.beta2 = 0.999
+    if a.proj is None:
+        a.proj = 0
     if a.weight_decay is None:
         a.weight_decay = 1e-2 if a.optimizer == "adamw" else 0.0
     if a.epochs < 0:

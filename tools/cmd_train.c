@@ -215,12 +215,17 @@ int cmd_train(int argc, char **argv) {
              argv[1]);
     snprintf(about, sizeof about,
              "Trains %s %s model and writes the one that did best on the validation data.\n"
-             "Defaults: %d layer(s) of %d%s, embedding %d, dropout %.2g; batch %d%s, Adam lr %g,\n"
-             "cosine decay to %g x lr, clipping at %g, %d epochs%s.",
-             task == LSTM_TASK_LM ? "an" : "a", argv[1], mc.layers, mc.hidden, mc.bidirectional ? " per direction" : "", mc.embedding,
-             (double)mc.dropout, tc.batch, task == LSTM_TASK_LM ? ", 100 steps" : "",
-             (double)tc.optim.lr, (double)tc.lr_min, (double)tc.clip, tc.epochs,
-             tc.patience ? " with early stopping" : "");
+             "Defaults: %d layer(s) of %d%s, embedding %d, dropout %.2g; batch %d%s, Adam lr %g\n"
+             "(beta2 %g), cosine decay to %g x lr, clipping at %g, %d epochs%s\n"
+             "(with --time-limit and no --epochs: until the time is up).",
+             task == LSTM_TASK_LM ? "an" : "a", argv[1], mc.layers, mc.hidden,
+             mc.bidirectional ? " per direction" : "", mc.embedding, (double)mc.dropout, tc.batch,
+             task == LSTM_TASK_LM ? " streams" : "", (double)tc.optim.lr, (double)tc.optim.beta2,
+             (double)tc.lr_min, (double)tc.clip, tc.epochs, tc.patience ? " with early stopping" : "");
+    if (task == LSTM_TASK_LM)
+        snprintf(about + strlen(about), sizeof about - strlen(about),
+                 "\nTruncated backpropagation over %d steps, validation every %ld steps.",
+                 tc.seq_len, tc.valid_every);
     const char *pos[1];
     int npos;
     int r = cli_parse(V, usage, about, opts, argc - 1, argv + 1, pos, 0, &npos);
