@@ -12,7 +12,8 @@
 # Debian's /usr/bin/python3 with torch for bench/torch_lstm.py. A program that fails to
 # build or run shows as n/a. Each case runs lstm, oneDNN and PyTorch in turn, round
 # after round, and keeps the best median of each (every program prints the median of
-# R timed runs after two warm-ups). Ratios are times: above 1, lstm is faster.
+# R timed runs after two warm-ups). Ratios are times: above 1, lstm is faster. A second
+# table gives the peak memory of the training cases.
 set -u
 
 cd "$(dirname "$0")/.." || exit 1
@@ -122,4 +123,22 @@ echo "$CASES" | while IFS='|' read -r name args; do
         r=$((r + 1))
     done
     echo "| $name | $(fmt "$l" 1) | $(fmt "$o" 1) | $(fmt "$t" 1) | $(fmt "$l" 2) | $(ratio "$o" "$l") | $(ratio "$t" "$l") |"
+done
+
+# Peak memory of training: each process's peak resident memory, whole and above
+# what it held before any model or data existed (for PyTorch: after `import torch`),
+# which counts the weights, gradients, inputs and the training step's own memory
+# on both sides; and what PyTorch grows by while it trains alone.
+echo
+echo "| train case | lstm peak RSS MiB | lstm above its start | PyTorch peak RSS MiB | PyTorch above its start | PyTorch growth while training |"
+echo "|---|---:|---:|---:|---:|---:|"
+echo "$CASES" | grep '^train' | while IFS='|' read -r name args; do
+    echo "$name" | grep -Eq -- "$CASES_RE" || continue
+    # shellcheck disable=SC2086 # args is a word list
+    ll=$(./lstm bench $args --threads 2 --repeat 2 --json 2>/dev/null | grep '^{' | tail -n 1)
+    # shellcheck disable=SC2086
+    tl=$(bench/torch_lstm.py $args --threads 2 --repeat 2 --json 2>/dev/null | grep '^{' | tail -n 1)
+    echo "| $name | $(echo "$ll" | json_field peak_rss_mib) | $(echo "$ll" | json_field peak_rss_over_start_mib) |" \
+        "$(echo "$tl" | json_field peak_rss_mib) | $(echo "$tl" | json_field peak_rss_over_start_mib) |" \
+        "$(echo "$tl" | json_field peak_rss_growth_mib) |"
 done

@@ -44,7 +44,6 @@ typedef struct {
     real *step;    /* [W_ih | W_hh] for the step API */
     /* for backward, packed at its first use after a change of weights */
     real *whh_nn;  /* W_hh for dh_prev = dpre W_hh */
-    real *wih_nn;  /* W_ih for dx = dpre W_ih */
     real *whr_nn;  /* W_hr for dr = dh W_hr */
 } dir_pack;
 
@@ -246,7 +245,6 @@ static int pack_backward(nn_lstm_ws *ws, const nn_lstm_dims *d, const nn_kernels
             for (int dir = 0; dir < d->D; dir++) {
                 dir_pack *p = &ws->pack[l * d->D + dir];
                 p->whh_nn = carve(&cv, k->pack_size(Ho, 4 * H));
-                p->wih_nn = carve(&cv, k->pack_size(nn_lstm_in(d, l), 4 * H));
                 p->whr_nn = P ? carve(&cv, k->pack_size(H, P)) : NULL;
             }
         if (pass == 0) {
@@ -260,7 +258,6 @@ static int pack_backward(nn_lstm_ws *ws, const nn_lstm_dims *d, const nn_kernels
             dir_pack *p = &ws->pack[l * d->D + dir];
             const nn_lstm_weights *wi = &w[l * d->D + dir];
             k->pack_nn(p->whh_nn, wi->w_hh, 4 * H, Ho);
-            k->pack_nn(p->wih_nn, wi->w_ih, 4 * H, nn_lstm_in(d, l));
             if (P)
                 k->pack_nn(p->whr_nn, wi->w_hr, P, H);
         }
@@ -594,7 +591,6 @@ int nn_lstm_backward(const nn_ctx *ctx, const nn_lstm_dims *d, const nn_lstm_wei
             int ld = l * d->D + dir;
             const nn_lstm_weights *wt = &w[ld];
             dir_act *a = &ws->act[ld];
-            dir_pack *pk = &ws->pack[ld];
             dir_scratch *sc = &ws->bw[dir];
             /* Weight gradients over all steps at once (G now holds dL/dpre). */
             const real *Hprev = a->Hs + (dir == 0 ? 0 : (size_t)B * Ho);
@@ -615,8 +611,10 @@ int nn_lstm_backward(const nn_ctx *ctx, const nn_lstm_dims *d, const nn_lstm_wei
             if (P && wt->dw_hr)
                 k->gemm(ctx, 1, 0, P, H, (int)TB, 1, sc->dHp, P, a->R, H, 1, wt->dw_hr, H);
             if (need_dx)
-                k->pgemm(ctx, (int)TB, In, 4 * H, a->G, 4 * H, pk->wih_nn, dir == 0 ? 0 : 1, dX,
-                         In);
+                /* one product over all steps: the plain GEMM packs W_ih as it
+                 * goes, so no second packed copy of it is kept */
+                k->gemm(ctx, 0, 0, (int)TB, In, 4 * H, 1, a->G, 4 * H, wt->w_ih, In,
+                        dir == 0 ? 0 : 1, dX, In);
         }
         if (l > 0) {
             if (ws->mask[l])

@@ -57,6 +57,8 @@ int cmd_bench(int argc, char **argv) {
         opts, argc, argv, pos, 0, &npos);
     if (r)
         return r == 2 ? 0 : 1;
+    struct rusage ru0; /* the process before any model or data exists */
+    getrusage(RUSAGE_SELF, &ru0);
     int m = strcmp(mode, "train") == 0 ? 0 : strcmp(mode, "infer") == 0 ? 1
             : strcmp(mode, "stream") == 0 ? 2 : -1;
     if (m < 0)
@@ -125,17 +127,19 @@ int cmd_bench(int argc, char **argv) {
         struct rusage ru;
         getrusage(RUSAGE_SELF, &ru);
         printf("%s I=%d H=%d L=%d%s%s B=%d T=%d threads=%d kernels=%s gemm=%s: %.3f ms%s, "
-               "%.1f GFLOP/s, peak RSS %.1f MiB\n",
+               "%.1f GFLOP/s, peak RSS %.1f MiB (%.1f MiB above the start)\n",
                mode, I, H, L, bidir ? " bidirectional" : "", P ? " proj" : "", B, T,
                lstm_ctx_threads(ctx), lstm_ctx_kernels(ctx), lstm_ctx_gemm(ctx), med * 1e3,
-               m == 2 ? " per step" : "", flops / med * 1e-9, ru.ru_maxrss / 1024.0);
+               m == 2 ? " per step" : "", flops / med * 1e-9, ru.ru_maxrss / 1024.0,
+               (ru.ru_maxrss - ru0.ru_maxrss) / 1024.0);
         if (json)
             printf("{\"impl\":\"lstm\",\"mode\":\"%s\",\"input\":%d,\"hidden\":%d,\"layers\":%d,"
                    "\"bidirectional\":%d,\"proj\":%d,\"batch\":%d,\"steps\":%d,\"threads\":%d,"
                    "\"kernels\":\"%s\",\"gemm\":\"%s\",\"ms\":%.6f,\"gflops\":%.3f,"
-                   "\"peak_rss_mib\":%.1f}\n",
+                   "\"peak_rss_mib\":%.1f,\"peak_rss_over_start_mib\":%.1f}\n",
                    mode, I, H, L, bidir, P, B, T, lstm_ctx_threads(ctx), lstm_ctx_kernels(ctx),
-                   lstm_ctx_gemm(ctx), med * 1e3, flops / med * 1e-9, ru.ru_maxrss / 1024.0);
+                   lstm_ctx_gemm(ctx), med * 1e3, flops / med * 1e-9, ru.ru_maxrss / 1024.0,
+                   (ru.ru_maxrss - ru0.ru_maxrss) / 1024.0);
     }
     free(x), free(y), free(dy), free(dx), free(h), free(c), free(times);
     lstm_rnn_free(rnn);
