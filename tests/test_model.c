@@ -159,6 +159,25 @@ static void test_sample(void) {
 }
 
 /* A model file with one thing wrong, from a good one. */
+/* A writer holding st's tensors and metadata, with the metadata `key`
+ * replaced by `value` (dropped when value is NULL). */
+static lstm_st_writer *copy_with_meta(const lstm_st *st, const char *key, const char *value) {
+    lstm_st_writer *w = lstm_st_writer_create();
+    for (size_t i = 0; i < lstm_st_count(st); i++) {
+        const lstm_st_tensor *t = lstm_st_tensor_at(st, i);
+        lstm_st_writer_add(w, t->name, t->dtype, t->ndim, t->shape, t->data, NULL);
+    }
+    for (size_t i = 0; i < lstm_st_meta_count(st); i++) {
+        const char *k, *val;
+        lstm_st_meta_at(st, i, &k, &val);
+        if (strcmp(k, key) != 0)
+            lstm_st_writer_meta(w, k, val, NULL);
+        else if (value)
+            lstm_st_writer_meta(w, k, value, NULL);
+    }
+    return w;
+}
+
 static void expect_refused(const char *what, lstm_st_writer *w, const char *needle) {
     void *buf;
     size_t len;
@@ -186,17 +205,7 @@ static void test_damaged(void) {
     const char *needles[] = {"not an lstm model file", "not an lstm model file",
                              "no lstm.labels", "no lstm.vocab.token"};
     for (int v = 0; v < 4; v++) {
-        lstm_st_writer *w = lstm_st_writer_create();
-        for (size_t i = 0; i < lstm_st_count(st); i++) {
-            const lstm_st_tensor *t = lstm_st_tensor_at(st, i);
-            lstm_st_writer_add(w, t->name, t->dtype, t->ndim, t->shape, t->data, NULL);
-        }
-        for (size_t i = 0; i < lstm_st_meta_count(st); i++) {
-            const char *k, *val;
-            lstm_st_meta_at(st, i, &k, &val);
-            if (strcmp(k, drop_meta[v]) != 0)
-                lstm_st_writer_meta(w, k, val, NULL);
-        }
+        lstm_st_writer *w = copy_with_meta(st, drop_meta[v], NULL);
         expect_refused(drop_meta[v], w, needles[v]);
         lstm_st_writer_free(w);
     }
@@ -220,17 +229,7 @@ static void test_damaged(void) {
         {"lstm.vocab.token", "[\"<pad>\",\"<pad>\"]", "repeats"},
     };
     for (size_t v = 0; v < sizeof bad_meta / sizeof *bad_meta; v++) {
-        lstm_st_writer *w = lstm_st_writer_create();
-        for (size_t i = 0; i < lstm_st_count(st); i++) {
-            const lstm_st_tensor *t = lstm_st_tensor_at(st, i);
-            lstm_st_writer_add(w, t->name, t->dtype, t->ndim, t->shape, t->data, NULL);
-        }
-        for (size_t i = 0; i < lstm_st_meta_count(st); i++) {
-            const char *k, *val;
-            lstm_st_meta_at(st, i, &k, &val);
-            lstm_st_writer_meta(w, k, strcmp(k, bad_meta[v].key) == 0 ? bad_meta[v].value : val,
-                                NULL);
-        }
+        lstm_st_writer *w = copy_with_meta(st, bad_meta[v].key, bad_meta[v].value);
         expect_refused(bad_meta[v].value, w, bad_meta[v].needle);
         lstm_st_writer_free(w);
     }
