@@ -54,7 +54,8 @@ LIB_OBJS  := $(patsubst src/%.c,$(BUILD)/src/%.o,$(LIB_SRCS))
 ifneq ($(wildcard $(SIMD_SRC)),)
 LIB_OBJS  += $(BUILD)/src/kernels_generic.o
 ifneq ($(filter x86_64 amd64,$(shell uname -m)),)
-LIB_OBJS  += $(BUILD)/src/kernels_avx2.o $(BUILD)/src/kernels_avx512.o
+LIB_OBJS  += $(BUILD)/src/kernels_avx2.o $(BUILD)/src/kernels_avx512.o \
+             $(BUILD)/src/kernels_avx512bf16.o
 ALL_CFLAGS += -DLSTM_X86_KERNELS
 endif
 endif
@@ -94,6 +95,9 @@ $(BUILD)/src/kernels_avx2.o: $(SIMD_SRC) $(wildcard src/*.h) include/lstm.h | $(
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -DKERNEL_ISA=avx2 -mavx2 -mfma -c $< -o $@
 $(BUILD)/src/kernels_avx512.o: $(SIMD_SRC) $(wildcard src/*.h) include/lstm.h | $(BUILD)/src
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -DKERNEL_ISA=avx512 -mavx512f -mavx512dq -mavx2 -mfma -c $< -o $@
+$(BUILD)/src/kernels_avx512bf16.o: $(SIMD_SRC) $(wildcard src/*.h) include/lstm.h | $(BUILD)/src
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -DKERNEL_ISA=avx512bf16 -mavx512f -mavx512dq -mavx512bw \
+	  -mavx512vl -mavx512bf16 -mavx2 -mfma -c $< -o $@
 
 $(BUILD)/f64/%.o: src/%.c include/lstm.h $(wildcard src/*.h) | $(BUILD)/f64
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -DLSTM_REAL=double -c $< -o $@

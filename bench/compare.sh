@@ -13,7 +13,9 @@
 # build or run shows as n/a. Each case runs lstm, oneDNN and PyTorch in turn, round
 # after round, and keeps the best median of each (every program prints the median of
 # R timed runs after two warm-ups). Ratios are times: above 1, lstm is faster. A second
-# table gives the peak memory of the training cases.
+# table gives the peak memory of the training cases. The last two columns time lstm with
+# --precision bf16 (bfloat16 products, float sums; n/a without AVX-512 BF16) against the
+# others' float: a different arithmetic, shown apart from the float comparison.
 set -u
 
 cd "$(dirname "$0")/.." || exit 1
@@ -106,12 +108,12 @@ else
     echo "sgemm rate: n/a"
 fi
 echo
-echo "| case | lstm ms | oneDNN ms | PyTorch ms | lstm GFLOP/s | oneDNN/lstm | PyTorch/lstm |"
-echo "|---|---:|---:|---:|---:|---:|---:|"
+echo "| case | lstm ms | oneDNN ms | PyTorch ms | lstm GFLOP/s | oneDNN/lstm | PyTorch/lstm | lstm bf16 ms | oneDNN/lstm bf16 | PyTorch/lstm bf16 |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 
 echo "$CASES" | while IFS='|' read -r name args; do
     echo "$name" | grep -Eq -- "$CASES_RE" || continue
-    l='' o='' t=''
+    l='' o='' t='' b=''
     r=0
     while [ $r -lt "$ROUNDS" ]; do
         # shellcheck disable=SC2086 # args is a word list
@@ -120,9 +122,12 @@ echo "$CASES" | while IFS='|' read -r name args; do
         o=$(best "$o" "$(run onednn $args)")
         # shellcheck disable=SC2086
         t=$(best "$t" "$(run torch $args)")
+        # shellcheck disable=SC2086
+        b=$(best "$b" "$(run lstm $args --precision bf16)")
         r=$((r + 1))
     done
-    echo "| $name | $(fmt "$l" 1) | $(fmt "$o" 1) | $(fmt "$t" 1) | $(fmt "$l" 2) | $(ratio "$o" "$l") | $(ratio "$t" "$l") |"
+    echo "| $name | $(fmt "$l" 1) | $(fmt "$o" 1) | $(fmt "$t" 1) | $(fmt "$l" 2) | $(ratio "$o" "$l") | $(ratio "$t" "$l") |" \
+        "$(fmt "$b" 1) | $(ratio "$o" "$b") | $(ratio "$t" "$b") |"
 done
 
 # Peak memory of training: each process's peak resident memory, whole and above

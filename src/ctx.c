@@ -11,7 +11,7 @@
 #endif
 
 #ifdef LSTM_X86_KERNELS
-extern const nn_kernels nn_kernels_avx512, nn_kernels_avx2;
+extern const nn_kernels nn_kernels_avx512, nn_kernels_avx512bf16, nn_kernels_avx2;
 #endif
 extern const nn_kernels nn_kernels_generic;
 
@@ -95,6 +95,9 @@ static int cpu_has(const char *feature) {
     __builtin_cpu_init();
     if (strcmp(feature, "avx512") == 0)
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
+    if (strcmp(feature, "avx512bf16") == 0)
+        return cpu_has("avx512") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bf16");
     if (strcmp(feature, "avx2") == 0)
         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 #else
@@ -111,13 +114,18 @@ static const nn_kernels *pick_kernels(lstm_kernels want, lstm_error *err) {
         return &nn_kernels_generic;
     case LSTM_KERNELS_AVX2:
     case LSTM_KERNELS_AVX512:
+    case LSTM_KERNELS_AVX512_BF16:
 #ifdef LSTM_X86_KERNELS
+        if (want == LSTM_KERNELS_AVX512_BF16 && cpu_has("avx512bf16"))
+            return &nn_kernels_avx512bf16;
         if (want == LSTM_KERNELS_AVX512 && cpu_has("avx512"))
             return &nn_kernels_avx512;
         if (want == LSTM_KERNELS_AVX2 && cpu_has("avx2"))
             return &nn_kernels_avx2;
         lstm_fail(err, LSTM_ERR_UNSUPPORTED, "this processor lacks %s",
-                  want == LSTM_KERNELS_AVX512 ? "AVX-512F/DQ" : "AVX2 and FMA");
+                  want == LSTM_KERNELS_AVX512_BF16 ? "AVX-512 BF16 (and F/DQ/BW/VL)"
+                  : want == LSTM_KERNELS_AVX512    ? "AVX-512F/DQ"
+                                                   : "AVX2 and FMA");
 #else
         lstm_fail(err, LSTM_ERR_UNSUPPORTED, "x86 kernels are not built in");
 #endif
@@ -136,11 +144,12 @@ static const nn_kernels *pick_kernels(lstm_kernels want, lstm_error *err) {
 }
 
 #ifdef LSTM_HAVE_OPENBLAS
-static const nn_kernels *pick_kernels_avx512(void) {
+static int is_avx512(const nn_kernels *k) {
 #ifdef LSTM_X86_KERNELS
-    return &nn_kernels_avx512;
+    return k == &nn_kernels_avx512 || k == &nn_kernels_avx512bf16;
 #else
-    return NULL;
+    (void)k;
+    return 0;
 #endif
 }
 #endif
@@ -176,7 +185,7 @@ lstm_ctx *lstm_ctx_create(const lstm_ctx_config *cfg, lstm_error *err) {
      * generic vectors OpenBLAS is the faster. OpenBLAS runs one thread per
      * pool thread (this sets its thread count for the whole process). */
     if (k != &nn_kernels_ref &&
-        (c.blas == LSTM_BLAS_ON || (c.blas == LSTM_BLAS_AUTO && k != pick_kernels_avx512()))) {
+        (c.blas == LSTM_BLAS_ON || (c.blas == LSTM_BLAS_AUTO && !is_avx512(k)))) {
         openblas_set_num_threads(1);
         ctx->table.gemm = blas_gemm;
         ctx->table.gemm_tn2 = blas_gemm_tn2;

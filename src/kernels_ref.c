@@ -151,6 +151,39 @@ static void ref_cell_backward(const nn_ctx *ctx, const nn_cell_bwd *a) {
              a->Hout);
 }
 
+/* Sums of exponentials in double. */
+static void ref_log_softmax(const nn_ctx *ctx, real *out, const real *z, int N, int C) {
+    (void)ctx;
+    for (int n = 0; n < N; n++) {
+        const real *zr = z + (size_t)n * C;
+        real *o = out + (size_t)n * C;
+        real mx = zr[0];
+        for (int c = 1; c < C; c++)
+            if (zr[c] > mx)
+                mx = zr[c];
+        double s = 0;
+        for (int c = 0; c < C; c++)
+            s += exp((double)(zr[c] - mx));
+        real lse = mx + (real)log(s);
+        for (int c = 0; c < C; c++)
+            o[c] = zr[c] - lse;
+    }
+}
+
+static void ref_xent_backward(const nn_ctx *ctx, real *d, const real *logp,
+                              const int32_t *targets, int N, int C, int ignore, real scale) {
+    (void)ctx;
+    for (int n = 0; n < N; n++) {
+        if (targets[n] == ignore)
+            continue;
+        const real *lp = logp + (size_t)n * C;
+        real *dr = d + (size_t)n * C;
+        for (int c = 0; c < C; c++)
+            dr[c] += scale * (real)exp((double)lp[c]);
+        dr[targets[n]] -= scale;
+    }
+}
+
 const nn_kernels nn_kernels_ref = {
     .name = "reference",
     .gemm = ref_gemm,
@@ -163,4 +196,6 @@ const nn_kernels nn_kernels_ref = {
     .cell_pack = ref_cell_pack,
     .cell_forward = ref_cell_forward,
     .cell_backward = ref_cell_backward,
+    .log_softmax = ref_log_softmax,
+    .xent_backward = ref_xent_backward,
 };

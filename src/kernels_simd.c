@@ -13,9 +13,18 @@
  *     still in registers. Threads take disjoint hidden units, so a step
  *     needs no synchronisation inside.
  *   - gemm: packs B panels block by block, for builds without a BLAS.
+ *
+ * The avx512bf16 set (chosen only on request: it is not PyTorch's float
+ * arithmetic) multiplies in bfloat16 with float sums (VDPBF16PS), twice the
+ * products per instruction and half the bytes of weights: its panels hold
+ * pairs of k (k, k+1) of each column in one 32-bit word, A's rows are
+ * rounded to bfloat16 (to nearest even) a block at a time on the stack, and
+ * everything else - the gates, the state, the backward's pointwise part,
+ * the sums - stays in float.
  */
 #include "nn.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,11 +35,18 @@
 #define generic 1
 #define avx2 2
 #define avx512 3
+#define avx512bf16 4
 #if KERNEL_ISA == avx512
 #define VL 16
 #define MR 6
 #define TABLE nn_kernels_avx512
 #define NAME "avx512"
+#elif KERNEL_ISA == avx512bf16
+#define VL 16
+#define MR 6
+#define TABLE nn_kernels_avx512bf16
+#define NAME "avx512bf16"
+#define BF16 1
 #elif KERNEL_ISA == avx2
 #define VL 8
 #define MR 3
@@ -45,6 +61,10 @@
 #undef generic
 #undef avx2
 #undef avx512
+#undef avx512bf16
+#ifndef BF16
+#define BF16 0
+#endif
 
 #define NR (4 * VL) /* columns of a panel: four vectors */
 
@@ -226,10 +246,153 @@ static void store_tile(int mr, vf acc[MR][4], float *C, long ldc, int ncols, flo
         }
 }
 
+#if BF16
+/* ------------------------------------------------------------------ */
+/* bfloat16. A packed panel is (ceil(K/2), NR) 32-bit words: word
+ * [kk][col] holds column col's values at k = 2kk (low half) and 2kk + 1
+ * (high half, zero past K). A's rows are converted the same way, so one
+ * 32-bit broadcast of A meets four panel vectors in four VDPBF16PS. */
+#include <immintrin.h>
+
+/* Rounded to nearest even, subnormals to zero (as VCVTNEPS2BF16 and
+ * VDPBF16PS treat them), NaN kept a NaN. */
+static inline uint16_t bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    if ((u & 0x7f800000) == 0)
+        return (uint16_t)((u >> 16) & 0x8000);
+    if ((u & 0x7fffffff) > 0x7f800000)
+        return (uint16_t)((u >> 16) | 0x40);
+    u += 0x7fff + ((u >> 16) & 1);
+    return (uint16_t)(u >> 16);
+}
+
+static inline uint32_t bf16_pair(float lo, float hi) {
+    return bf16(lo) | (uint32_t)bf16(hi) << 16;
+}
+
+/* n floats from s to bfloat16 at byte offset 2*at of d. */
+static void to_bf16(uint32_t *d, long at, const float *s, int n) {
+    char *o = (char *)d + 2 * at;
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256bh b = _mm512_cvtneps_pbh(_mm512_loadu_ps(s + i));
+        memcpy(o + 2 * i, &b, sizeof b);
+    }
+    for (; i < n; i++) {
+        uint16_t b = bf16(s[i]);
+        memcpy(o + 2 * i, &b, sizeof b);
+    }
+}
+
+/* Columns [k0, k0+kn) of rows [0, mr) of [A1 (K1 columns) | A2 (K2)], row
+ * strides rs1 and rs2, as pair rows of (kn + 1) / 2 words, row stride rd
+ * words, the odd half-word zero. */
+static void rows_to_bf16(uint32_t *dst, long rd, int mr, const float *A1, long rs1, int K1,
+                         const float *A2, long rs2, int k0, int kn) {
+    for (int r = 0; r < mr; r++) {
+        uint32_t *d = dst + r * rd;
+        int k = k0, e = k0 + kn;
+        if (k < K1) {
+            int n = (e < K1 ? e : K1) - k;
+            to_bf16(d, 0, A1 + r * rs1 + k, n);
+            k += n;
+        }
+        if (k < e)
+            to_bf16(d, k - k0, A2 + r * rs2 + (k - K1), e - k);
+        if (kn & 1)
+            memset((char *)d + 2 * kn, 0, 2);
+    }
+}
+
+INLINE vf vdot(vf acc, __m512i a, __m512i w) {
+    return (vf)_mm512_dpbf16_ps((__m512)acc, (__m512bh)a, (__m512bh)w);
+}
+
+/* acc (+)= A P over kp pairs of k: A's pair kk of row r is the word
+ * A[r*rs + kk*ks]; P a bfloat16 panel. */
+INLINE void mkb(const int mr, vf acc[MR][4], const uint32_t *A, long rs, long ks, int kp,
+                const uint32_t *P, int init) {
+    if (init)
+        for (int r = 0; r < mr; r++)
+            for (int q = 0; q < 4; q++)
+                acc[r][q] = vset(0);
+    if (mr == 1) { /* a batch of one: two sets of sums hide the latency */
+        vf e[4] = {acc[0][0], acc[0][1], acc[0][2], acc[0][3]};
+        vf o[4] = {vset(0), vset(0), vset(0), vset(0)};
+        int kk = 0;
+        for (; kk + 1 < kp; kk += 2, P += 2 * NR) {
+            __m512i a = _mm512_set1_epi32((int)A[kk * ks]);
+            __m512i b = _mm512_set1_epi32((int)A[(kk + 1) * ks]);
+            for (int q = 0; q < 4; q++) {
+                e[q] = vdot(e[q], a, _mm512_loadu_si512(P + q * VL));
+                o[q] = vdot(o[q], b, _mm512_loadu_si512(P + NR + q * VL));
+            }
+        }
+        if (kk < kp) {
+            __m512i a = _mm512_set1_epi32((int)A[kk * ks]);
+            for (int q = 0; q < 4; q++)
+                e[q] = vdot(e[q], a, _mm512_loadu_si512(P + q * VL));
+        }
+        for (int q = 0; q < 4; q++)
+            acc[0][q] = e[q] + o[q];
+        return;
+    }
+    for (int kk = 0; kk < kp; kk++, P += NR) {
+        __m512i w0 = _mm512_loadu_si512(P), w1 = _mm512_loadu_si512(P + VL);
+        __m512i w2 = _mm512_loadu_si512(P + 2 * VL), w3 = _mm512_loadu_si512(P + 3 * VL);
+#pragma GCC unroll 8
+        for (int r = 0; r < mr; r++) {
+            __m512i a = _mm512_set1_epi32((int)A[r * rs + kk * ks]);
+            acc[r][0] = vdot(acc[r][0], a, w0);
+            acc[r][1] = vdot(acc[r][1], a, w1);
+            acc[r][2] = vdot(acc[r][2], a, w2);
+            acc[r][3] = vdot(acc[r][3], a, w3);
+        }
+    }
+}
+
+/* Columns of A converted at a time (on the stack: MR * BKC / 2 words). */
+#define BKC 2048
+#endif
+
 /* ------------------------------------------------------------------ */
 /* Packing. A panel is (K, NR) k-major: panel p holds columns
  * [p*NR, p*NR + NR), zero past N. */
 
+#if BF16
+/* Sizes are in floats (one float holds one pair). */
+static size_t simd_pack_size(int N, int K) { return (size_t)(N + NR - 1) / NR * NR * ((K + 1) / 2); }
+
+static void simd_pack_nt(float *dst, const float *W, int N, int K) {
+    uint32_t *d = (uint32_t *)dst;
+    int kp = (K + 1) / 2;
+    for (int p = 0; p < (N + NR - 1) / NR; p++)
+        for (int j = 0; j < NR; j++) {
+            int n = p * NR + j;
+            const float *w = W + (size_t)n * K;
+            for (int kk = 0; kk < kp; kk++) {
+                int k = 2 * kk;
+                d[((size_t)p * kp + kk) * NR + j] =
+                    n < N ? bf16_pair(w[k], k + 1 < K ? w[k + 1] : 0) : 0;
+            }
+        }
+}
+
+static void simd_pack_nn(float *dst, const float *W, int K, int N) {
+    uint32_t *d = (uint32_t *)dst;
+    int kp = (K + 1) / 2;
+    for (int p = 0; p < (N + NR - 1) / NR; p++)
+        for (int kk = 0; kk < kp; kk++)
+            for (int j = 0; j < NR; j++) {
+                int n = p * NR + j, k = 2 * kk;
+                d[((size_t)p * kp + kk) * NR + j] =
+                    n < N ? bf16_pair(W[(size_t)k * N + n],
+                                      k + 1 < K ? W[(size_t)(k + 1) * N + n] : 0)
+                          : 0;
+            }
+}
+#else
 static size_t simd_pack_size(int N, int K) { return (size_t)(N + NR - 1) / NR * NR * K; }
 
 static void simd_pack_nt(float *dst, const float *W, int N, int K) {
@@ -252,6 +415,7 @@ static void simd_pack_nn(float *dst, const float *W, int K, int N) {
             }
         }
 }
+#endif
 
 /* Cache blocking of the large products: KC columns of A by MC rows stay in
  * L2; a KC x NC block of packed B is shared by the threads (see gemm). */
@@ -275,6 +439,29 @@ typedef struct {
     float beta;
 } pgemm_job;
 
+#if BF16
+/* Rows [m0, m1) of C, against panels [p0, p1), k from k0 to k0 + kc (k0
+ * even): each block of rows is converted once for all the panels. */
+static void pgemm_block(const pgemm_job *j, int m0, int m1, int p0, int p1, int k0, int kc) {
+    uint32_t abuf[MR * BKC / 2];
+    int kpall = (j->K + 1) / 2;
+    for (int m = m0, mr; m < m1; m += mr) {
+        mr = row_block(m1 - m);
+        for (int kb = k0; kb < k0 + kc; kb += BKC) {
+            int kn = k0 + kc - kb < BKC ? k0 + kc - kb : BKC, kp = (kn + 1) / 2;
+            float beta = kb == 0 ? j->beta : 1;
+            rows_to_bf16(abuf, kp, mr, j->A + (size_t)m * j->lda, j->lda, j->K, NULL, 0, kb, kn);
+            for (int p = p0; p < p1; p++) {
+                const uint32_t *P = (const uint32_t *)j->Wp + ((size_t)p * kpall + kb / 2) * NR;
+                int ncols = j->N - p * NR < NR ? j->N - p * NR : NR;
+                vf acc[MR][4];
+                MK_CASES(mkb(m_, acc, abuf, kp, 1, kp, P, 1));
+                store_tile(mr, acc, j->C + (size_t)m * j->ldc + p * NR, j->ldc, ncols, 1, beta);
+            }
+        }
+    }
+}
+#else
 /* Rows [m0, m1) of C, against panels [p0, p1), k from k0 to k0 + kc. */
 static void pgemm_block(const pgemm_job *j, int m0, int m1, int p0, int p1, int k0, int kc) {
     float beta = k0 == 0 ? j->beta : 1;
@@ -290,6 +477,7 @@ static void pgemm_block(const pgemm_job *j, int m0, int m1, int p0, int p1, int 
         }
     }
 }
+#endif
 
 /* Few rows (one step): threads take panels, all of K at once. Many rows
  * (all steps): threads take rows, in blocks of MC rows and KC columns of
@@ -325,6 +513,35 @@ static void simd_pgemm(const nn_ctx *ctx, int M, int N, int K, const float *A, i
 /* The cell. Panel p holds units [p*VL, p*VL + VL) of all four gates:
  * column q*VL + lane is row q*H + p*VL + lane of [W_ih | W_hh]. */
 
+#if BF16
+static size_t simd_cell_pack_size(int H, int K1, int K2) {
+    return (size_t)(H + VL - 1) / VL * NR * ((K1 + K2 + 1) / 2);
+}
+
+static void simd_cell_pack(float *dst, const float *w_ih, const float *w_hh, int H, int K1,
+                           int K2) {
+    uint32_t *d = (uint32_t *)dst;
+    int K = K1 + K2, kp = (K + 1) / 2;
+    for (int p = 0; p < (H + VL - 1) / VL; p++)
+        for (int q = 0; q < 4; q++)
+            for (int lane = 0; lane < VL; lane++) {
+                int u = p * VL + lane;
+                const float *r1 = u < H && K1 ? w_ih + (size_t)(q * H + u) * K1 : NULL;
+                const float *r2 = u < H ? w_hh + (size_t)(q * H + u) * K2 : NULL;
+                for (int kk = 0; kk < kp; kk++) {
+                    float v[2] = {0, 0};
+                    for (int h = 0; h < 2; h++) {
+                        int k = 2 * kk + h;
+                        if (k < K1 && r1)
+                            v[h] = r1[k];
+                        else if (k >= K1 && k < K && r2)
+                            v[h] = r2[k - K1];
+                    }
+                    d[((size_t)p * kp + kk) * NR + q * VL + lane] = bf16_pair(v[0], v[1]);
+                }
+            }
+}
+#else
 static size_t simd_cell_pack_size(int H, int K1, int K2) {
     return (size_t)(H + VL - 1) / VL * NR * (K1 + K2);
 }
@@ -345,6 +562,7 @@ static void simd_cell_pack(float *dst, const float *w_ih, const float *w_hh, int
                     d[(size_t)(K1 + k) * NR] = r2 ? r2[k] : 0;
             }
 }
+#endif
 
 /* Gate epilogue for rows [m, m+mr) and units [u, u+n), n <= VL. */
 static void cell_epilogue(const nn_cell_fwd *a, int m, int mr, vf acc[MR][4], int u, int n) {
@@ -400,6 +618,43 @@ static void prefetch_units(const float *X, size_t ld, int M, int H, int blocks, 
                 __builtin_prefetch(X + m * ld + (size_t)q * H + u + i, 0, 3);
 }
 
+#if BF16
+/* Each block of rows of [x | hp] is converted once for all of this
+ * thread's panels; a K beyond BKC (rare) is converted per panel, a block
+ * of columns at a time, the sums carried in registers. */
+static void cell_forward_part(void *arg, int tid, int nt) {
+    const nn_cell_fwd *a = arg;
+    int panels = (a->H + VL - 1) / VL, p0, p1;
+    int K = a->K1 + a->K2, kpall = (K + 1) / 2;
+    uint32_t abuf[MR * BKC / 2];
+    nn_split(panels, 1, tid, nt, &p0, &p1);
+    for (int m = 0, mr; m < a->M; m += mr) {
+        mr = row_block(a->M - m);
+        const float *x = a->K1 ? a->x + (size_t)m * a->ldx : NULL;
+        const float *hp = a->hp + (size_t)m * a->K2;
+        if (K <= BKC)
+            rows_to_bf16(abuf, kpall, mr, x, a->ldx, a->K1, hp, a->K2, 0, K);
+        for (int p = p0; p < p1; p++) {
+            const uint32_t *P = (const uint32_t *)a->w + (size_t)p * kpall * NR;
+            int u = p * VL, n = a->H - u < VL ? a->H - u : VL;
+            vf acc[MR][4];
+            if (K <= BKC) {
+                MK_CASES(mkb(m_, acc, abuf, kpall, 1, kpall, P, 1));
+            } else {
+                for (int kb = 0; kb < K; kb += BKC) {
+                    int kn = K - kb < BKC ? K - kb : BKC, kp = (kn + 1) / 2;
+                    rows_to_bf16(abuf, kp, mr, x, a->ldx, a->K1, hp, a->K2, kb, kn);
+                    MK_CASES(mkb(m_, acc, abuf, kp, 1, kp, P + (size_t)kb / 2 * NR, kb == 0));
+                }
+            }
+            cell_epilogue(a, m, mr, acc, u, n);
+        }
+    }
+    int u0 = p0 * VL, u1 = p1 * VL < a->H ? p1 * VL : a->H;
+    if (u1 > u0)
+        prefetch_units(a->gin_next, (size_t)4 * a->H, a->M_next, a->H, 4, u0, u1 - u0);
+}
+#else
 static void cell_forward_part(void *arg, int tid, int nt) {
     const nn_cell_fwd *a = arg;
     int panels = (a->H + VL - 1) / VL, p0, p1;
@@ -419,6 +674,7 @@ static void cell_forward_part(void *arg, int tid, int nt) {
         prefetch_units(a->gin_next, (size_t)4 * a->H, a->M_next, a->H, 4, u, n);
     }
 }
+#endif
 
 static void simd_cell_forward(const nn_ctx *ctx, const nn_cell_fwd *a) {
     if ((long)a->M * 4 * a->H * (a->K1 + a->K2) < PARALLEL_MIN)
@@ -526,6 +782,94 @@ static const gemm_cols *panel_cols(const gemm_job *j, int p) {
     return j->ncols > 1 && p >= j->cols[1].p0 ? &j->cols[1] : &j->cols[0];
 }
 
+#if BF16
+/* Micro-panels [p0, p1) of op(B) rows [k0, k0+kc) into dst as bfloat16
+ * pair panels ((kc+1)/2, NR), zero past the block's last column and row;
+ * dst holds panels from pbase on. */
+static void pack_b(const gemm_job *j, float *dst, int pbase, int k0, int kc, int p0, int p1) {
+    int kp = (kc + 1) / 2;
+    for (int p = p0; p < p1; p++) {
+        const gemm_cols *cb = panel_cols(j, p);
+        int c0 = (p - cb->p0) * NR, n = cb->N - c0 < NR ? cb->N - c0 : NR;
+        uint32_t *d = (uint32_t *)dst + (size_t)(p - pbase) * kp * NR;
+        for (int kk = 0; kk < kp; kk++) {
+            int k = k0 + 2 * kk, odd = 2 * kk + 1 < kc;
+            for (int c = 0; c < NR; c++) {
+                float lo = 0, hi = 0;
+                if (c < n && !cb->tB) {
+                    lo = cb->B[(size_t)k * cb->ldb + c0 + c];
+                    hi = odd ? cb->B[(size_t)(k + 1) * cb->ldb + c0 + c] : 0;
+                } else if (c < n) {
+                    lo = cb->B[(size_t)(c0 + c) * cb->ldb + k];
+                    hi = odd ? cb->B[(size_t)(c0 + c) * cb->ldb + k + 1] : 0;
+                }
+                d[(size_t)kk * NR + c] = bf16_pair(lo, hi);
+            }
+        }
+    }
+}
+
+/* op(A)[m0..m0+mc, k0..k0+kc) for A transposed (A is (K, M)) as pairs,
+ * pair-major: word [kk][m], so that each row of A is read in order and
+ * converted sixteen values at a time. */
+static void pack_at(const gemm_job *j, uint32_t *dst, int m0, int mc, int k0, int kc) {
+    for (int kk = 0; kk < (kc + 1) / 2; kk++) {
+        const float *lo = j->A + (size_t)(k0 + 2 * kk) * j->lda + m0;
+        const float *hi = 2 * kk + 1 < kc ? lo + j->lda : NULL;
+        uint32_t *d = dst + (size_t)kk * mc;
+        int m = 0;
+        for (; m + 16 <= mc; m += 16) {
+            __m512i l = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(lo + m)));
+            __m512i h = hi ? _mm512_cvtepu16_epi32(
+                                 (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(hi + m)))
+                           : _mm512_setzero_si512();
+            _mm512_storeu_si512(d + m, _mm512_or_si512(l, _mm512_slli_epi32(h, 16)));
+        }
+        for (; m < mc; m++)
+            d[m] = bf16_pair(lo[m], hi ? hi[m] : 0);
+    }
+}
+
+static void gemm_part(void *arg, int tid, int nt) {
+    const gemm_job *j = arg;
+    uint32_t *apack = (uint32_t *)(j->apack + (size_t)tid * MC * KC);
+    int m0, m1;
+    nn_split(j->M, MR, tid, nt, &m0, &m1);
+    for (int pb = 0; pb < j->panels; pb += NC / NR) {
+        int pe = j->panels - pb < NC / NR ? j->panels : pb + NC / NR;
+        for (int k0 = 0; k0 < j->K; k0 += KC) {
+            int kc = j->K - k0 < KC ? j->K - k0 : KC, kp = (kc + 1) / 2;
+            int p0, p1;
+            nn_split(pe - pb, 1, tid, nt, &p0, &p1);
+            pack_b(j, j->bpack, pb, k0, kc, pb + p0, pb + p1);
+            nn_pool_barrier(j->pool, tid, nt);
+            float beta = k0 == 0 ? j->beta : 1;
+            for (int mb = m0; mb < m1; mb += MC) {
+                int mc = m1 - mb < MC ? m1 - mb : MC;
+                long rs = j->tA ? 1 : kp, ks = j->tA ? mc : 1;
+                if (j->tA)
+                    pack_at(j, apack, mb, mc, k0, kc);
+                else
+                    rows_to_bf16(apack, kp, mc, j->A + (size_t)mb * j->lda, j->lda, j->K, NULL, 0,
+                                 k0, kc);
+                for (int p = pb; p < pe; p++) {
+                    const gemm_cols *cb = panel_cols(j, p);
+                    const uint32_t *Bp = (const uint32_t *)j->bpack + (size_t)(p - pb) * kp * NR;
+                    int c0 = (p - cb->p0) * NR, n = cb->N - c0 < NR ? cb->N - c0 : NR;
+                    for (int m = 0; m < mc; m += MR) {
+                        int mr = mc - m < MR ? mc - m : MR;
+                        vf acc[MR][4];
+                        MK_CASES(mkb(m_, acc, apack + m * rs, rs, ks, kp, Bp, 1));
+                        store_tile(mr, acc, cb->C + (size_t)(mb + m) * cb->ldc + c0, cb->ldc, n,
+                                   j->alpha, beta);
+                    }
+                }
+            }
+            nn_pool_barrier(j->pool, tid, nt); /* the B pack is reused */
+        }
+    }
+}
+#else
 /* Micro-panels [p0, p1) of op(B) rows [k0, k0+kc) into dst, each (kc, NR),
  * zero past the block's last column; dst holds panels from pbase on. */
 static void pack_b(const gemm_job *j, float *dst, int pbase, int k0, int kc, int p0, int p1) {
@@ -604,6 +948,7 @@ static void gemm_part(void *arg, int tid, int nt) {
         }
     }
 }
+#endif
 
 static void run_gemm(const nn_ctx *ctx, gemm_job *j) {
     j->panels = 0;
@@ -660,6 +1005,87 @@ static void simd_gemm_tn2(const nn_ctx *ctx, int M, int K, const float *A, int l
     run_gemm(ctx, &j);
 }
 
+/* ------------------------------------------------------------------ */
+/* Softmax rows (the decoder's loss): vectorised exponentials with float
+ * sums, rows split across the threads. */
+
+typedef struct {
+    float *out;
+    const float *in;
+    const int32_t *targets;
+    int N, C, ignore;
+    float scale;
+} rows_job;
+
+static void log_softmax_part(void *arg, int tid, int nt) {
+    const rows_job *j = arg;
+    int r0, r1, C = j->C;
+    nn_split(j->N, 1, tid, nt, &r0, &r1);
+    for (int n = r0; n < r1; n++) {
+        const float *z = j->in + (size_t)n * C;
+        float *o = j->out + (size_t)n * C;
+        float t[VL], mx = -INFINITY, sum = 0;
+        int c = 0;
+        vf m = vset(-INFINITY), s = vset(0);
+        for (; c + VL <= C; c += VL)
+            m = vmax(m, vload(z + c));
+        vstore(t, m);
+        for (int i = 0; i < VL; i++)
+            mx = t[i] > mx ? t[i] : mx;
+        for (; c < C; c++)
+            mx = z[c] > mx ? z[c] : mx;
+        for (c = 0; c + VL <= C; c += VL)
+            s += vexp(vload(z + c) - mx);
+        if (c < C)
+            vstore_n(t, vexp(vload_n(z + c, C - c) - mx), C - c);
+        for (int i = 0; i < C - c; i++)
+            sum += t[i];
+        vstore(t, s);
+        for (int i = 0; i < VL; i++)
+            sum += t[i];
+        float lse = mx + logf(sum);
+        for (c = 0; c + VL <= C; c += VL)
+            vstore(o + c, vload(z + c) - lse);
+        for (; c < C; c++)
+            o[c] = z[c] - lse;
+    }
+}
+
+static void simd_log_softmax(const nn_ctx *ctx, float *out, const float *z, int N, int C) {
+    rows_job j = {out, z, NULL, N, C, 0, 0};
+    if ((long)N * C < PARALLEL_MIN)
+        log_softmax_part(&j, 0, 1);
+    else
+        nn_pool_run(ctx->pool, log_softmax_part, &j);
+}
+
+static void xent_backward_part(void *arg, int tid, int nt) {
+    const rows_job *j = arg;
+    int r0, r1, C = j->C;
+    nn_split(j->N, 1, tid, nt, &r0, &r1);
+    for (int n = r0; n < r1; n++) {
+        if (j->targets[n] == j->ignore)
+            continue;
+        const float *lp = j->in + (size_t)n * C;
+        float *d = j->out + (size_t)n * C;
+        int c = 0;
+        for (; c + VL <= C; c += VL)
+            vstore(d + c, vload(d + c) + j->scale * vexp(vload(lp + c)));
+        if (c < C)
+            vstore_n(d + c, vload_n(d + c, C - c) + j->scale * vexp(vload_n(lp + c, C - c)), C - c);
+        d[j->targets[n]] -= j->scale;
+    }
+}
+
+static void simd_xent_backward(const nn_ctx *ctx, float *d, const float *logp,
+                               const int32_t *targets, int N, int C, int ignore, float scale) {
+    rows_job j = {d, logp, targets, N, C, ignore, scale};
+    if ((long)N * C < PARALLEL_MIN)
+        xent_backward_part(&j, 0, 1);
+    else
+        nn_pool_run(ctx->pool, xent_backward_part, &j);
+}
+
 const nn_kernels TABLE = {
     .name = NAME,
     .gemm = simd_gemm,
@@ -672,4 +1098,6 @@ const nn_kernels TABLE = {
     .cell_pack = simd_cell_pack,
     .cell_forward = simd_cell_forward,
     .cell_backward = simd_cell_backward,
+    .log_softmax = simd_log_softmax,
+    .xent_backward = simd_xent_backward,
 };

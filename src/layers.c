@@ -46,45 +46,29 @@ void nn_linear_backward(const nn_ctx *ctx, real *din, real *dw, real *db, const 
 
 /* logp = log_softmax(logits) row by row; returns sum of -logp[target]
  * over rows whose target is not ignore_index. */
-double nn_cross_entropy_forward(real *logp, const real *logits, const int32_t *targets, int N,
-                                int C, int ignore_index, int *count) {
+double nn_cross_entropy_forward(const nn_ctx *ctx, real *logp, const real *logits,
+                                const int32_t *targets, int N, int C, int ignore_index,
+                                int *count) {
+    const nn_kernels *k = ctx ? ctx->k : &nn_kernels_ref;
+    k->log_softmax(ctx, logp, logits, N, C);
     double loss = 0;
     int counted = 0;
-    for (int n = 0; n < N; n++) {
-        const real *z = logits + (size_t)n * C;
-        real *lp = logp + (size_t)n * C;
-        real mx = z[0];
-        for (int c = 1; c < C; c++)
-            if (z[c] > mx)
-                mx = z[c];
-        double s = 0;
-        for (int c = 0; c < C; c++)
-            s += exp((double)(z[c] - mx));
-        real lse = mx + (real)log(s);
-        for (int c = 0; c < C; c++)
-            lp[c] = z[c] - lse;
-        if (targets && targets[n] != ignore_index) {
-            loss -= lp[targets[n]];
+    for (int n = 0; targets && n < N; n++)
+        if (targets[n] != ignore_index) {
+            loss -= logp[(size_t)n * C + targets[n]];
             counted++;
         }
-    }
     if (count)
         *count = counted;
     return loss;
 }
 
 /* dlogits += scale * (softmax - onehot(target)) for counted rows */
-void nn_cross_entropy_backward(real *dlogits, const real *logp, const int32_t *targets, int N,
-                               int C, int ignore_index, real scale) {
-    for (int n = 0; n < N; n++) {
-        if (targets[n] == ignore_index)
-            continue;
-        const real *lp = logp + (size_t)n * C;
-        real *d = dlogits + (size_t)n * C;
-        for (int c = 0; c < C; c++)
-            d[c] += scale * (real)exp((double)lp[c]);
-        d[targets[n]] -= scale;
-    }
+void nn_cross_entropy_backward(const nn_ctx *ctx, real *dlogits, const real *logp,
+                               const int32_t *targets, int N, int C, int ignore_index,
+                               real scale) {
+    const nn_kernels *k = ctx ? ctx->k : &nn_kernels_ref;
+    k->xent_backward(ctx, dlogits, logp, targets, N, C, ignore_index, scale);
 }
 
 double nn_mse_forward(const real *a, const real *b, size_t n) {

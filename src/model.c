@@ -11,6 +11,7 @@
  * the LSTM's output.
  */
 #include "model.h"
+#include "nn.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -742,8 +743,8 @@ lstm_status model_batch_run(lstm_model *m, lstm_ctx *ctx, const model_batch *b, 
     }
     lstm_linear_forward(ctx, m->logits, feats, dw, db, rows, m->out_dim, m->nout);
     int count;
-    double loss = lstm_cross_entropy_forward(m->logits, m->logits, b->targets, rows, m->nout, -100,
-                                             &count);
+    double loss = nn_cross_entropy_forward(lstm_ctx_nn(ctx), m->logits, m->logits, b->targets,
+                                           rows, m->nout, -100, &count);
     long correct = 0;
     for (int r = 0; r < rows; r++) {
         if (b->targets[r] < 0)
@@ -763,8 +764,8 @@ lstm_status model_batch_run(lstm_model *m, lstm_ctx *ctx, const model_batch *b, 
 
     /* backward of the mean loss */
     memset(m->dlogits, 0, sizeof(float) * (size_t)rows * m->nout);
-    lstm_cross_entropy_backward(m->dlogits, m->logits, b->targets, rows, m->nout, -100,
-                                1.0f / (float)count);
+    nn_cross_entropy_backward(lstm_ctx_nn(ctx), m->dlogits, m->logits, b->targets, rows, m->nout,
+                              -100, 1.0f / (float)count);
     float *din = classify ? m->dpooled : m->dY;
     memset(din, 0, sizeof(float) * (size_t)rows * m->out_dim);
     lstm_linear_backward(ctx, din, lstm_params_grad(m->p, m->dec_w),

@@ -120,6 +120,12 @@ typedef struct {
     void (*cell_pack)(real *dst, const real *w_ih, const real *w_hh, int H, int K1, int K2);
     void (*cell_forward)(const nn_ctx *ctx, const nn_cell_fwd *a);
     void (*cell_backward)(const nn_ctx *ctx, const nn_cell_bwd *a);
+    /* Row by row, out (N,C) = z - log(sum(exp(z))); out may be z. */
+    void (*log_softmax)(const nn_ctx *ctx, real *out, const real *z, int N, int C);
+    /* The cross-entropy gradient from log-probabilities: for each row whose
+     * target is not `ignore`, d += scale (exp(logp) - onehot(target)). */
+    void (*xent_backward)(const nn_ctx *ctx, real *d, const real *logp, const int32_t *targets,
+                          int N, int C, int ignore, real scale);
 } nn_kernels;
 
 /* Working memory a kernel may borrow during one call (not per step). */
@@ -157,10 +163,13 @@ void nn_linear_forward(const nn_ctx *ctx, real *out, const real *in, const real 
                        const real *b, int N, int K, int O);
 void nn_linear_backward(const nn_ctx *ctx, real *din, real *dw, real *db, const real *dout,
                         const real *in, const real *w, int N, int K, int O);
-double nn_cross_entropy_forward(real *logp, const real *logits, const int32_t *targets, int N,
-                                int C, int ignore_index, int *count);
-void nn_cross_entropy_backward(real *dlogits, const real *logp, const int32_t *targets, int N,
-                               int C, int ignore_index, real scale);
+/* ctx NULL: the reference kernels on this thread. */
+double nn_cross_entropy_forward(const nn_ctx *ctx, real *logp, const real *logits,
+                                const int32_t *targets, int N, int C, int ignore_index,
+                                int *count);
+void nn_cross_entropy_backward(const nn_ctx *ctx, real *dlogits, const real *logp,
+                               const int32_t *targets, int N, int C, int ignore_index,
+                               real scale);
 double nn_mse_forward(const real *a, const real *b, size_t n);
 void nn_mse_backward(real *da, const real *a, const real *b, size_t n, real scale);
 void nn_mean_pool_forward(real *out, const real *x, const int *lengths, int T, int B, int F);

@@ -308,7 +308,8 @@ static lstm_status save_checkpoint(trainer *t, lstm_error *err);
 static lstm_status validate(trainer *t, int *stop, lstm_error *err) {
     double t0 = now();
     lstm_eval e;
-    lstm_status s = lstm_model_evaluate(t->m, t->ctx, t->valid, t->tc.valid_streams, &e, err);
+    lstm_ctx *ctx = t->tc.valid_ctx ? t->tc.valid_ctx : t->ctx;
+    lstm_status s = lstm_model_evaluate(t->m, ctx, t->valid, t->tc.valid_streams, &e, err);
     if (s)
         return s;
     int lm = t->m->cfg.task == LSTM_TASK_LM;

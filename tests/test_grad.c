@@ -242,7 +242,7 @@ typedef struct {
 
 static double ce_loss(void *arg) {
     ce_case *c = arg;
-    return nn_cross_entropy_forward(c->logp, c->logits, c->t, c->N, c->C, c->ignore, NULL);
+    return nn_cross_entropy_forward(NULL, c->logp, c->logits, c->t, c->N, c->C, c->ignore, NULL);
 }
 
 static void test_cross_entropy(void) {
@@ -252,9 +252,9 @@ static void test_cross_entropy(void) {
         c.logits[i] *= 5;
     real *d = zeros(20);
     int count;
-    nn_cross_entropy_forward(c.logp, c.logits, t, 5, 4, -100, &count);
+    nn_cross_entropy_forward(NULL, c.logp, c.logits, t, 5, 4, -100, &count);
     CHECK(count == 4, "cross entropy counts the rows not ignored: %d", count);
-    nn_cross_entropy_backward(d, c.logp, t, 5, 4, -100, 1);
+    nn_cross_entropy_backward(NULL, d, c.logp, t, 5, 4, -100, 1);
     fd_check("cross entropy: logits", ce_loss, &c, c.logits, d, 20);
     free(c.logits), free(c.logp), free(d);
 }

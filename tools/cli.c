@@ -132,15 +132,16 @@ lstm_ctx *cli_ctx(const char *verb, int threads) {
     lstm_ctx_config c = {threads > 0 ? threads : cli_nproc(), LSTM_KERNELS_AUTO, LSTM_BLAS_AUTO};
     const char *k = getenv("LSTM_KERNELS");
     if (k && *k) {
-        static const char *names[] = {"auto", "reference", "generic", "avx2", "avx512"};
+        static const char *names[] = {"auto", "reference", "generic", "avx2", "avx512",
+                                      "avx512bf16"};
         int found = 0;
-        for (int i = 0; i < 5; i++)
+        for (int i = 0; i < 6; i++)
             if (strcmp(k, names[i]) == 0) {
                 c.kernels = (lstm_kernels)i;
                 found = 1;
             }
         if (!found) {
-            cli_error(verb, "LSTM_KERNELS=%s: expected auto, reference, generic, avx2 or avx512",
+            cli_error(verb, "LSTM_KERNELS=%s: expected auto, reference, generic, avx2, avx512 or avx512bf16",
                       k);
             return NULL;
         }
@@ -159,6 +160,41 @@ lstm_ctx *cli_ctx(const char *verb, int threads) {
     lstm_ctx *ctx = lstm_ctx_create(&c, &err);
     if (!ctx)
         cli_error(verb, "%s", err.msg);
+    return ctx;
+}
+
+lstm_ctx *cli_precision_ctx(const char *verb, int threads, const char *precision,
+                            lstm_ctx **eval) {
+    int bf16;
+    lstm_ctx_config c = {threads > 0 ? threads : cli_nproc(), LSTM_KERNELS_AVX512_BF16,
+                         LSTM_BLAS_AUTO};
+    lstm_error err;
+    if (eval)
+        *eval = NULL;
+    if (strcmp(precision, "fp32") == 0) {
+        bf16 = 0;
+    } else if (strcmp(precision, "bf16") == 0) {
+        bf16 = 1;
+    } else if (strcmp(precision, "auto") == 0) {
+        const char *k = getenv("LSTM_KERNELS");
+        lstm_ctx *probe = k && *k ? NULL : lstm_ctx_create(&c, NULL);
+        bf16 = probe != NULL;
+        lstm_ctx_free(probe);
+    } else {
+        cli_error(verb, "--precision %s: expected auto, fp32 or bf16", precision);
+        return NULL;
+    }
+    if (!bf16)
+        return cli_ctx(verb, threads);
+    lstm_ctx *ctx = lstm_ctx_create(&c, &err);
+    if (!ctx) {
+        cli_error(verb, "--precision bf16: %s", err.msg);
+        return NULL;
+    }
+    if (eval && !(*eval = cli_ctx(verb, threads))) {
+        lstm_ctx_free(ctx);
+        return NULL;
+    }
     return ctx;
 }
 

@@ -33,6 +33,14 @@ int cli_error(const char *verb, const char *fmt, ...) __attribute__((format(prin
 /* A context for `threads` threads (0: all processors), automatic kernels. */
 lstm_ctx *cli_ctx(const char *verb, int threads);
 
+/* The context of a verb with --precision: "fp32" is cli_ctx; "bf16" the
+ * AVX-512 BF16 kernels (products in bfloat16, sums and state in float; an
+ * error where the processor lacks them); "auto" bf16 where the processor
+ * has it and LSTM_KERNELS is unset, else fp32. With bf16 and eval not
+ * NULL, *eval is a float context (cli_ctx) for evaluating; else NULL. */
+lstm_ctx *cli_precision_ctx(const char *verb, int threads, const char *precision,
+                            lstm_ctx **eval);
+
 /* Number of online processors. */
 int cli_nproc(void);
 

@@ -27,7 +27,7 @@ static double forward_flops(const lstm_rnn_config *c, int T, int B) {
 }
 
 int cmd_bench(int argc, char **argv) {
-    const char *mode = "train";
+    const char *mode = "train", *precision = "fp32";
     int I = 256, H = 256, L = 1, B = 32, T = 50, bidir = 0, P = 0, threads = 2, repeat = 10;
     int json = 0;
     cli_opt opts[] = {
@@ -40,6 +40,7 @@ int cmd_bench(int argc, char **argv) {
         {"bidirectional", OPT_FLAG, &bidir, NULL, "two directions"},
         {"proj", OPT_INT, &P, "P", "projection size (0: none)"},
         {"threads", OPT_INT, &threads, "N", "threads (2)"},
+        {"precision", OPT_STR, &precision, "fp32|bf16", "bf16: products in bfloat16 (AVX-512 BF16), sums in float (fp32)"},
         {"repeat", OPT_INT, &repeat, "R", "timed runs after the warm-up; the median is printed (10)"},
         {"json", OPT_FLAG, &json, NULL, "end with one JSON line"},
         OPT_END};
@@ -47,7 +48,8 @@ int cmd_bench(int argc, char **argv) {
     int npos;
     int r = cli_parse(
         V, "lstm bench [--mode train|infer|stream] [--input I] [--hidden H] [--layers L] [--batch B]\n"
-           "                  [--steps T] [--bidirectional] [--proj P] [--threads N] [--repeat R] [--json]",
+           "                  [--steps T] [--bidirectional] [--proj P] [--threads N] [--precision fp32|bf16]\n"
+           "                  [--repeat R] [--json]",
         "Times one nn.LSTM with random weights (fixed seed). train: forward and backward\n"
         "over the sequence with the input and all weight gradients (the work of\n"
         "y, _ = lstm(x); y.sum().backward()); infer: forward; stream: one step for a batch\n"
@@ -77,7 +79,7 @@ int cmd_bench(int argc, char **argv) {
         lstm_params_free(p);
         return cli_error(V, "%s", err.msg);
     }
-    lstm_ctx *ctx = cli_ctx(V, threads);
+    lstm_ctx *ctx = cli_precision_ctx(V, threads, precision, NULL);
     if (!ctx) {
         lstm_rnn_free(rnn);
         lstm_params_free(p);

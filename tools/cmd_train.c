@@ -165,7 +165,7 @@ int cmd_train(int argc, char **argv) {
     lstm_model_config mc = lstm_model_defaults((lstm_task)task);
     lstm_train_config tc = lstm_train_defaults((lstm_task)task);
     const char *train_path = NULL, *valid_path = NULL, *out = NULL, *log_path = NULL;
-    const char *optimizer = NULL, *schedule = NULL, *tokens = NULL;
+    const char *optimizer = NULL, *schedule = NULL, *tokens = NULL, *precision = "auto";
     double valid_portion = 0.05;
     int threads = 0, quiet = 0, epochs = -1, no_char = 0, seed = 1;
     float weight_decay = -1, momentum = -1, beta2 = -1;
@@ -178,6 +178,7 @@ int cmd_train(int argc, char **argv) {
         {"epochs", OPT_INT, &epochs, "N", "passes over the training data"},
         {"seed", OPT_INT, &seed, "S", "seed of every random choice (1)"},
         {"threads", OPT_INT, &threads, "N", "threads (default: all processors)"},
+        {"precision", OPT_STR, &precision, "auto|fp32|bf16", "products in bfloat16 (float sums; validation in float): auto = where the processor has AVX-512 BF16"},
         {"log", OPT_STR, &log_path, "FILE", "write the metrics as JSON lines (for lstm plot)"},
         {"checkpoint", OPT_STR, &tc.checkpoint, "FILE", "save the whole training state at each validation"},
         {"checkpoint-every", OPT_DOUBLE, &tc.checkpoint_every, "SECONDS", "and at least this often (300)"},
@@ -281,7 +282,7 @@ int cmd_train(int argc, char **argv) {
     int status = 1;
     lstm_error err;
     lstm_dataset *train = NULL, *valid = NULL, *rest = NULL;
-    lstm_ctx *ctx = NULL;
+    lstm_ctx *ctx = NULL, *valid_ctx = NULL;
     lstm_model *model = NULL;
     progress pr = {0};
     if (!(train = lstm_dataset_read((lstm_task)task, train_path, &err))) {
@@ -313,14 +314,16 @@ int cmd_train(int argc, char **argv) {
     pr.time_limit = tc.time_limit;
     tc.on_event = on_event;
     tc.event_arg = &pr;
-    if (!(ctx = cli_ctx(V, threads)))
+    if (!(ctx = cli_precision_ctx(V, threads, precision, &valid_ctx)))
         goto done;
+    tc.valid_ctx = valid_ctx;
     if (!quiet)
         fprintf(stderr, "training %s on %s (%zu examples), validating on %s (%zu), %d thread(s), "
-                        "%s kernels\n",
+                        "%s kernels%s%s%s\n",
                 argv[1], lstm_dataset_name(train), lstm_dataset_count(train),
                 lstm_dataset_name(valid), lstm_dataset_count(valid), lstm_ctx_threads(ctx),
-                lstm_ctx_kernels(ctx));
+                lstm_ctx_kernels(ctx), valid_ctx ? " (validation: " : "",
+                valid_ctx ? lstm_ctx_kernels(valid_ctx) : "", valid_ctx ? ")" : "");
     if (!(model = lstm_train(&mc, &tc, ctx, train, valid, &err))) {
         if (pr.tty && pr.bar_shown)
             fputc('\n', stderr);
@@ -339,6 +342,7 @@ done:
         fclose(pr.log);
     lstm_model_free(model);
     lstm_ctx_free(ctx);
+    lstm_ctx_free(valid_ctx);
     lstm_dataset_free(train);
     lstm_dataset_free(valid);
     lstm_dataset_free(rest);

@@ -50,6 +50,23 @@ grep -q '"perplexity"' "$tmp/out" && ok || bad "eval lm --json has perplexity"
 run "train lm again, same seed" "$L" train lm "${LMOPT[@]}" --out "$tmp/lm2.st"
 cmp -s "$tmp/lm.st" "$tmp/lm2.st" && ok || bad "the same seed gives the same model file"
 
+# bfloat16 products (the default where the processor has AVX-512 BF16) learn
+# as well as float ones; elsewhere asking for them is refused with the reason
+run "train lm --precision fp32" "$L" train lm "${LMOPT[@]}" --precision fp32 --out "$tmp/lm32.st"
+run "eval the fp32 lm" "$L" eval "$tmp/lm32.st" "$data/brown-text-valid.txt" --json
+bpc32=$(json_field "$tmp/out" bpc)
+if "$L" train lm "${LMOPT[@]}" --precision bf16 --out "$tmp/lm16.st" >/dev/null 2>"$tmp/err"; then
+    ok
+    run "eval the bf16 lm" "$L" eval "$tmp/lm16.st" "$data/brown-text-valid.txt" --json
+    bpc16=$(json_field "$tmp/out" bpc)
+    at_most "bf16 valid bpc minus fp32 valid bpc" \
+        "$(awk -v a="${bpc16:-99}" -v b="${bpc32:-0}" 'BEGIN{print a - b}')" 0.03
+else
+    grep -qF "AVX-512 BF16" "$tmp/err" && ok || bad "--precision bf16 refused without the reason"
+fi
+refuse "an unknown precision" "expected auto, fp32 or bf16" \
+    "$L" train lm "${LMOPT[@]}" --precision fp64 --out "$tmp/x.st"
+
 # killed after its first checkpoint, resumed: the same model as uninterrupted
 "$L" train lm "${LMOPT[@]}" --epochs 3 --valid-every 20 --out "$tmp/full.st" >/dev/null 2>&1
 "$L" train lm "${LMOPT[@]}" --epochs 3 --valid-every 20 --out "$tmp/part.st" \
