@@ -305,6 +305,25 @@ static void rows_to_bf16(uint32_t *dst, long rd, int mr, const float *A1, long r
     }
 }
 
+/* Sixteen pair words (lo[i], hi[i]) of two rows (hi NULL: zeros). */
+INLINE __m512i pairs16(const float *lo, const float *hi) {
+    __m512i l = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(lo)));
+    if (!hi)
+        return l;
+    __m512i h = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(hi)));
+    return _mm512_or_si512(l, _mm512_slli_epi32(h, 16));
+}
+
+/* Words [0, n) of pair rows lo/hi (n columns each; hi NULL: zeros) into
+ * d[0, n): vectors where whole, scalar at the end. */
+static void pairs_row(uint32_t *d, const float *lo, const float *hi, int n) {
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_si512(d + i, pairs16(lo + i, hi ? hi + i : NULL));
+    for (; i < n; i++)
+        d[i] = bf16_pair(lo[i], hi ? hi[i] : 0);
+}
+
 INLINE vf vdot(vf acc, __m512i a, __m512i w) {
     return (vf)_mm512_dpbf16_ps((__m512)acc, (__m512bh)a, (__m512bh)w);
 }
@@ -364,33 +383,38 @@ INLINE void mkb(const int mr, vf acc[MR][4], const uint32_t *A, long rs, long ks
 /* Sizes are in floats (one float holds one pair). */
 static size_t simd_pack_size(int N, int K) { return (size_t)(N + NR - 1) / NR * NR * ((K + 1) / 2); }
 
+/* A row of W is a column of the panel: its pairs are consecutive floats,
+ * converted BKC at a time and spread down the column. */
 static void simd_pack_nt(float *dst, const float *W, int N, int K) {
-    uint32_t *d = (uint32_t *)dst;
+    uint32_t *d = (uint32_t *)dst, row[BKC / 2];
     int kp = (K + 1) / 2;
     for (int p = 0; p < (N + NR - 1) / NR; p++)
         for (int j = 0; j < NR; j++) {
             int n = p * NR + j;
-            const float *w = W + (size_t)n * K;
-            for (int kk = 0; kk < kp; kk++) {
-                int k = 2 * kk;
-                d[((size_t)p * kp + kk) * NR + j] =
-                    n < N ? bf16_pair(w[k], k + 1 < K ? w[k + 1] : 0) : 0;
+            uint32_t *col = d + (size_t)p * kp * NR + j;
+            for (int k0 = 0; k0 < K; k0 += BKC) {
+                int kn = K - k0 < BKC ? K - k0 : BKC;
+                if (n < N)
+                    rows_to_bf16(row, 0, 1, W + (size_t)n * K, 0, K, NULL, 0, k0, kn);
+                for (int kk = 0; kk < (kn + 1) / 2; kk++)
+                    col[(size_t)(k0 / 2 + kk) * NR] = n < N ? row[kk] : 0;
             }
         }
 }
 
+/* Rows k and k+1 of W, sixteen columns at a time. */
 static void simd_pack_nn(float *dst, const float *W, int K, int N) {
     uint32_t *d = (uint32_t *)dst;
     int kp = (K + 1) / 2;
-    for (int p = 0; p < (N + NR - 1) / NR; p++)
-        for (int kk = 0; kk < kp; kk++)
-            for (int j = 0; j < NR; j++) {
-                int n = p * NR + j, k = 2 * kk;
-                d[((size_t)p * kp + kk) * NR + j] =
-                    n < N ? bf16_pair(W[(size_t)k * N + n],
-                                      k + 1 < K ? W[(size_t)(k + 1) * N + n] : 0)
-                          : 0;
-            }
+    for (int p = 0; p < (N + NR - 1) / NR; p++) {
+        int n0 = p * NR, n = N - n0 < NR ? N - n0 : NR;
+        for (int kk = 0; kk < kp; kk++) {
+            uint32_t *o = d + ((size_t)p * kp + kk) * NR;
+            const float *lo = W + (size_t)(2 * kk) * N + n0;
+            pairs_row(o, lo, 2 * kk + 1 < K ? lo + N : NULL, n);
+            memset(o + n, 0, sizeof(uint32_t) * (NR - n));
+        }
+    }
 }
 #else
 static size_t simd_pack_size(int N, int K) { return (size_t)(N + NR - 1) / NR * NR * K; }
@@ -426,7 +450,11 @@ static void simd_pack_nn(float *dst, const float *W, int K, int N) {
 #define MC (16 * MR)
 #endif
 #ifndef NC
+#if BF16 /* the same bytes of packed B: half the bytes per column */
+#define NC 1024
+#else
 #define NC 512
+#endif
 #endif
 
 /* Work below this many multiply-adds is done on the calling thread. */
@@ -518,26 +546,26 @@ static size_t simd_cell_pack_size(int H, int K1, int K2) {
     return (size_t)(H + VL - 1) / VL * NR * ((K1 + K2 + 1) / 2);
 }
 
+/* Each panel column is the row [W_ih | W_hh] of one gate and unit,
+ * converted BKC values at a time (rows_to_bf16 joins the two) and spread
+ * down the column. */
 static void simd_cell_pack(float *dst, const float *w_ih, const float *w_hh, int H, int K1,
                            int K2) {
-    uint32_t *d = (uint32_t *)dst;
+    uint32_t *d = (uint32_t *)dst, row[BKC / 2];
     int K = K1 + K2, kp = (K + 1) / 2;
     for (int p = 0; p < (H + VL - 1) / VL; p++)
         for (int q = 0; q < 4; q++)
             for (int lane = 0; lane < VL; lane++) {
                 int u = p * VL + lane;
+                uint32_t *col = d + (size_t)p * kp * NR + q * VL + lane;
                 const float *r1 = u < H && K1 ? w_ih + (size_t)(q * H + u) * K1 : NULL;
                 const float *r2 = u < H ? w_hh + (size_t)(q * H + u) * K2 : NULL;
-                for (int kk = 0; kk < kp; kk++) {
-                    float v[2] = {0, 0};
-                    for (int h = 0; h < 2; h++) {
-                        int k = 2 * kk + h;
-                        if (k < K1 && r1)
-                            v[h] = r1[k];
-                        else if (k >= K1 && k < K && r2)
-                            v[h] = r2[k - K1];
-                    }
-                    d[((size_t)p * kp + kk) * NR + q * VL + lane] = bf16_pair(v[0], v[1]);
+                for (int k0 = 0; k0 < K; k0 += BKC) {
+                    int kn = K - k0 < BKC ? K - k0 : BKC;
+                    if (u < H)
+                        rows_to_bf16(row, 0, 1, r1, 0, K1, r2, 0, k0, kn);
+                    for (int kk = 0; kk < (kn + 1) / 2; kk++)
+                        col[(size_t)(k0 / 2 + kk) * NR] = u < H ? row[kk] : 0;
                 }
             }
 }
@@ -788,22 +816,24 @@ static const gemm_cols *panel_cols(const gemm_job *j, int p) {
  * dst holds panels from pbase on. */
 static void pack_b(const gemm_job *j, float *dst, int pbase, int k0, int kc, int p0, int p1) {
     int kp = (kc + 1) / 2;
+    uint32_t row[KC / 2 + 1];
     for (int p = p0; p < p1; p++) {
         const gemm_cols *cb = panel_cols(j, p);
         int c0 = (p - cb->p0) * NR, n = cb->N - c0 < NR ? cb->N - c0 : NR;
         uint32_t *d = (uint32_t *)dst + (size_t)(p - pbase) * kp * NR;
-        for (int kk = 0; kk < kp; kk++) {
-            int k = k0 + 2 * kk, odd = 2 * kk + 1 < kc;
+        if (!cb->tB) { /* rows k and k+1 of B, sixteen columns at a time */
+            for (int kk = 0; kk < kp; kk++) {
+                const float *lo = cb->B + (size_t)(k0 + 2 * kk) * cb->ldb + c0;
+                pairs_row(d + (size_t)kk * NR, lo, 2 * kk + 1 < kc ? lo + cb->ldb : NULL, n);
+                memset(d + (size_t)kk * NR + n, 0, sizeof(uint32_t) * (NR - n));
+            }
+        } else { /* a row of B is a column: consecutive pairs */
             for (int c = 0; c < NR; c++) {
-                float lo = 0, hi = 0;
-                if (c < n && !cb->tB) {
-                    lo = cb->B[(size_t)k * cb->ldb + c0 + c];
-                    hi = odd ? cb->B[(size_t)(k + 1) * cb->ldb + c0 + c] : 0;
-                } else if (c < n) {
-                    lo = cb->B[(size_t)(c0 + c) * cb->ldb + k];
-                    hi = odd ? cb->B[(size_t)(c0 + c) * cb->ldb + k + 1] : 0;
-                }
-                d[(size_t)kk * NR + c] = bf16_pair(lo, hi);
+                if (c < n)
+                    rows_to_bf16(row, 0, 1, cb->B + (size_t)(c0 + c) * cb->ldb, 0, k0 + kc, NULL,
+                                 0, k0, kc);
+                for (int kk = 0; kk < kp; kk++)
+                    d[(size_t)kk * NR + c] = c < n ? row[kk] : 0;
             }
         }
     }
@@ -815,18 +845,7 @@ static void pack_b(const gemm_job *j, float *dst, int pbase, int k0, int kc, int
 static void pack_at(const gemm_job *j, uint32_t *dst, int m0, int mc, int k0, int kc) {
     for (int kk = 0; kk < (kc + 1) / 2; kk++) {
         const float *lo = j->A + (size_t)(k0 + 2 * kk) * j->lda + m0;
-        const float *hi = 2 * kk + 1 < kc ? lo + j->lda : NULL;
-        uint32_t *d = dst + (size_t)kk * mc;
-        int m = 0;
-        for (; m + 16 <= mc; m += 16) {
-            __m512i l = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(lo + m)));
-            __m512i h = hi ? _mm512_cvtepu16_epi32(
-                                 (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(hi + m)))
-                           : _mm512_setzero_si512();
-            _mm512_storeu_si512(d + m, _mm512_or_si512(l, _mm512_slli_epi32(h, 16)));
-        }
-        for (; m < mc; m++)
-            d[m] = bf16_pair(lo[m], hi ? hi[m] : 0);
+        pairs_row(dst + (size_t)kk * mc, lo, 2 * kk + 1 < kc ? lo + j->lda : NULL, mc);
     }
 }
 

@@ -66,7 +66,8 @@ static double worst_ratio(const float *got, const double *want, const double *bo
 /* gemm and gemm_tn2: C = alpha op(A) op(B) + beta C. */
 
 static void test_gemm(nn_ctx *one, nn_ctx *two) {
-    int shapes[][3] = {{1, 17, 3}, {7, 70, 33}, {13, 130, 515}, {100, 64, 2}, {5, 33, 1201}};
+    int shapes[][3] = {{1, 17, 3},   {7, 70, 33},   {13, 130, 515},
+                       {100, 64, 2}, {5, 33, 1201}, {3, 1100, 40}};
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
         for (int tA = 0; tA < 2; tA++)
             for (int tB = 0; tB < 2; tB++) {
