@@ -82,7 +82,7 @@ M64 = (1 << 64) - 1
 # Defaults (lstm_model_defaults, lstm_train_defaults, lstm_optim_defaults).
 
 MODEL_DEFAULTS = {
-    "lm": dict(embedding=64, hidden=384, layers=2, bidirectional=0, dropout=0.0,
+    "lm": dict(embedding=64, hidden=512, layers=2, bidirectional=0, dropout=0.0,
                vocab_size=0, min_count=0, max_length=0),
     "classify": dict(embedding=64, hidden=128, layers=1, bidirectional=1, dropout=0.3,
                      vocab_size=30000, min_count=2, max_length=400),
@@ -92,8 +92,8 @@ MODEL_DEFAULTS = {
 TRAIN_COMMON = dict(batch=32, seq_len=100, lr=2e-3, beta2=0.999, lr_min=0.05, decay=0.5, clip=5.0,
                     warmup=0, patience=0, valid_every=0, epochs=20, log_every=50)
 TRAIN_DEFAULTS = {
-    "lm": dict(TRAIN_COMMON, epochs=3, batch=64, seq_len=50, lr=8e-3, beta2=0.99, warmup=100, clip=1.0,
-               valid_every=2000),
+    "lm": dict(TRAIN_COMMON, epochs=3, batch=32, seq_len=50, lr=4.5e-3, beta2=0.99, warmup=100, clip=1.0,
+               valid_every=4000),
     "classify": dict(TRAIN_COMMON, epochs=20, patience=5, lr=2e-3, log_every=20),
     "tag": dict(TRAIN_COMMON, epochs=20, patience=5, lr=2e-3),
 }

@@ -28,7 +28,7 @@ lstm_model_config lstm_model_defaults(lstm_task task) {
     switch (task) {
     case LSTM_TASK_LM: /* tuned on Brown text for ten minutes on two cores: README */
         c.embedding = 64;
-        c.hidden = 384;
+        c.hidden = 512;
         c.layers = 2;
         c.dropout = 0;
         break;

@@ -35,13 +35,13 @@ lstm_train_config lstm_train_defaults(lstm_task task) {
     switch (task) {
     case LSTM_TASK_LM: /* tuned on Brown text (README, "Quality in ten minutes") */
         c.epochs = 3;
-        c.batch = 64;
+        c.batch = 32;
         c.seq_len = 50;
-        c.optim.lr = 8e-3f;
+        c.optim.lr = 4.5e-3f;
         c.optim.beta2 = 0.99f;
         c.warmup = 100;
         c.clip = 1;
-        c.valid_every = 2000;
+        c.valid_every = 4000;
         break;
     case LSTM_TASK_CLASSIFY:
         c.epochs = 20;
