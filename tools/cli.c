@@ -177,7 +177,9 @@ lstm_ctx *cli_precision_ctx(const char *verb, int threads, const char *precision
         bf16 = 1;
     } else if (strcmp(precision, "auto") == 0) {
         const char *k = getenv("LSTM_KERNELS");
-        lstm_ctx *probe = k && *k ? NULL : lstm_ctx_create(&c, NULL);
+        lstm_ctx_config one = c; /* a probe: no worker threads */
+        one.threads = 1;
+        lstm_ctx *probe = k && *k ? NULL : lstm_ctx_create(&one, NULL);
         bf16 = probe != NULL;
         lstm_ctx_free(probe);
     } else {
