@@ -444,7 +444,7 @@ static void simd_pack_nn(float *dst, const float *W, int K, int N) {
 /* Cache blocking of the large products: KC columns of A by MC rows stay in
  * L2; a KC x NC block of packed B is shared by the threads (see gemm). */
 #ifndef KC
-#define KC 512
+#define KC 1024
 #endif
 #ifndef MC
 #define MC (16 * MR)

@@ -1,17 +1,20 @@
 /*
- * test_bf16.c - the bfloat16 kernels (LSTM_KERNELS_AVX512_BF16), one
- * function of their table at a time.
+ * test_kernels.c - every fast kernel set (generic, and where the processor
+ * has them avx2, avx512, avx512bf16), one function of its table at a time,
+ * against the exact product.
  *
  * What they promise: every product is the exact product of its operands
- * rounded to bfloat16 (to nearest even), summed in float. So each result
- * here is compared with that product computed in double from operands
- * rounded by this file's own rounding, within the worst-case bound of a
- * float sum of K terms in any order, (K + 2) 2^-24 sum_k |a_k b_k|. Rounding
- * by truncation, a pair in the wrong half of its word, a lost odd k or a
- * panel off by one each miss that bound by orders of magnitude. The gates
- * and the backward's pointwise part are float as in the avx512 set, and
- * are held to float tolerances. Two threads must give the bits of one.
- * Skipped (and said so) where the processor lacks AVX-512 BF16.
+ * (for avx512bf16, of its operands rounded to bfloat16, to nearest even),
+ * summed in float in some order. So each result here is compared with that
+ * product computed in double, from operands rounded by this file's own
+ * rounding for bfloat16, within the worst-case bound of a float sum of K
+ * terms in any order, (K + 2) 2^-24 sum_k |a_k b_k|. A lost block of K past
+ * the cache block, a panel off by one, a wrong tail, rounding by truncation
+ * or a pair in the wrong half of its word each miss that bound by orders of
+ * magnitude. The shapes reach past every blocking size (KC = 1024 columns,
+ * 4 * MC rows, the bfloat16 conversion block of 2048). The gates and the
+ * backward's pointwise part are float in every set and are held to float
+ * tolerances. Two threads must give the bits of one.
  */
 #include "check.h"
 #include "lstm.h"
@@ -20,14 +23,21 @@
 #include <stdint.h>
 #include <string.h>
 
+extern const nn_kernels nn_kernels_generic;
 #ifdef LSTM_X86_KERNELS
-extern const nn_kernels nn_kernels_avx512bf16;
-static const nn_kernels *K16 = &nn_kernels_avx512bf16;
+extern const nn_kernels nn_kernels_avx2, nn_kernels_avx512, nn_kernels_avx512bf16;
+#endif
 
+static const nn_kernels *KS; /* the set under test */
+static const char *kname;    /* its name, in every message */
+static int bf;               /* whether it rounds operands to bfloat16 */
 static lstm_rng rng;
 
-/* x rounded to bfloat16, nearest even, subnormals to zero. */
+/* x as the set under test multiplies it: itself for the float sets;
+ * rounded to bfloat16 (nearest even, subnormals to zero) for bf16. */
 static double rb(float x) {
+    if (!bf)
+        return x;
     uint32_t u;
     memcpy(&u, &x, 4);
     if ((u & 0x7f800000) == 0)
@@ -67,7 +77,8 @@ static double worst_ratio(const float *got, const double *want, const double *bo
 
 static void test_gemm(nn_ctx *one, nn_ctx *two) {
     int shapes[][3] = {{1, 17, 3},   {7, 70, 33},   {13, 130, 515},
-                       {100, 64, 2}, {5, 33, 1201}, {3, 1100, 40}};
+                       {100, 64, 2}, {5, 33, 1201}, {3, 1100, 40},
+                       {20, 70, 2500}};
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
         for (int tA = 0; tA < 2; tA++)
             for (int tB = 0; tB < 2; tB++) {
@@ -93,13 +104,13 @@ static void test_gemm(nn_ctx *one, nn_ctx *two) {
                     }
                 memcpy(C1, C0, sizeof(float) * M * N);
                 memcpy(C2, C0, sizeof(float) * M * N);
-                K16->gemm(one, tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C1, N);
-                K16->gemm(two, tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C2, N);
+                KS->gemm(one, tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C1, N);
+                KS->gemm(two, tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C2, N);
                 double r = worst_ratio(C1, want, bound, (size_t)M * N);
-                CHECK(r <= 1, "gemm tA=%d tB=%d M=%d N=%d K=%d: error %.3g of the bound", tA, tB,
+                CHECK(r <= 1, "%s: gemm tA=%d tB=%d M=%d N=%d K=%d: error %.3g of the bound", kname, tA, tB,
                       M, N, K, r);
                 CHECK(memcmp(C1, C2, sizeof(float) * M * N) == 0,
-                      "gemm tA=%d tB=%d M=%d N=%d K=%d: 2 threads give the bits of 1", tA, tB, M,
+                      "%s: gemm tA=%d tB=%d M=%d N=%d K=%d: 2 threads give the bits of 1", kname, tA, tB, M,
                       N, K);
                 free(A), free(B), free(C0), free(C1), free(C2), free(want), free(bound);
             }
@@ -124,9 +135,9 @@ static void test_gemm(nn_ctx *one, nn_ctx *two) {
             (n < N1 ? b1 : b2)[m * ld + nn] = gamma_k(K) * mag + 0x1p-22 * fabs(c);
         }
     }
-    K16->gemm_tn2(two, M, K, A, M, N1, B1, N1, C1, N1, N2, B2, N2, C2, N2);
+    KS->gemm_tn2(two, M, K, A, M, N1, B1, N1, C1, N1, N2, B2, N2, C2, N2);
     CHECK(worst_ratio(C1, w1, b1, (size_t)M * N1) <= 1 && worst_ratio(C2, w2, b2, (size_t)M * N2) <= 1,
-          "gemm_tn2: both products within the bound (%.3g, %.3g)",
+          "%s: gemm_tn2: both products within the bound (%.3g, %.3g)", kname,
           worst_ratio(C1, w1, b1, (size_t)M * N1), worst_ratio(C2, w2, b2, (size_t)M * N2));
     free(A), free(B1), free(B2), free(C1), free(C2), free(w1), free(b1), free(w2), free(b2);
 }
@@ -134,10 +145,12 @@ static void test_gemm(nn_ctx *one, nn_ctx *two) {
 /* ------------------------------------------------------------------ */
 /* pgemm against weights packed by pack_nt (W (N,K), C = A W^T) and by
  * pack_nn (W (K,N), C = A W); few rows (split by panels) and many (split
- * by rows, K in blocks), K past the conversion block of 2048. */
+ * by rows, K in blocks), K past the cache block and the conversion block
+ * of 2048. */
 
 static void test_pgemm(nn_ctx *one, nn_ctx *two) {
-    int shapes[][3] = {{1, 5, 3}, {6, 64, 33}, {7, 100, 2101}, {64, 70, 384}, {400, 33, 101}};
+    int shapes[][3] = {{1, 5, 3}, {6, 64, 33}, {7, 100, 2101}, {64, 70, 384},
+                      {400, 33, 101}, {400, 20, 1500}};
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
         for (int nn = 0; nn < 2; nn++)
             for (int bi = 0; bi < 2; bi++) {
@@ -146,11 +159,11 @@ static void test_pgemm(nn_ctx *one, nn_ctx *two) {
                 int lda = K + 3;
                 float *A = randn((size_t)M * lda, 1), *W = randn((size_t)N * K, 1);
                 float *C0 = randn((size_t)M * N, 1);
-                float *Wp = packed(K16->pack_size(N, K));
+                float *Wp = packed(KS->pack_size(N, K));
                 if (nn)
-                    K16->pack_nn(Wp, W, K, N);
+                    KS->pack_nn(Wp, W, K, N);
                 else
-                    K16->pack_nt(Wp, W, N, K);
+                    KS->pack_nt(Wp, W, N, K);
                 double *want = malloc(sizeof(double) * M * N), *bound = malloc(sizeof(double) * M * N);
                 for (int m = 0; m < M; m++)
                     for (int n = 0; n < N; n++) {
@@ -167,13 +180,13 @@ static void test_pgemm(nn_ctx *one, nn_ctx *two) {
                 float *C1 = malloc(sizeof(float) * M * N), *C2 = malloc(sizeof(float) * M * N);
                 memcpy(C1, C0, sizeof(float) * M * N);
                 memcpy(C2, C0, sizeof(float) * M * N);
-                K16->pgemm(one, M, N, K, A, lda, Wp, beta, C1, N);
-                K16->pgemm(two, M, N, K, A, lda, Wp, beta, C2, N);
+                KS->pgemm(one, M, N, K, A, lda, Wp, beta, C1, N);
+                KS->pgemm(two, M, N, K, A, lda, Wp, beta, C2, N);
                 double r = worst_ratio(C1, want, bound, (size_t)M * N);
-                CHECK(r <= 1, "pgemm (%s) M=%d N=%d K=%d beta=%g: error %.3g of the bound",
+                CHECK(r <= 1, "%s: pgemm (%s) M=%d N=%d K=%d beta=%g: error %.3g of the bound", kname,
                       nn ? "nn" : "nt", M, N, K, beta, r);
                 CHECK(memcmp(C1, C2, sizeof(float) * M * N) == 0,
-                      "pgemm (%s) M=%d N=%d K=%d: 2 threads give the bits of 1", nn ? "nn" : "nt",
+                      "%s: pgemm (%s) M=%d N=%d K=%d: 2 threads give the bits of 1", kname, nn ? "nn" : "nt",
                       M, N, K);
                 free(A), free(W), free(C0), free(Wp), free(want), free(bound), free(C1), free(C2);
             }
@@ -181,7 +194,7 @@ static void test_pgemm(nn_ctx *one, nn_ctx *two) {
 
 /* ------------------------------------------------------------------ */
 /* The cell: forward with and without the fused input product, and the
- * backward (pointwise part in float, dh_prev a bfloat16 product). */
+ * backward (pointwise part in float, dh_prev a product). */
 
 static double sigm(double x) { return 1 / (1 + exp(-x)); }
 
@@ -196,8 +209,8 @@ static void test_cell(nn_ctx *one, nn_ctx *two) {
         float *cp = randn((size_t)M * H, 0.5f), *gin = randn((size_t)M * G, 0.5f);
         float *bias = randn(G, 0.1f);
         float *wih = randn((size_t)G * (K1 ? K1 : 1), 1.0f / sqrtf(K)), *whh = randn((size_t)G * K2, 1.0f / sqrtf(K));
-        float *wp = packed(K16->cell_pack_size(H, K1, K2));
-        K16->cell_pack(wp, K1 ? wih : NULL, whh, H, K1, K2);
+        float *wp = packed(KS->cell_pack_size(H, K1, K2));
+        KS->cell_pack(wp, K1 ? wih : NULL, whh, H, K1, K2);
         double *pre = malloc(sizeof(double) * M * G), *err = malloc(sizeof(double) * M * G);
         for (int m = 0; m < M; m++)
             for (int r = 0; r < G; r++) {
@@ -239,24 +252,24 @@ static void test_cell(nn_ctx *one, nn_ctx *two) {
             out[t][2] = malloc(sizeof(float) * M * H);
             nn_cell_fwd a = {M, H, K1, K2, K1 ? x : NULL, ldx, hp, cp, gin, bias, wp,
                              out[t][0], out[t][1], out[t][2], NULL, 0, NULL, 0};
-            K16->cell_forward(t ? two : one, &a);
+            KS->cell_forward(t ? two : one, &a);
         }
         CHECK(worst_ratio(out[0][0], wg, bg, (size_t)M * G) <= 1 &&
                   worst_ratio(out[0][1], wc, bc, (size_t)M * H) <= 1 &&
                   worst_ratio(out[0][2], wh, bh, (size_t)M * H) <= 1,
-              "cell forward M=%d H=%d K1=%d K2=%d: gates, c, h within the bounds "
-              "(%.3g, %.3g, %.3g)", M, H, K1, K2, worst_ratio(out[0][0], wg, bg, (size_t)M * G),
+              "%s: cell forward M=%d H=%d K1=%d K2=%d: gates, c, h within the bounds "
+              "(%.3g, %.3g, %.3g)", kname, M, H, K1, K2, worst_ratio(out[0][0], wg, bg, (size_t)M * G),
               worst_ratio(out[0][1], wc, bc, (size_t)M * H), worst_ratio(out[0][2], wh, bh, (size_t)M * H));
         int same = 1;
         for (int q = 0; q < 3; q++)
             same &= memcmp(out[0][q], out[1][q], sizeof(float) * M * (q ? H : G)) == 0;
-        CHECK(same, "cell forward M=%d H=%d K1=%d K2=%d: 2 threads give the bits of 1", M, H, K1, K2);
+        CHECK(same, "%s: cell forward M=%d H=%d K1=%d K2=%d: 2 threads give the bits of 1", kname, M, H, K1, K2);
 
         /* backward from these activations, K2 = Hout */
         if (K1 == 0) {
             float *dr = randn((size_t)M * H, 1), *dc_in = randn((size_t)M * H, 1);
-            float *whn = packed(K16->pack_size(K2, G));
-            K16->pack_nn(whn, whh, G, K2);
+            float *whn = packed(KS->pack_size(K2, G));
+            KS->pack_nn(whn, whh, G, K2);
             float *gb[2], *dcb[2], *dhp[2], *db[2];
             for (int t = 0; t < 2; t++) {
                 gb[t] = malloc(sizeof(float) * M * G);
@@ -267,7 +280,7 @@ static void test_cell(nn_ctx *one, nn_ctx *two) {
                 db[t] = calloc(G, sizeof(float));
                 nn_cell_bwd b = {M, H, K2, gb[t], out[0][1], cp, dr, NULL, 0, dcb[t], dhp[t], whn,
                                  db[t], NULL, NULL, NULL, 0};
-                K16->cell_backward(t ? two : one, &b);
+                KS->cell_backward(t ? two : one, &b);
             }
             /* pointwise, in double from the kernel's own activations */
             double *wd = malloc(sizeof(double) * M * G), *wdc = malloc(sizeof(double) * M * H);
@@ -287,10 +300,10 @@ static void test_cell(nn_ctx *one, nn_ctx *two) {
                     }
                     wdc[(size_t)m * H + u] = d * f;
                 }
-            CHECK_CLOSE(gb[0], wd, (size_t)M * G, 1e-5, 1e-4, "cell backward M=%d H=%d: dL/dpre", M, H);
-            CHECK_CLOSE(dcb[0], wdc, (size_t)M * H, 1e-5, 1e-4, "cell backward M=%d H=%d: dc", M, H);
-            CHECK_CLOSE(db[0], wdb, (size_t)G, 1e-5 * M, 1e-4, "cell backward M=%d H=%d: bias gradient", M, H);
-            /* dh_prev = dL/dpre (as the kernel left it) W_hh, in bfloat16 */
+            CHECK_CLOSE(gb[0], wd, (size_t)M * G, 1e-5, 1e-4, "%s: cell backward M=%d H=%d: dL/dpre", kname, M, H);
+            CHECK_CLOSE(dcb[0], wdc, (size_t)M * H, 1e-5, 1e-4, "%s: cell backward M=%d H=%d: dc", kname, M, H);
+            CHECK_CLOSE(db[0], wdb, (size_t)G, 1e-5 * M, 1e-4, "%s: cell backward M=%d H=%d: bias gradient", kname, M, H);
+            /* dh_prev = dL/dpre (as the kernel left it) W_hh */
             double *wdh = malloc(sizeof(double) * M * K2), *bdh = malloc(sizeof(double) * M * K2);
             for (int m = 0; m < M; m++)
                 for (int n = 0; n < K2; n++) {
@@ -302,11 +315,11 @@ static void test_cell(nn_ctx *one, nn_ctx *two) {
                     wdh[(size_t)m * K2 + n] = s, bdh[(size_t)m * K2 + n] = gamma_k(G) * mag + 1e-30;
                 }
             double r = worst_ratio(dhp[0], wdh, bdh, (size_t)M * K2);
-            CHECK(r <= 1, "cell backward M=%d H=%d: dh_prev error %.3g of the bound", M, H, r);
+            CHECK(r <= 1, "%s: cell backward M=%d H=%d: dh_prev error %.3g of the bound", kname, M, H, r);
             CHECK(memcmp(gb[0], gb[1], sizeof(float) * M * G) == 0 &&
                       memcmp(dhp[0], dhp[1], sizeof(float) * M * K2) == 0 &&
                       memcmp(db[0], db[1], sizeof(float) * G) == 0,
-                  "cell backward M=%d H=%d: 2 threads give the bits of 1", M, H);
+                  "%s: cell backward M=%d H=%d: 2 threads give the bits of 1", kname, M, H);
             for (int t = 0; t < 2; t++)
                 free(gb[t]), free(dcb[t]), free(dhp[t]), free(db[t]);
             free(dr), free(dc_in), free(whn), free(wd), free(wdc), free(wdb), free(wdh), free(bdh);
@@ -319,28 +332,34 @@ static void test_cell(nn_ctx *one, nn_ctx *two) {
     }
 }
 
-int main(void) {
-    lstm_ctx_config cc = {1, LSTM_KERNELS_AVX512_BF16, LSTM_BLAS_OFF};
+/* Runs every check on one set; skipped (and said so) where the processor
+ * lacks it. */
+static void test_set(const nn_kernels *k, lstm_kernels which, const char *name, int is_bf16) {
+    lstm_ctx_config cc = {1, which, LSTM_BLAS_OFF};
     lstm_error e;
     lstm_ctx *probe = lstm_ctx_create(&cc, &e);
     if (!probe) {
-        printf("ok skipping the bfloat16 kernels: %s\n", e.msg);
-        return check_summary();
+        printf("ok skipping the %s kernels: %s\n", name, e.msg);
+        return;
     }
     lstm_ctx_free(probe);
+    KS = k, kname = name, bf = is_bf16;
     lstm_rng_seed(&rng, 2026);
     nn_scratch s1 = {0}, s2 = {0};
-    nn_ctx one = {K16, NULL, &s1}, two = {K16, nn_pool_create(2), &s2};
+    nn_ctx one = {k, NULL, &s1}, two = {k, nn_pool_create(2), &s2};
     test_gemm(&one, &two);
     test_pgemm(&one, &two);
     test_cell(&one, &two);
     nn_pool_free(two.pool);
     free(s1.p), free(s2.p);
-    return check_summary();
 }
-#else
+
 int main(void) {
-    printf("ok skipping the bfloat16 kernels: not an x86-64 build\n");
+    test_set(&nn_kernels_generic, LSTM_KERNELS_GENERIC, "generic", 0);
+#ifdef LSTM_X86_KERNELS
+    test_set(&nn_kernels_avx2, LSTM_KERNELS_AVX2, "avx2", 0);
+    test_set(&nn_kernels_avx512, LSTM_KERNELS_AVX512, "avx512", 0);
+    test_set(&nn_kernels_avx512bf16, LSTM_KERNELS_AVX512_BF16, "avx512bf16", 1);
+#endif
     return check_summary();
 }
-#endif
