@@ -13,9 +13,10 @@
 # build or run shows as n/a. Each case runs lstm, oneDNN and PyTorch in turn, round
 # after round, and keeps the best median of each (every program prints the median of
 # R timed runs after two warm-ups). Ratios are times: above 1, lstm is faster. A second
-# table gives the peak memory of the training cases. The last two columns time lstm with
-# --precision bf16 (bfloat16 products, float sums; n/a without AVX-512 BF16) against the
-# others' float: a different arithmetic, shown apart from the float comparison.
+# table sets the three side by side in bfloat16: lstm --precision bf16 (bfloat16
+# products, float sums and weights; n/a without AVX-512 BF16), onednn_lstm --bf16
+# (bf16 activations and weights) and torch_lstm.py --bf16 (module in bfloat16); a
+# third gives the peak memory of the training cases.
 set -u
 
 cd "$(dirname "$0")/.." || exit 1
@@ -69,6 +70,9 @@ run() {
     lstm) set -- ./lstm bench "$@" ;;
     onednn) set -- build/bench/onednn_lstm "$@" ;;
     torch) set -- bench/torch_lstm.py "$@" ;;
+    lstm-bf16) set -- ./lstm bench "$@" --precision bf16 ;;
+    onednn-bf16) set -- build/bench/onednn_lstm "$@" --bf16 ;;
+    torch-bf16) set -- bench/torch_lstm.py "$@" --bf16 ;;
     esac
     line=$(timeout 600 "$@" --threads 2 --repeat "$REPEAT" --json 2>/dev/null | grep '^{' | tail -n 1)
     ms=$(echo "$line" | sed -n 's/.*"ms":\([-0-9.e+]*\).*/\1/p')
@@ -108,12 +112,13 @@ else
     echo "sgemm rate: n/a"
 fi
 echo
-echo "| case | lstm ms | oneDNN ms | PyTorch ms | lstm GFLOP/s | oneDNN/lstm | PyTorch/lstm | lstm bf16 ms | oneDNN/lstm bf16 | PyTorch/lstm bf16 |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-
+BF16_ROWS=$(mktemp)
+trap 'rm -f "$BF16_ROWS"' EXIT
+echo "| case | lstm ms | oneDNN ms | PyTorch ms | lstm GFLOP/s | oneDNN/lstm | PyTorch/lstm |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
 echo "$CASES" | while IFS='|' read -r name args; do
     echo "$name" | grep -Eq -- "$CASES_RE" || continue
-    l='' o='' t='' b=''
+    l='' o='' t='' lb='' ob='' tb=''
     r=0
     while [ $r -lt "$ROUNDS" ]; do
         # shellcheck disable=SC2086 # args is a word list
@@ -123,12 +128,23 @@ echo "$CASES" | while IFS='|' read -r name args; do
         # shellcheck disable=SC2086
         t=$(best "$t" "$(run torch $args)")
         # shellcheck disable=SC2086
-        b=$(best "$b" "$(run lstm $args --precision bf16)")
+        lb=$(best "$lb" "$(run lstm-bf16 $args)")
+        # shellcheck disable=SC2086
+        ob=$(best "$ob" "$(run onednn-bf16 $args)")
+        # shellcheck disable=SC2086
+        tb=$(best "$tb" "$(run torch-bf16 $args)")
         r=$((r + 1))
     done
-    echo "| $name | $(fmt "$l" 1) | $(fmt "$o" 1) | $(fmt "$t" 1) | $(fmt "$l" 2) | $(ratio "$o" "$l") | $(ratio "$t" "$l") |" \
-        "$(fmt "$b" 1) | $(ratio "$o" "$b") | $(ratio "$t" "$b") |"
+    echo "| $name | $(fmt "$l" 1) | $(fmt "$o" 1) | $(fmt "$t" 1) | $(fmt "$l" 2) | $(ratio "$o" "$l") | $(ratio "$t" "$l") |"
+    echo "| $name | $(fmt "$lb" 1) | $(fmt "$ob" 1) | $(fmt "$tb" 1) | $(fmt "$lb" 2) | $(ratio "$ob" "$lb") | $(ratio "$tb" "$lb") | $(ratio "$o" "$lb") |" >>"$BF16_ROWS"
 done
+
+echo
+echo "bfloat16, each in its own bf16 mode (same rounds, interleaved with the above):"
+echo
+echo "| case | lstm bf16 ms | oneDNN bf16 ms | PyTorch bf16 ms | lstm bf16 GFLOP/s | oneDNN bf16/lstm bf16 | PyTorch bf16/lstm bf16 | oneDNN fp32/lstm bf16 |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+cat "$BF16_ROWS"
 
 # Peak memory of training: each process's peak resident memory, whole and above
 # what it held before any model or data existed (for PyTorch: after `import torch`),

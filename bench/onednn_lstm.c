@@ -110,10 +110,19 @@ typedef struct {
     int nmem, nprim;
 } model;
 
-static dnnl_memory_desc_t md_tag(int nd, const dnnl_dims_t dims, dnnl_format_tag_t tag) {
+/* The data type of the activations and weights: f32, or bf16 with --bf16 (biases,
+ * cell states and every gradient stay f32, as oneDNN's bf16 LSTM wants them). */
+static dnnl_data_type_t act_dt = dnnl_f32;
+
+static dnnl_memory_desc_t md_dt(int nd, const dnnl_dims_t dims, dnnl_data_type_t dt,
+                                dnnl_format_tag_t tag) {
     dnnl_memory_desc_t md;
-    DN(dnnl_memory_desc_init_by_tag(&md, nd, dims, dnnl_f32, tag));
+    DN(dnnl_memory_desc_init_by_tag(&md, nd, dims, dt, tag));
     return md;
+}
+
+static dnnl_memory_desc_t md_tag(int nd, const dnnl_dims_t dims, dnnl_format_tag_t tag) {
+    return md_dt(nd, dims, dnnl_f32, tag);
 }
 
 static const dnnl_memory_desc_t *md_of(dnnl_memory_t m) {
@@ -185,14 +194,20 @@ static void block_init(model *m, block *b, dnnl_memory_t src, dnnl_memory_t dsrc
     dnnl_dims_t d_src = {T, B, in}, d_dst = {T, B, D * Ho}, d_iter = {nl, D, B, Ho},
                 d_iter_c = {nl, D, B, H}, d_wl = {nl, D, in, 4, H}, d_wi = {nl, D, Ho, 4, H},
                 d_wp = {nl, D, H, Ho}, d_bias = {nl, D, 4, H};
-    dnnl_memory_desc_t src_md = md_tag(3, d_src, dnnl_tnc), dst_md = md_tag(3, d_dst, dnnl_tnc),
-                       iter_md = md_tag(4, d_iter, dnnl_ldnc), iter_c_md = md_tag(4, d_iter_c, dnnl_ldnc),
+    dnnl_memory_desc_t src_md = md_dt(3, d_src, act_dt, dnnl_tnc), dst_md = md_dt(3, d_dst, act_dt, dnnl_tnc),
+                       iter_md = md_dt(4, d_iter, act_dt, dnnl_ldnc), iter_c_md = md_tag(4, d_iter_c, dnnl_ldnc),
                        bias_md = md_tag(4, d_bias, dnnl_ldgo),
-                       wl_any = md_tag(5, d_wl, dnnl_format_tag_any),
-                       wi_any = md_tag(5, d_wi, dnnl_format_tag_any),
-                       wp_any = md_tag(4, d_wp, dnnl_format_tag_any);
+                       wl_any = md_dt(5, d_wl, act_dt, dnnl_format_tag_any),
+                       wi_any = md_dt(5, d_wi, act_dt, dnnl_format_tag_any),
+                       wp_any = md_dt(4, d_wp, act_dt, dnnl_format_tag_any),
+                       dsrc_md = md_tag(3, d_src, dnnl_tnc), ddst_md = md_tag(3, d_dst, dnnl_tnc),
+                       diter_md = md_tag(4, d_iter, dnnl_ldnc),
+                       dwl_any = md_tag(5, d_wl, dnnl_format_tag_any),
+                       dwi_any = md_tag(5, d_wi, dnnl_format_tag_any),
+                       dwp_any = md_tag(4, d_wp, dnnl_format_tag_any);
     const dnnl_memory_desc_t *wp = m->P ? &wp_any : NULL;
     const dnnl_memory_desc_t *si = m->omit_state ? NULL : &iter_md, *sic = m->omit_state ? NULL : &iter_c_md;
+    const dnnl_memory_desc_t *dsi = m->omit_state ? NULL : &diter_md;
     dnnl_rnn_direction_t dir = D == 2 ? dnnl_bidirectional_concat : dnnl_unidirectional_left2right;
 
     /* the user tensors, in PyTorch's layout */
@@ -245,9 +260,10 @@ static void block_init(model *m, block *b, dnnl_memory_t src, dnnl_memory_t dsrc
 
     dnnl_memory_desc_t dwl_user = wl_user, dwi_user = wi_user, dwp_user = wp_user;
     dnnl_rnn_desc_t bd;
+    const dnnl_memory_desc_t *dwp = m->P ? &dwp_any : NULL;
     DN(dnnl_lstm_backward_desc_init_v3(&bd, dnnl_backward, dir, &src_md, si, sic, &wl_any, &wi_any, NULL, wp,
-                                       &bias_md, &dst_md, &iter_md, &iter_c_md, &src_md, si, sic, &wl_any,
-                                       &wi_any, NULL, wp, &bias_md, &dst_md, &iter_md, &iter_c_md, 0));
+                                       &bias_md, &dst_md, &iter_md, &iter_c_md, &dsrc_md, dsi, sic, &dwl_any,
+                                       &dwi_any, NULL, dwp, &bias_md, &ddst_md, &diter_md, &iter_c_md, 0));
     dnnl_primitive_desc_t bpd;
     DN(dnnl_primitive_desc_create(&bpd, &bd, NULL, m->eng, fpd));
     b->bwd = prim_new(m, bpd);
@@ -262,12 +278,12 @@ static void block_init(model *m, block *b, dnnl_memory_t src, dnnl_memory_t dsrc
         b->bdw[k] = layout_for(m, bpd, dwarg[k], b->dw[k], 1, &b->bdw_re[k]);
     }
     b->dsrc = dsrc;
-    b->ddst = mem_new(m, &dst_md);
+    b->ddst = mem_new(m, &ddst_md);
     if (!m->omit_state) {
-        b->dsrc_iter = mem_new(m, &iter_md);
+        b->dsrc_iter = mem_new(m, &diter_md);
         b->dsrc_iter_c = mem_new(m, &iter_c_md);
     }
-    b->ddst_iter = mem_new(m, &iter_md); /* zero: no loss on h_n, c_n */
+    b->ddst_iter = mem_new(m, &diter_md); /* zero: no loss on h_n, c_n */
     b->ddst_iter_c = mem_new(m, &iter_c_md);
     DN(dnnl_primitive_desc_destroy(bpd));
     DN(dnnl_primitive_desc_destroy(fpd));
@@ -324,6 +340,28 @@ static float *user_bias(const model *m, int l, int d, int grad) {
     return data(grad ? b->dbias : b->bias) + ((size_t)(l - b->l0) * m->D + d) * 4 * m->H;
 }
 
+/* Writes n floats into mem (through a reorder from f32 when mem is bf16). */
+static void fill(model *m, dnnl_memory_t mem, const float *v, size_t n) {
+    if (md_of(mem)->data_type == dnnl_f32) {
+        memcpy(data(mem), v, sizeof(float) * n);
+        return;
+    }
+    dnnl_memory_desc_t md = *md_of(mem);
+    md.data_type = dnnl_f32;
+    dnnl_memory_t tmp;
+    DN(dnnl_memory_create(&tmp, &md, m->eng, (void *)v));
+    dnnl_primitive_desc_t rpd;
+    dnnl_primitive_t rp;
+    DN(dnnl_reorder_primitive_desc_create(&rpd, &md, m->eng, md_of(mem), m->eng, NULL));
+    DN(dnnl_primitive_create(&rp, rpd));
+    dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, tmp}, {DNNL_ARG_TO, mem}};
+    DN(dnnl_primitive_execute(rp, m->st, 2, a));
+    DN(dnnl_stream_wait(m->st));
+    dnnl_primitive_destroy(rp);
+    dnnl_primitive_desc_destroy(rpd);
+    dnnl_memory_destroy(tmp);
+}
+
 /* The model of a mode; split: one primitive per layer always. Weights, biases and
  * the input are drawn from seed in a fixed order (per layer and direction, as
  * nn.LSTM's reset_parameters), so they do not depend on split or mode. */
@@ -344,8 +382,9 @@ static model *model_create(int mode, int I, int H, int L, int B, int T, int bidi
             m->blk[m->nb++] = (block){.l0 = l, .nl = 1, .in = in};
     }
     dnnl_dims_t d_x = {m->T, B, I};
-    dnnl_memory_desc_t x_md = md_tag(3, d_x, dnnl_tnc);
-    dnnl_memory_t src = mem_new(m, &x_md), dsrc = mode == TRAIN ? mem_new(m, &x_md) : NULL;
+    dnnl_memory_desc_t x_md = md_dt(3, d_x, act_dt, dnnl_tnc);
+    dnnl_memory_desc_t dx_md = md_tag(3, d_x, dnnl_tnc);
+    dnnl_memory_t src = mem_new(m, &x_md), dsrc = mode == TRAIN ? mem_new(m, &dx_md) : NULL;
     for (int i = 0; i < m->nb; i++) {
         block_init(m, &m->blk[i], src, dsrc);
         src = m->blk[i].dst;
@@ -373,14 +412,17 @@ static model *model_create(int mode, int I, int H, int L, int B, int T, int bidi
                     w_hr[i] = (float)(k * (2 * rng_uniform(&r) - 1));
             }
         }
-    float *x = data(m->blk[0].src);
-    for (size_t i = 0; i < (size_t)m->T * B * I; i++)
-        x[i] = (float)rng_normal(&r);
+    size_t nx = (size_t)m->T * B * I, ny = (size_t)T * B * m->D * m->Ho;
+    float *v = xcalloc(nx > ny ? nx : ny, sizeof *v);
+    for (size_t i = 0; i < nx; i++)
+        v[i] = (float)rng_normal(&r);
+    fill(m, m->blk[0].src, v, nx);
     if (mode == TRAIN) { /* dy of y.sum() */
-        float *dy = data(m->blk[m->nb - 1].ddst);
-        for (size_t i = 0; i < (size_t)T * B * m->D * m->Ho; i++)
-            dy[i] = 1;
+        for (size_t i = 0; i < ny; i++)
+            v[i] = 1;
+        fill(m, m->blk[m->nb - 1].ddst, v, ny);
     }
+    free(v);
     /* inference and stream never change the weights: reorder them once */
     if (mode != TRAIN)
         for (int i = 0; i < m->nb; i++)
@@ -729,19 +771,21 @@ static double forward_flops(int I, int H, int L, int D, int P, int T, int B) {
 static const char *usage =
     "usage: onednn_lstm [--mode train|infer|stream] [--input I] [--hidden H] [--layers L] [--batch B]\n"
     "                   [--steps T] [--bidirectional] [--proj P] [--threads N] [--repeat R] [--json]\n"
-    "                   [--split] [--check [--omit-state]]\n"
+    "                   [--split] [--bf16] [--check [--omit-state]]\n"
     "Times nn.LSTM's work with oneDNN's LSTM primitive, as `lstm bench` does with lstm.\n"
-    "--split: one primitive per layer; --check: compare with a plain double reference\n"
+    "--split: one primitive per layer; --bf16: activations and weights in bfloat16 (biases,\n"
+    "cell states and weight gradients f32), where oneDNN supports it; --check: compare with a plain double reference\n"
     "(--omit-state: pass no initial state, which shows oneDNN 2.6.3's diff_weights_iter bug).\n";
 
 int main(int argc, char **argv) {
     const char *mode_s = "train";
     int I = 256, H = 256, L = 1, B = 32, T = 50, bidir = 0, P = 0, threads = 2, repeat = 10;
-    int json = 0, check = 0, split = 0, omit_state = 0;
+    int json = 0, check = 0, split = 0, omit_state = 0, bf16 = 0;
     struct { const char *name; int *v; } ints[] = {{"--input", &I}, {"--hidden", &H}, {"--layers", &L},
         {"--batch", &B}, {"--steps", &T}, {"--proj", &P}, {"--threads", &threads}, {"--repeat", &repeat}};
     struct { const char *name; int *v; } flags[] = {{"--bidirectional", &bidir}, {"--json", &json},
-        {"--check", &check}, {"--split", &split}, {"--omit-state", &omit_state}};
+        {"--check", &check}, {"--split", &split}, {"--omit-state", &omit_state},
+        {"--bf16", &bf16}};
     for (int i = 1; i < argc; i++) {
         int done = 0;
         for (size_t k = 0; k < sizeof ints / sizeof *ints && !done; k++)
@@ -773,6 +817,12 @@ int main(int argc, char **argv) {
         return 2;
     }
     omp_set_num_threads(threads);
+    if (bf16 && check) {
+        fprintf(stderr, "onednn_lstm: --check is for f32\n");
+        return 2;
+    }
+    if (bf16)
+        act_dt = dnnl_bf16;
     if (check)
         return run_checks(omit_state);
 
@@ -792,15 +842,16 @@ int main(int argc, char **argv) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     const dnnl_version_t *v = dnnl_version();
-    printf("onednn %d.%d.%d %s I=%d H=%d L=%d%s%s B=%d T=%d threads=%d: %.3f ms%s, %.1f GFLOP/s, "
+    printf("onednn %d.%d.%d%s %s I=%d H=%d L=%d%s%s B=%d T=%d threads=%d: %.3f ms%s, %.1f GFLOP/s, "
            "peak RSS %.1f MiB\n",
-           v->major, v->minor, v->patch, mode_s, I, H, L, bidir ? " bidirectional" : "", P ? " proj" : "", B,
+           v->major, v->minor, v->patch, bf16 ? " bf16" : "", mode_s, I, H, L, bidir ? " bidirectional" : "", P ? " proj" : "", B,
            T, threads, med * 1e3, mode == STREAM ? " per step" : "", flops / med * 1e-9, ru.ru_maxrss / 1024.0);
     if (json)
-        printf("{\"impl\":\"onednn\",\"version\":\"%d.%d.%d\",\"mode\":\"%s\",\"input\":%d,\"hidden\":%d,"
+        printf("{\"impl\":\"onednn\",\"precision\":\"%s\",\"version\":\"%d.%d.%d\",\"mode\":\"%s\",\"input\":%d,\"hidden\":%d,"
                "\"layers\":%d,\"bidirectional\":%d,\"proj\":%d,\"batch\":%d,\"steps\":%d,\"threads\":%d,"
                "\"primitives\":%d,\"ms\":%.6f,\"gflops\":%.3f,\"peak_rss_mib\":%.1f}\n",
-               v->major, v->minor, v->patch, mode_s, I, H, L, bidir, P, B, T, threads, m->nb, med * 1e3,
+               bf16 ? "bf16" : "fp32", v->major, v->minor, v->patch, mode_s, I, H, L, bidir, P, B, T, threads,
+               m->nb, med * 1e3,
                flops / med * 1e-9, ru.ru_maxrss / 1024.0);
     free(times);
     model_free(m);

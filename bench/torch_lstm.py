@@ -10,6 +10,11 @@ glibc's malloc told to keep freed memory instead of returning it to the kernel o
 every iteration (mmap and trim thresholds, top pad). Both must be in the environment
 before the process starts, so the script re-executes itself with them when they are
 missing; a value already set (e.g. OMP_WAIT_POLICY=ACTIVE) is kept, to compare.
+
+--bf16: the module and its input converted to bfloat16 (`lstm.to(torch.bfloat16)`),
+the one way to run nn.LSTM in bfloat16 on a CPU here: PyTorch 1.13's CPU autocast
+leaves nn.LSTM in float. Its weights and gradients are then bfloat16 too (lstm's
+--precision bf16 keeps both in float and rounds only the products' operands).
 """
 import os
 import sys
@@ -62,6 +67,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=10)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--bf16", action="store_true", help="module and input in bfloat16")
     a = ap.parse_args()
     if min(a.input, a.hidden, a.layers, a.batch, a.steps, a.repeat, a.threads) < 1 or a.proj < 0:
         ap.error("sizes, --steps, --repeat and --threads must be >= 1")
@@ -74,9 +80,11 @@ def main():
     I, H, L, B, T, P = a.input, a.hidden, a.layers, a.batch, a.steps, a.proj
     D, Ho = (2 if a.bidirectional else 1), (P or H)
     lstm = torch.nn.LSTM(I, H, num_layers=L, bidirectional=a.bidirectional, proj_size=P)
+    dt = torch.bfloat16 if a.bf16 else torch.float32
+    lstm.to(dt)
 
     if a.mode == "train":
-        x = torch.randn(T, B, I, requires_grad=True)
+        x = torch.randn(T, B, I, dtype=dt, requires_grad=True)
 
         def run():
             lstm.zero_grad(set_to_none=True)
@@ -85,15 +93,15 @@ def main():
             y.sum().backward()
 
     elif a.mode == "infer":
-        x = torch.randn(T, B, I)
+        x = torch.randn(T, B, I, dtype=dt)
 
         def run():
             with torch.inference_mode():
                 lstm(x)
 
     else:
-        x = torch.randn(1, B, I)
-        state = [torch.zeros(L, B, Ho), torch.zeros(L, B, H)]
+        x = torch.randn(1, B, I, dtype=dt)
+        state = [torch.zeros(L, B, Ho, dtype=dt), torch.zeros(L, B, H, dtype=dt)]
 
         def run():  # T single steps, the state carried
             with torch.inference_mode():
@@ -113,14 +121,14 @@ def main():
     med = statistics.median(times)
     flops = forward_flops(I, H, L, D, P, 1 if a.mode == "stream" else T, B) * (3 if a.mode == "train" else 1)
     rss = peak_rss_mib()
-    print("torch %s %s I=%d H=%d L=%d%s%s B=%d T=%d threads=%d: %.3f ms%s, %.1f GFLOP/s, "
+    print("torch %s%s %s I=%d H=%d L=%d%s%s B=%d T=%d threads=%d: %.3f ms%s, %.1f GFLOP/s, "
           "peak RSS %.1f MiB (%.1f MiB above the start, +%.1f MiB while timed)"
-          % (torch.__version__, a.mode, I, H, L, " bidirectional" if a.bidirectional else "",
+          % (torch.__version__, " bf16" if a.bf16 else "", a.mode, I, H, L, " bidirectional" if a.bidirectional else "",
              " proj" if P else "", B, T, torch.get_num_threads(), med * 1e3,
              " per step" if a.mode == "stream" else "", flops / med * 1e-9, rss, rss - rss_start, rss - rss0))
     if a.json:
         print(json.dumps({
-            "impl": "torch", "version": torch.__version__, "mode": a.mode, "input": I, "hidden": H,
+            "impl": "torch", "precision": "bf16" if a.bf16 else "fp32", "version": torch.__version__, "mode": a.mode, "input": I, "hidden": H,
             "layers": L, "bidirectional": int(a.bidirectional), "proj": P, "batch": B, "steps": T,
             "threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
             "ms": round(med * 1e3, 6), "gflops": round(flops / med * 1e-9, 3),
