@@ -30,6 +30,10 @@
  *   stream reorder the weights once, outside the timed loop.
  * Threads: Debian's libdnnl is the OpenMP build; --threads sets omp_set_num_threads,
  * and OpenMP's default (active) waiting is left alone, as oneDNN is fastest so.
+ * --bf16: oneDNN's bfloat16 LSTM, with the data types its bf16 configuration accepts:
+ * source, destination, h states and weights bf16; biases, c states and every diff
+ * (weights included) f32. The input and dy are rounded once, outside the timing. Only
+ * the f32 configuration is checked against the reference (--check).
  */
 #include <dnnl.h>
 #include <dnnl_debug.h>
@@ -774,7 +778,8 @@ static const char *usage =
     "                   [--split] [--bf16] [--check [--omit-state]]\n"
     "Times nn.LSTM's work with oneDNN's LSTM primitive, as `lstm bench` does with lstm.\n"
     "--split: one primitive per layer; --bf16: activations and weights in bfloat16 (biases,\n"
-    "cell states and weight gradients f32), where oneDNN supports it; --check: compare with a plain double reference\n"
+    "cell states and all gradients f32), where oneDNN supports it; --check: compare with a\n"
+    "plain double reference, in f32 only\n"
     "(--omit-state: pass no initial state, which shows oneDNN 2.6.3's diff_weights_iter bug).\n";
 
 int main(int argc, char **argv) {
