@@ -16,7 +16,8 @@
 # table sets the three side by side in bfloat16: lstm --precision bf16 (bfloat16
 # products, float sums and weights; n/a without AVX-512 BF16), onednn_lstm --bf16
 # (bf16 activations and weights) and torch_lstm.py --bf16 (module in bfloat16); a
-# third gives the peak memory of the training cases.
+# third gives the peak memory of the training cases. "of peak": lstm's GFLOP/s over
+# the two cores' multiply-add peak measured in the same run (bench/sgemm_rate.c).
 set -u
 
 cd "$(dirname "$0")/.." || exit 1
@@ -43,7 +44,7 @@ if [ $BUILD = 1 ]; then
     cc -O2 -fopenmp bench/onednn_lstm.c -o build/bench/onednn_lstm -ldnnl -lm ||
         echo "compare.sh: oneDNN program not built (libdnnl-dev missing?)" >&2
     # shellcheck disable=SC2046 # pkg-config prints a word list
-    cc -O2 bench/sgemm_rate.c -o build/bench/sgemm_rate $(pkg-config --cflags --libs openblas) ||
+    cc -O2 -pthread bench/sgemm_rate.c -o build/bench/sgemm_rate $(pkg-config --cflags --libs openblas) ||
         echo "compare.sh: sgemm_rate not built (OpenBLAS missing?)" >&2
 fi
 
@@ -92,6 +93,12 @@ fmt() {
         echo "$1" | awk -v f="$2" '{ printf ($f < 1 ? "%.4f" : f == 2 ? "%.1f" : "%.2f"), $f }'; fi
 }
 
+# share "ms gflops" PEAK: the run's GFLOP/s as a percentage of PEAK, or n/a
+share() {
+    if [ -z "$1" ] || [ -z "$2" ] || [ "$2" = 0.000 ]; then echo n/a; else
+        echo "$1 $2" | awk '{ printf "%.0f%%", 100 * $2 / $3 }'; fi
+}
+
 # ratio OTHER LSTM: OTHER's ms over lstm's, or n/a
 ratio() {
     if [ -z "$1" ] || [ -z "$2" ]; then echo n/a; else
@@ -106,16 +113,20 @@ echo "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}; $ROUNDS round(s) of $REPEAT
 # 100x slower, so a loaded machine gives meaningless oneDNN numbers
 load=$(cut -d' ' -f1 /proc/loadavg)
 echo "load average $load$(awk -v l="$load" 'BEGIN { if (l > 0.5) printf " (WARNING: the machine is busy; timings are unreliable)" }')"
+PEAK='' PEAK_BF16=''
 if [ -x build/bench/sgemm_rate ]; then
-    build/bench/sgemm_rate | head -n 1
+    rate=$(build/bench/sgemm_rate)
+    echo "$rate" | grep -v '^{'
+    PEAK=$(echo "$rate" | json_field peak_2)
+    PEAK_BF16=$(echo "$rate" | json_field peak_bf16_2)
 else
-    echo "sgemm rate: n/a"
+    echo "sgemm rate and multiply-add peak: n/a"
 fi
 echo
 BF16_ROWS=$(mktemp)
 trap 'rm -f "$BF16_ROWS"' EXIT
-echo "| case | lstm ms | oneDNN ms | PyTorch ms | lstm GFLOP/s | oneDNN/lstm | PyTorch/lstm |"
-echo "|---|---:|---:|---:|---:|---:|---:|"
+echo "| case | lstm ms | oneDNN ms | PyTorch ms | lstm GFLOP/s | of peak | oneDNN/lstm | PyTorch/lstm |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 echo "$CASES" | while IFS='|' read -r name args; do
     echo "$name" | grep -Eq -- "$CASES_RE" || continue
     l='' o='' t='' lb='' ob='' tb=''
@@ -135,15 +146,17 @@ echo "$CASES" | while IFS='|' read -r name args; do
         tb=$(best "$tb" "$(run torch-bf16 $args)")
         r=$((r + 1))
     done
-    echo "| $name | $(fmt "$l" 1) | $(fmt "$o" 1) | $(fmt "$t" 1) | $(fmt "$l" 2) | $(ratio "$o" "$l") | $(ratio "$t" "$l") |"
-    echo "| $name | $(fmt "$lb" 1) | $(fmt "$ob" 1) | $(fmt "$tb" 1) | $(fmt "$lb" 2) | $(ratio "$ob" "$lb") | $(ratio "$tb" "$lb") | $(ratio "$o" "$lb") |" >>"$BF16_ROWS"
+    echo "| $name | $(fmt "$l" 1) | $(fmt "$o" 1) | $(fmt "$t" 1) | $(fmt "$l" 2) | $(share "$l" "$PEAK") |" \
+        "$(ratio "$o" "$l") | $(ratio "$t" "$l") |"
+    echo "| $name | $(fmt "$lb" 1) | $(fmt "$ob" 1) | $(fmt "$tb" 1) | $(fmt "$lb" 2) | $(share "$lb" "$PEAK_BF16") |" \
+        "$(ratio "$ob" "$lb") | $(ratio "$tb" "$lb") | $(ratio "$o" "$lb") |" >>"$BF16_ROWS"
 done
 
 echo
 echo "bfloat16, each in its own bf16 mode (same rounds, interleaved with the above):"
 echo
-echo "| case | lstm bf16 ms | oneDNN bf16 ms | PyTorch bf16 ms | lstm bf16 GFLOP/s | oneDNN bf16/lstm bf16 | PyTorch bf16/lstm bf16 | oneDNN fp32/lstm bf16 |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+echo "| case | lstm bf16 ms | oneDNN bf16 ms | PyTorch bf16 ms | lstm bf16 GFLOP/s | of peak | oneDNN bf16/lstm bf16 | PyTorch bf16/lstm bf16 | oneDNN fp32/lstm bf16 |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 cat "$BF16_ROWS"
 
 # Peak memory of training: each process's peak resident memory, whole and above
