@@ -450,11 +450,7 @@ static void simd_pack_nn(float *dst, const float *W, int K, int N) {
 #define MC (16 * MR)
 #endif
 #ifndef NC
-#if BF16 /* the same bytes of packed B: half the bytes per column */
-#define NC 1024
-#else
-#define NC 512
-#endif
+#define NC 2048 /* wide: the weight gradients' A (dG, all steps) packed once */
 #endif
 
 /* Work below this many multiply-adds is done on the calling thread. */
@@ -801,8 +797,8 @@ typedef struct {
     const float *A;
     gemm_cols cols[2];
     int ncols, panels; /* column blocks; micro-panels over all of them */
-    float *bpack;      /* KC * NC */
-    float *apack;      /* per thread: MC * KC */
+    float *bpack;      /* min(K, KC) * min(N, NC) */
+    float *apack;      /* per thread: MC * min(K, KC) */
     nn_pool *pool;
 } gemm_job;
 
@@ -851,7 +847,7 @@ static void pack_at(const gemm_job *j, uint32_t *dst, int m0, int mc, int k0, in
 
 static void gemm_part(void *arg, int tid, int nt) {
     const gemm_job *j = arg;
-    uint32_t *apack = (uint32_t *)(j->apack + (size_t)tid * MC * KC);
+    uint32_t *apack = (uint32_t *)(j->apack + (size_t)tid * MC * (j->K < KC ? j->K : KC));
     int m0, m1;
     nn_split(j->M, MR, tid, nt, &m0, &m1);
     for (int pb = 0; pb < j->panels; pb += NC / NR) {
@@ -931,7 +927,7 @@ static void pack_at(const gemm_job *j, float *dst, int m0, int mc, int k0, int k
 
 static void gemm_part(void *arg, int tid, int nt) {
     const gemm_job *j = arg;
-    float *apack = j->apack + (size_t)tid * MC * KC;
+    float *apack = j->apack + (size_t)tid * MC * (j->K < KC ? j->K : KC);
     int m0, m1;
     nn_split(j->M, MR, tid, nt, &m0, &m1);
     for (int pb = 0; pb < j->panels; pb += NC / NR) {
@@ -977,7 +973,8 @@ static void run_gemm(const nn_ctx *ctx, gemm_job *j) {
     }
     double work = (double)j->M * j->panels * NR * j->K;
     int nt = work < PARALLEL_MIN ? 1 : nn_pool_size(ctx->pool);
-    size_t nb = (size_t)KC * NC, na = (size_t)MC * KC * nt;
+    size_t kmax = j->K < KC ? j->K : KC, nmax = j->panels * NR < NC ? j->panels * NR : NC;
+    size_t nb = kmax * nmax, na = MC * kmax * nt;
     float *buf = nn_scratch_get(ctx, sizeof(float) * (nb + na));
     if (!buf) { /* out of memory: the reference needs none */
         for (int i = 0; i < j->ncols; i++) {

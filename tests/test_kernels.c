@@ -11,10 +11,10 @@
  * terms in any order, (K + 2) 2^-24 sum_k |a_k b_k|. A lost block of K past
  * the cache block, a panel off by one, a wrong tail, rounding by truncation
  * or a pair in the wrong half of its word each miss that bound by orders of
- * magnitude. The shapes reach past every blocking size (KC = 1024 columns,
- * 4 * MC rows, the bfloat16 conversion block of 2048). The gates and the
- * backward's pointwise part are float in every set and are held to float
- * tolerances. Two threads must give the bits of one.
+ * magnitude. The shapes reach past every blocking size (KC = 1024 of K,
+ * NC = 2048 columns, 4 * MC rows, the bfloat16 conversion block of 2048).
+ * The gates and the backward's pointwise part are float in every set and
+ * are held to float tolerances. Two threads must give the bits of one.
  */
 #include "check.h"
 #include "lstm.h"
@@ -78,7 +78,7 @@ static double worst_ratio(const float *got, const double *want, const double *bo
 static void test_gemm(nn_ctx *one, nn_ctx *two) {
     int shapes[][3] = {{1, 17, 3},   {7, 70, 33},   {13, 130, 515},
                        {100, 64, 2}, {5, 33, 1201}, {3, 1100, 40},
-                       {20, 70, 2500}};
+                       {20, 70, 2500}, {4, 2200, 30}};
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
         for (int tA = 0; tA < 2; tA++)
             for (int tB = 0; tB < 2; tB++) {
