@@ -3,7 +3,7 @@
  * step of `lstm bench` uses, for every kernel set and thread count, so a
  * change to one kernel can be measured alone.
  *
- *   build/bench/kernels [I H B T threads [generic|avx2|avx512]]
+ *   build/bench/kernels [I H B T threads [generic|avx2|avx512|avx512bf16|openblas]]
  *                                          (defaults: 256 256 32 150 2, all sets)
  */
 #include "lstm.h"
@@ -61,11 +61,11 @@ int main(int argc, char **argv) {
            "cell fwd", "cell bwd", "step pgemm");
     /* each kernel set with its own packed product; then with OpenBLAS's */
     lstm_kernels sets[] = {LSTM_KERNELS_GENERIC, LSTM_KERNELS_AVX2, LSTM_KERNELS_AVX512,
-                           LSTM_KERNELS_AVX2};
-    lstm_blas blas[] = {LSTM_BLAS_OFF, LSTM_BLAS_OFF, LSTM_BLAS_OFF, LSTM_BLAS_ON};
+                           LSTM_KERNELS_AVX512_BF16, LSTM_KERNELS_AVX2};
+    lstm_blas blas[] = {LSTM_BLAS_OFF, LSTM_BLAS_OFF, LSTM_BLAS_OFF, LSTM_BLAS_OFF, LSTM_BLAS_ON};
     const char *only = argc > 6 ? argv[6] : NULL;
-    static const char *set_names[] = {"generic", "avx2", "avx512", "openblas"};
-    for (int s = 0; s < 4; s++) {
+    static const char *set_names[] = {"generic", "avx2", "avx512", "avx512bf16", "openblas"};
+    for (int s = 0; s < 5; s++) {
         if (only && strcmp(only, set_names[s]) != 0)
             continue;
         lstm_ctx_config cc = {threads, sets[s], blas[s]};

@@ -503,16 +503,27 @@ static void pgemm_block(const pgemm_job *j, int m0, int m1, int p0, int p1, int 
 }
 #endif
 
-/* Few rows (one step): threads take panels, all of K at once. Many rows
- * (all steps): threads take rows, in blocks of MC rows and KC columns of
- * A, so each block of A stays in L2 while it meets every panel. */
+/* Few rows (one step): threads take panels. In float each panel is taken
+ * KC rows at a time, so the block (256 KiB) stays in L2 while every block
+ * of rows meets it: a whole panel of the backward's W_hh (K = 4H = 4096,
+ * 1 MiB) does not, and was read from L3 once per block of rows. bfloat16
+ * panels are half the size and its rows are converted once for all the
+ * panels, so it takes all of K at once. Many rows (all steps): threads
+ * take rows, in blocks of MC rows and KC columns of A, so each block of A
+ * stays in L2 while it meets every panel. */
 static void pgemm_part(void *arg, int tid, int nt) {
     const pgemm_job *j = arg;
     int panels = (j->N + NR - 1) / NR;
     if (j->M < 4 * MC) {
         int p0, p1;
         nn_split(panels, 1, tid, nt, &p0, &p1);
+#if BF16
         pgemm_block(j, 0, j->M, p0, p1, 0, j->K);
+#else
+        for (int p = p0; p < p1; p++)
+            for (int k0 = 0; k0 < j->K; k0 += KC)
+                pgemm_block(j, 0, j->M, p, p + 1, k0, j->K - k0 < KC ? j->K - k0 : KC);
+#endif
         return;
     }
     int m0, m1;
