@@ -91,7 +91,9 @@ int main(int argc, char **argv) {
         k->cell_pack(pk, NULL, Whh, H, 0, H);
         float *pn = lstm_alloc_aligned(k->pack_size(H, G) * sizeof(float));
         k->pack_nn(pn, Whh, G, H);
-        nn_cell_fwd cf = {.M = B, .H = H, .K2 = H, .hp = hp, .cp = cp, .gin = gin, .w = pk,
+        /* the gates in place of the input projection, as lstm_core.c has them */
+        memcpy(g, gin, sizeof(float) * B * G);
+        nn_cell_fwd cf = {.M = B, .H = H, .K2 = H, .hp = hp, .cp = cp, .gin = g, .w = pk,
                           .g = g, .c = c, .h = h};
         double t4 = TIME(50, for (int i = 0; i < 20; i++) k->cell_forward(nc, &cf)) / 20;
         nn_cell_bwd cb = {.M = B, .H = H, .Hout = H, .g = g, .c = c, .cp = cp, .dr = h,
