@@ -503,26 +503,68 @@ static void pgemm_block(const pgemm_job *j, int m0, int m1, int p0, int p1, int 
 }
 #endif
 
-/* Few rows (one step): threads take panels. In float each panel is taken
- * KC rows at a time, so the block (256 KiB) stays in L2 while every block
- * of rows meets it: a whole panel of the backward's W_hh (K = 4H = 4096,
- * 1 MiB) does not, and was read from L3 once per block of rows. bfloat16
- * panels are half the size and its rows are converted once for all the
- * panels, so it takes all of K at once. Many rows (all steps): threads
- * take rows, in blocks of MC rows and KC columns of A, so each block of A
- * stays in L2 while it meets every panel. */
+#if !BF16
+/* Work "panels x blocks of rows" for few rows: the M rows cut into blocks
+ * by row_block (as a single thread cuts them), the pieces numbered panel by
+ * panel. A thread's share (nn_split of panels * blocks) may begin or end
+ * inside a panel, so that a few panels (the backward's step product has
+ * N/NR: 5 at H = 320, 11 at H = 650) still split evenly; a piece's rows
+ * are whole blocks, which row_block cuts again into the same blocks, so
+ * every row is computed as one thread would (mk1, for a block of one row,
+ * sums in another order). */
+typedef struct {
+    int M, blocks, i, i1;
+} row_share;
+
+static row_share row_share_of(int M, int panels, int tid, int nt) {
+    row_share r = {M, 0, 0, 0};
+    for (int m = 0; m < M; m += row_block(M - m))
+        r.blocks++;
+    nn_split(panels * r.blocks, 1, tid, nt, &r.i, &r.i1);
+    return r;
+}
+
+/* The next piece of the share: panel *p, rows [*m0, *m1); 0 when done. */
+static int next_piece(row_share *r, int *p, int *m0, int *m1) {
+    if (r->i >= r->i1)
+        return 0;
+    *p = r->i / r->blocks;
+    int b0 = r->i % r->blocks, b1 = b0 + (r->i1 - r->i) < r->blocks ? b0 + (r->i1 - r->i) : r->blocks;
+    r->i += b1 - b0;
+    int m = 0;
+    for (int b = 0; b < b1; b++) {
+        if (b == b0)
+            *m0 = m;
+        m += row_block(r->M - m);
+    }
+    *m1 = m;
+    return 1;
+}
+#endif
+
+/* Few rows (one step): threads take equal shares of panels x rows. In
+ * float each panel is taken KC rows of K at a time, so the block (256 KiB)
+ * stays in L2 while every block of rows meets it: a whole panel of the
+ * backward's W_hh (K = 4H = 4096, 1 MiB) does not, and was read from L3
+ * once per block of rows. bfloat16 panels are half the size and its rows
+ * are converted once for all of a thread's panels, so it takes whole
+ * panels, all of K at once. Many rows (all steps): threads take rows, in
+ * blocks of MC rows and KC columns of A, so each block of A stays in L2
+ * while it meets every panel. */
 static void pgemm_part(void *arg, int tid, int nt) {
     const pgemm_job *j = arg;
     int panels = (j->N + NR - 1) / NR;
     if (j->M < 4 * MC) {
+#if BF16
         int p0, p1;
         nn_split(panels, 1, tid, nt, &p0, &p1);
-#if BF16
         pgemm_block(j, 0, j->M, p0, p1, 0, j->K);
 #else
-        for (int p = p0; p < p1; p++)
+        row_share r = row_share_of(j->M, panels, tid, nt);
+        int p, m0, m1;
+        while (next_piece(&r, &p, &m0, &m1))
             for (int k0 = 0; k0 < j->K; k0 += KC)
-                pgemm_block(j, 0, j->M, p, p + 1, k0, j->K - k0 < KC ? j->K - k0 : KC);
+                pgemm_block(j, m0, m1, p, p + 1, k0, j->K - k0 < KC ? j->K - k0 : KC);
 #endif
         return;
     }
@@ -690,15 +732,17 @@ static void cell_forward_part(void *arg, int tid, int nt) {
         prefetch_units(a->gin_next, (size_t)4 * a->H, a->M_next, a->H, 4, u0, u1 - u0);
 }
 #else
+/* Threads take equal shares of panels x rows (next_piece). */
 static void cell_forward_part(void *arg, int tid, int nt) {
     const nn_cell_fwd *a = arg;
-    int panels = (a->H + VL - 1) / VL, p0, p1;
+    int panels = (a->H + VL - 1) / VL;
     int K = a->K1 + a->K2;
-    nn_split(panels, 1, tid, nt, &p0, &p1);
-    for (int p = p0; p < p1; p++) {
+    row_share r = row_share_of(a->M, panels, tid, nt);
+    int p, m0, m1;
+    while (next_piece(&r, &p, &m0, &m1)) {
         const float *P = a->w + (size_t)p * K * NR;
         int u = p * VL, n = a->H - u < VL ? a->H - u : VL;
-        for (int m = 0, mr; m < a->M; m += mr) {
+        for (int m = m0, mr; m < m1; m += mr) {
             mr = row_block(a->M - m);
             vf acc[MR][4];
             const float *x = a->K1 ? a->x + (size_t)m * a->ldx : NULL;
@@ -706,7 +750,10 @@ static void cell_forward_part(void *arg, int tid, int nt) {
             MK_CASES(mk(m_, acc, x, a->ldx, 1, a->K1, hp, a->K2, 1, a->K2, P));
             cell_epilogue(a, m, mr, acc, u, n);
         }
-        prefetch_units(a->gin_next, (size_t)4 * a->H, a->M_next, a->H, 4, u, n);
+        int next = (a->M_next < m1 ? a->M_next : m1) - m0; /* the same rows, next step */
+        if (a->gin_next && next > 0)
+            prefetch_units(a->gin_next + (size_t)m0 * 4 * a->H, (size_t)4 * a->H, next, a->H, 4,
+                           u, n);
     }
 }
 #endif

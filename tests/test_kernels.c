@@ -150,6 +150,7 @@ static void test_gemm(nn_ctx *one, nn_ctx *two) {
 
 static void test_pgemm(nn_ctx *one, nn_ctx *two) {
     int shapes[][3] = {{1, 5, 3}, {6, 64, 33}, {7, 100, 2101}, {64, 70, 384},
+                      {32, 300, 1500}, /* 5 panels of 64 (avx512): split inside one */
                       {400, 33, 101}, {400, 20, 1500}};
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
         for (int nn = 0; nn < 2; nn++)
