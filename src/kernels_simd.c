@@ -765,53 +765,42 @@ static void simd_cell_forward(const nn_ctx *ctx, const nn_cell_fwd *a) {
         nn_pool_run(ctx->pool, cell_forward_part, (void *)a);
 }
 
-/* Pointwise backward for units [u0, u1) of all rows, vectorised, a row at
- * a time. Rows of G are 16H bytes apart and the four gates 4H apart, so
- * for H a multiple of 1024 every row of every array has the same address
- * modulo 4 KiB: walking down a column of units, each load would wait on
- * the stores just made to the row above (4K aliasing), which made this
- * loop four times slower. Along a row the stores that share a load's low
- * address bits are H/VL iterations old. The bias gradient is added in
- * place, row by row, loaded before anything of the iteration is stored. */
+/* Pointwise backward for units [u0, u1) of all rows, vectorised; a block
+ * of units at a time, so the bias gradient sums stay in registers. */
 static void cell_backward_pointwise(const nn_cell_bwd *a, int u0, int u1) {
     int H = a->H;
     size_t G = (size_t)4 * H;
-    for (int m = 0; m < a->M; m++) {
-        float *gm = a->g + m * G, *dcm = a->dc + (size_t)m * H;
-        const float *cm = a->c + (size_t)m * H, *cpm = a->cp + (size_t)m * H;
-        const float *drm = a->dr + (size_t)m * H;
-        const float *dym = a->dy ? a->dy + (size_t)m * a->ldy : NULL;
-        for (int u = u0; u < u1; u += VL) {
-            int n = u1 - u < VL ? u1 - u : VL;
+    for (int u = u0; u < u1; u += VL) {
+        int n = u1 - u < VL ? u1 - u : VL;
 #define LD(p) (n == VL ? vload(p) : vload_n((p), n))
 #define ST(p, v) (n == VL ? vstore((p), (v)) : vstore_n((p), (v), n))
+        vf db0 = vset(0), db1 = vset(0), db2 = vset(0), db3 = vset(0);
+        for (int m = 0; m < a->M; m++) {
+            float *gm = a->g + m * G;
+            size_t base = (size_t)m * H;
             vf i = LD(gm + u), f = LD(gm + H + u), g = LD(gm + 2 * H + u), o = LD(gm + 3 * H + u);
-            vf c = LD(cm + u), cp = LD(cpm + u), dh = LD(drm + u), dc = LD(dcm + u);
-            if (dym)
-                dh += LD(dym + u);
-            vf db0 = vset(0), db1 = vset(0), db2 = vset(0), db3 = vset(0);
-            if (a->db) {
-                db0 = LD(a->db + u), db1 = LD(a->db + H + u);
-                db2 = LD(a->db + 2 * H + u), db3 = LD(a->db + 3 * H + u);
-            }
+            vf c = LD(a->c + base + u), cp = LD(a->cp + base + u), dh = LD(a->dr + base + u);
+            if (a->dy)
+                dh += LD(a->dy + (size_t)m * a->ldy + u);
             vf tc = vtanh(c);
-            vf d = dc + dh * o * (1.0f - tc * tc);
+            vf d = LD(a->dc + base + u) + dh * o * (1.0f - tc * tc);
             vf di = d * g * i * (1.0f - i), df = d * cp * f * (1.0f - f);
             vf dg = d * i * (1.0f - g * g), dO = dh * tc * o * (1.0f - o);
             ST(gm + u, di);
             ST(gm + H + u, df);
             ST(gm + 2 * H + u, dg);
             ST(gm + 3 * H + u, dO);
-            ST(dcm + u, d * f);
-            if (a->db) {
-                ST(a->db + u, db0 + di);
-                ST(a->db + H + u, db1 + df);
-                ST(a->db + 2 * H + u, db2 + dg);
-                ST(a->db + 3 * H + u, db3 + dO);
-            }
+            ST(a->dc + base + u, d * f);
+            db0 += di, db1 += df, db2 += dg, db3 += dO;
+        }
+        if (a->db) {
+            ST(a->db + u, LD(a->db + u) + db0);
+            ST(a->db + H + u, LD(a->db + H + u) + db1);
+            ST(a->db + 2 * H + u, LD(a->db + 2 * H + u) + db2);
+            ST(a->db + 3 * H + u, LD(a->db + 3 * H + u) + db3);
+        }
 #undef LD
 #undef ST
-        }
     }
 }
 
