@@ -1,7 +1,7 @@
 /* vocab.c - the vocabulary: byte strings to dense ids, with counts, in an
  * open-addressing hash table; pruning by frequency; and a JSON form in which
  * any byte string survives the round trip. */
-#include "data.h"
+#include "vocab.h"
 #include "internal.h"
 
 #include <jansson.h>
