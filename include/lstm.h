@@ -375,15 +375,17 @@ LSTM_API void lstm_linear_forward(lstm_ctx *ctx, float *out, const float *in, co
 LSTM_API void lstm_linear_backward(lstm_ctx *ctx, float *din, float *dw, float *db,
                                    const float *dout, const float *in, const float *w, int N,
                                    int K, int O);
-/* logp (N,C) = log_softmax(logits). Returns the summed negative log
- * likelihood of targets over rows whose target is not ignore_index (and
- * whose weight is nonzero when weights are given), and counts them in
- * *count (may be NULL). */
-LSTM_API double lstm_cross_entropy_forward(float *logp, const float *logits,
+/* logp (N,C) = log_softmax(logits) (logp may equal logits), with the
+ * context's kernels (ctx NULL: the reference kernels, sums in double).
+ * Returns the summed negative log likelihood of targets over rows whose
+ * target is not ignore_index, and counts them in *count (may be NULL).
+ * targets may be NULL (no loss: log_softmax only). */
+LSTM_API double lstm_cross_entropy_forward(lstm_ctx *ctx, float *logp, const float *logits,
                                            const int32_t *targets, int N, int C,
                                            int ignore_index, int *count);
-/* dlogits (N,C) += scale * (softmax - onehot(target)) per counted row. */
-LSTM_API void lstm_cross_entropy_backward(float *dlogits, const float *logp,
+/* dlogits (N,C) += scale * (softmax - onehot(target)) per counted row,
+ * from the forward's logp; ctx as in the forward. */
+LSTM_API void lstm_cross_entropy_backward(lstm_ctx *ctx, float *dlogits, const float *logp,
                                           const int32_t *targets, int N, int C,
                                           int ignore_index, float scale);
 /* Mean squared error over n values: returns mean((a - b)^2). */
@@ -480,8 +482,14 @@ typedef struct {
 } lstm_schedule;
 
 /* The learning rate at time t (t counts whatever unit the caller chooses:
- * epochs, as in PyTorch's schedulers, or steps). */
+ * epochs, as in PyTorch's schedulers, or steps), the warm-up counting the
+ * same t. */
 LSTM_API float lstm_schedule_lr(const lstm_schedule *s, long t);
+/* The same with two clocks: the decay at t, which may be fractional (a
+ * fraction of a time budget with total = 1, say), and the warm-up after
+ * `step` updates. lstm_schedule_lr(s, t) is lstm_schedule_rate(s, t, t).
+ * lstm_train uses this. */
+LSTM_API float lstm_schedule_rate(const lstm_schedule *s, double t, long step);
 
 /* ------------------------------------------------------------------ */
 /* Data sets for the three tasks. Readers check their input and report the

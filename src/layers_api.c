@@ -17,13 +17,17 @@ void lstm_linear_backward(lstm_ctx *ctx, float *din, float *dw, float *db, const
                           const float *in, const float *w, int N, int K, int O) {
     nn_linear_backward(lstm_ctx_nn(ctx), din, dw, db, dout, in, w, N, K, O);
 }
-double lstm_cross_entropy_forward(float *logp, const float *logits, const int32_t *targets,
-                                  int N, int C, int ignore_index, int *count) {
-    return nn_cross_entropy_forward(NULL, logp, logits, targets, N, C, ignore_index, count);
+double lstm_cross_entropy_forward(lstm_ctx *ctx, float *logp, const float *logits,
+                                  const int32_t *targets, int N, int C, int ignore_index,
+                                  int *count) {
+    return nn_cross_entropy_forward(ctx ? lstm_ctx_nn(ctx) : NULL, logp, logits, targets, N, C,
+                                    ignore_index, count);
 }
-void lstm_cross_entropy_backward(float *dlogits, const float *logp, const int32_t *targets, int N,
-                                 int C, int ignore_index, float scale) {
-    nn_cross_entropy_backward(NULL, dlogits, logp, targets, N, C, ignore_index, scale);
+void lstm_cross_entropy_backward(lstm_ctx *ctx, float *dlogits, const float *logp,
+                                 const int32_t *targets, int N, int C, int ignore_index,
+                                 float scale) {
+    nn_cross_entropy_backward(ctx ? lstm_ctx_nn(ctx) : NULL, dlogits, logp, targets, N, C,
+                              ignore_index, scale);
 }
 double lstm_mse_forward(const float *a, const float *b, size_t n) { return nn_mse_forward(a, b, n); }
 void lstm_mse_backward(float *da, const float *a, const float *b, size_t n, float scale) {

@@ -256,30 +256,35 @@ float lstm_clip_grad_norm(lstm_params *p, float max_norm) {
     return (float)norm;
 }
 
-float lstm_schedule_lr(const lstm_schedule *s, long t) {
+float lstm_schedule_rate(const lstm_schedule *s, double t, long step) {
     double lr = s->lr;
-    if (t < 0)
+    if (!(t > 0))
         t = 0;
     switch (s->type) {
     case LSTM_SCHED_CONSTANT:
         break;
     case LSTM_SCHED_STEP:
         if (s->step_size > 0)
-            lr *= pow(s->gamma, (double)(t / s->step_size));
+            lr *= pow(s->gamma, floor(t / (double)s->step_size));
         break;
     case LSTM_SCHED_EXPONENTIAL: {
-        double e = s->step_size > 0 ? (double)t / (double)s->step_size : (double)t;
+        double e = s->step_size > 0 ? t / (double)s->step_size : t;
         lr *= pow(s->gamma, s->staircase ? floor(e) : e);
         break;
     }
     case LSTM_SCHED_COSINE: {
-        long tt = s->total > 0 && t > s->total ? s->total : t;
-        double frac = s->total > 0 ? (double)tt / (double)s->total : 1;
-        lr = s->min_lr + (s->lr - s->min_lr) * (1 + cos(3.14159265358979323846 * frac)) / 2;
+        double tt = s->total > 0 && t > (double)s->total ? (double)s->total : t;
+        double frac = s->total > 0 ? tt / (double)s->total : 1;
+        double lo = s->min_lr;
+        lr = lo + (s->lr - lo) * (1 + cos(3.14159265358979323846 * frac)) / 2;
         break;
     }
     }
-    if (s->warmup > 0 && t < s->warmup)
-        lr *= (double)(t + 1) / (double)s->warmup;
+    if (s->warmup > 0 && step >= 0 && step < s->warmup)
+        lr *= (double)(step + 1) / (double)s->warmup;
     return (float)lr;
+}
+
+float lstm_schedule_lr(const lstm_schedule *s, long t) {
+    return lstm_schedule_rate(s, (double)(t < 0 ? 0 : t), t < 0 ? 0 : t);
 }
