@@ -134,7 +134,9 @@ int is_blank(const char *s, size_t n) {
     return 1;
 }
 
-unsigned char *ds_choose(size_t n, size_t k, uint64_t seed) {
+/* k of n indices chosen by a partial Fisher-Yates shuffle seeded with
+ * seed: pick[i] = 1 for the chosen; malloc'd (NULL when out of memory). */
+static unsigned char *choose(size_t n, size_t k, uint64_t seed) {
     unsigned char *pick = calloc(n ? n : 1, 1);
     size_t *order = malloc(lstm_mul_size(n ? n : 1, sizeof *order));
     if (!pick || !order) {
@@ -414,8 +416,17 @@ lstm_status lstm_dataset_split(lstm_dataset *ds, double portion, uint64_t seed,
         goto nomem;
     snprintf(rest_name, nlen, "%s (split: rest)", ds->name);
     snprintf(part_name, nlen, "%s (split: part)", ds->name);
-    if (ops->split(ds, k, seed, rest_name, part_name, &a, &b))
-        goto nomem;
+    if (ops->split) {
+        if (ops->split(ds, k, seed, rest_name, part_name, &a, &b))
+            goto nomem;
+    } else {
+        unsigned char *pick = choose(n, k, seed);
+        a = pick ? ops->subset(ds, pick, 0, rest_name) : NULL;
+        b = pick ? ops->subset(ds, pick, 1, part_name) : NULL;
+        free(pick);
+        if (!a || !b)
+            goto nomem;
+    }
     free(rest_name);
     free(part_name);
     ds_clear(ds);

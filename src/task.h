@@ -136,8 +136,13 @@ struct task_ops {
     lstm_dataset *(*read_dir)(const char *dir, lstm_error *err);
     size_t (*count)(const lstm_dataset *ds);  /* examples */
     size_t (*tokens)(const lstm_dataset *ds); /* tokens */
-    /* ds split into *rest and *part, k examples to *part, chosen from seed;
-     * 0, or -1 when out of memory */
+    /* A new data set of the examples i of ds with pick[i] == want, in ds's
+     * order; NULL when out of memory. A split draws k examples at random
+     * (from the seed) for one part and the rest for the other. */
+    lstm_dataset *(*subset)(const lstm_dataset *ds, const unsigned char *pick, int want,
+                            const char *name);
+    /* or NULL: a random split as above. Else the task's own split: k
+     * examples to *part, the rest to *rest; 0, or -1 when out of memory */
     int (*split)(const lstm_dataset *ds, size_t k, uint64_t seed, const char *rest_name,
                  const char *part_name, lstm_dataset **rest, lstm_dataset **part);
     /* FNV-1a of the data (h is the running hash), to recognise a checkpoint's data */
@@ -309,8 +314,5 @@ lstm_status ds_append_file(const char *path, char **buf, size_t *len, size_t *ca
 /* FNV-1a over n bytes, h the running hash (start: DS_FNV_BASIS). */
 #define DS_FNV_BASIS 0xcbf29ce484222325ULL
 uint64_t ds_fnv(uint64_t h, const void *p, size_t n);
-/* k of n indices chosen by a partial Fisher-Yates shuffle seeded with
- * seed: pick[i] = 1 for the chosen; malloc'd (NULL when out of memory). */
-unsigned char *ds_choose(size_t n, size_t k, uint64_t seed);
 
 #endif

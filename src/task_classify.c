@@ -142,8 +142,6 @@ static size_t tokens(const lstm_dataset *ds) {
     return n;
 }
 
-/* A new data set of ds's examples i with pick[i] == want, in ds's order;
- * NULL when out of memory. */
 static lstm_dataset *subset(const lstm_dataset *ds, const unsigned char *pick, int want,
                             const char *name) {
     lstm_dataset *out = ds_create(ds->task, name, ds->labelled);
@@ -175,17 +173,6 @@ static lstm_dataset *subset(const lstm_dataset *ds, const unsigned char *pick, i
 fail:
     lstm_dataset_free(out);
     return NULL;
-}
-
-static int split(const lstm_dataset *ds, size_t k, uint64_t seed, const char *rest_name,
-                 const char *part_name, lstm_dataset **rest, lstm_dataset **part) {
-    unsigned char *pick = ds_choose(ds->ndocs, k, seed);
-    if (pick) {
-        *rest = subset(ds, pick, 0, rest_name);
-        *part = subset(ds, pick, 1, part_name);
-    }
-    free(pick);
-    return *rest && *part ? 0 : -1;
 }
 
 static uint64_t hash(const lstm_dataset *ds, uint64_t h) {
@@ -558,7 +545,7 @@ const task_ops task_classify = {
     .read_dir = read_dir,
     .count = count,
     .tokens = tokens,
-    .split = split,
+    .subset = subset,
     .hash = hash,
     .features = features,
     .vocabs = vocabs,

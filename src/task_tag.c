@@ -148,8 +148,6 @@ static lstm_status parse(lstm_dataset *ds, size_t len, lstm_error *err) {
 static size_t count(const lstm_dataset *ds) { return ds->nsent; }
 static size_t tokens(const lstm_dataset *ds) { return ds->nwords; }
 
-/* A new data set of ds's examples i with pick[i] == want, in ds's order;
- * NULL when out of memory. */
 static lstm_dataset *subset(const lstm_dataset *ds, const unsigned char *pick, int want,
                             const char *name) {
     lstm_dataset *out = ds_create(ds->task, name, ds->labelled);
@@ -185,17 +183,6 @@ static lstm_dataset *subset(const lstm_dataset *ds, const unsigned char *pick, i
 fail:
     lstm_dataset_free(out);
     return NULL;
-}
-
-static int split(const lstm_dataset *ds, size_t k, uint64_t seed, const char *rest_name,
-                 const char *part_name, lstm_dataset **rest, lstm_dataset **part) {
-    unsigned char *pick = ds_choose(ds->nsent, k, seed);
-    if (pick) {
-        *rest = subset(ds, pick, 0, rest_name);
-        *part = subset(ds, pick, 1, part_name);
-    }
-    free(pick);
-    return *rest && *part ? 0 : -1;
 }
 
 static uint64_t hash(const lstm_dataset *ds, uint64_t h) {
@@ -407,7 +394,7 @@ const task_ops task_tag = {
     .parse = parse,
     .count = count,
     .tokens = tokens,
-    .split = split,
+    .subset = subset,
     .hash = hash,
     .features = features,
     .vocabs = vocabs,
