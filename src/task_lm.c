@@ -341,6 +341,41 @@ static lstm_status evaluate(lstm_model *m, lstm_ctx *ctx, const lstm_dataset *ds
 /* ------------------------------------------------------------------ */
 /* Sampling */
 
+/* Draws an id from softmax(logits) restricted to the top_k largest (0:
+ * all), ids 0 and 1 (<pad>, <unk>) excluded. The logits are in double, so
+ * that a tiny temperature (1e-38) gives huge but finite values and the
+ * draw becomes the argmax instead of a NaN. idx: V ints of scratch. */
+static int draw(const double *logits, int V, int top_k, lstm_rng *rng, int *idx) {
+    int n = V - 2; /* the candidates: ids 2..V-1 */
+    for (int v = 0; v < n; v++)
+        idx[v] = v + 2;
+    int keep = top_k > 0 && top_k < n ? top_k : n;
+    for (int a = 0; a < keep; a++) { /* partial selection sort: keep is small */
+        int best = a;
+        for (int b = a + 1; b < n; b++)
+            if (logits[idx[b]] > logits[idx[best]])
+                best = b;
+        int t = idx[a];
+        idx[a] = idx[best];
+        idx[best] = t;
+    }
+    double mx = logits[idx[0]], sum = 0;
+    for (int a = 0; a < keep; a++)
+        sum += exp(logits[idx[a]] - mx);
+    double r = (double)lstm_rng_uniform(rng) * sum, acc = 0;
+    for (int a = 0; a < keep; a++) {
+        acc += exp(logits[idx[a]] - mx);
+        if (r < acc)
+            return idx[a];
+    }
+    return idx[0];
+}
+
+/* The text is drawn one byte at a time with the state carried. Generation
+ * starts from a state the model knows: the zero state then a newline (a
+ * line's start, as training sees it every few dozen bytes; from the zero
+ * state alone the first bytes of a primed sample were junk), then the
+ * prime. A text without newlines starts from the zero state. */
 static lstm_status sample(lstm_model *m, lstm_ctx *ctx, const char *prime, size_t prime_len,
                          size_t length, float temperature, int top_k, lstm_rng *rng,
                          void (*emit)(unsigned char byte, void *arg), void *arg,
@@ -348,75 +383,52 @@ static lstm_status sample(lstm_model *m, lstm_ctx *ctx, const char *prime, size_
     const feature *f = &m->feat[0];
     int32_t map[256];
     byte_map(m, map, -1);
-    static const char newline = '\n';
-    if (prime_len == 0) {
-        prime = &newline;
-        prime_len = 1;
-        if (map['\n'] < 0) /* a text without newlines: start from its most common byte */
-            prime = NULL;
-    }
-    for (size_t i = 0; prime && i < prime_len; i++)
+    for (size_t i = 0; i < prime_len; i++)
         if (map[(unsigned char)prime[i]] < 0)
             return lstm_fail(err, LSTM_ERR_INVALID,
                              "the prime text's byte %zu (0x%02x) never occurs in the model's "
                              "training text, so the model cannot read it",
                              i, (unsigned char)prime[i]);
+    /* what is fed before the first draw: newline, prime (or byte id 2) */
+    size_t nfeed = (map['\n'] >= 0) + prime_len;
     int L = m->cfg.layers, H = m->cfg.hidden, Ho = m->out_dim, V = m->nout, E = f->dim;
     float *h = calloc((size_t)L * Ho, sizeof(float)), *c = calloc((size_t)L * H, sizeof(float));
-    float *y = malloc(sizeof(float) * Ho), *logits = malloc(sizeof(float) * V);
-    float *x = malloc(sizeof(float) * E);
-    int *idx = malloc(sizeof(int) * V);
-    lstm_status s = h && c && y && logits && x && idx ? LSTM_OK
-                                                     : lstm_fail(err, LSTM_ERR_NOMEM, "out of memory");
+    float *y = malloc(sizeof(float) * Ho), *x = malloc(sizeof(float) * E);
+    double *logits = malloc(sizeof(double) * V);
+    int *idx = malloc(sizeof(int) * V), *feed = malloc(sizeof(int) * (nfeed + 1));
+    lstm_status s = h && c && y && logits && x && idx && feed
+                        ? LSTM_OK
+                        : lstm_fail(err, LSTM_ERR_NOMEM, "out of memory");
+    if (!s) {
+        nfeed = 0;
+        if (map['\n'] >= 0)
+            feed[nfeed++] = map['\n'];
+        for (size_t i = 0; i < prime_len; i++)
+            feed[nfeed++] = map[(unsigned char)prime[i]];
+        if (nfeed == 0)
+            feed[nfeed++] = 2; /* the model's first byte */
+    }
     const float *table = lstm_params_data(m->p, f->param);
     const float *W = lstm_params_data(m->p, m->dec_w), *bias = lstm_params_data(m->p, m->dec_b);
-    int next = prime ? map[(unsigned char)prime[0]] : 2;
-    for (size_t i = 0; !s && i < (prime ? prime_len : 1) + length; i++) {
-        memcpy(x, table + (size_t)next * E, sizeof(float) * E);
+    for (size_t i = 0; !s && i < nfeed + length; i++) {
+        int id = i < nfeed ? feed[i] : draw(logits, V, top_k, rng, idx);
+        if (i >= nfeed) {
+            size_t len;
+            emit((unsigned char)vocab_string(f->vocab, id, &len)[0], arg);
+            if (i + 1 == nfeed + length)
+                break;
+        }
+        memcpy(x, table + (size_t)id * E, sizeof(float) * E);
         if ((s = lstm_rnn_step(m->rnn, ctx, m->p, 1, x, h, c, y, err)))
             break;
-        if (prime && i + 1 < prime_len) {
-            next = map[(unsigned char)prime[i + 1]];
-            continue;
-        }
-        if (i + 1 >= (prime ? prime_len : 1) + length)
-            break;
-        /* logits / temperature, top-k, softmax, draw */
-        for (int v = 0; v < V; v++) {
+        for (int v = 0; v < V; v++) { /* the next byte's logits / temperature */
             double z = bias[v];
             for (int k = 0; k < Ho; k++)
                 z += (double)W[(size_t)v * Ho + k] * y[k];
-            logits[v] = v < 2 ? -INFINITY : (float)(z / temperature);
-            idx[v] = v;
+            logits[v] = z / temperature;
         }
-        int keep = top_k > 0 && top_k < V - 2 ? top_k : V - 2;
-        for (int a = 0; a < keep; a++) { /* partial selection sort: keep is small */
-            int best = a;
-            for (int b = a + 1; b < V; b++)
-                if (logits[idx[b]] > logits[idx[best]])
-                    best = b;
-            int t = idx[a];
-            idx[a] = idx[best];
-            idx[best] = t;
-        }
-        double mx = logits[idx[0]], sum = 0;
-        for (int a = 0; a < keep; a++)
-            sum += exp(logits[idx[a]] - mx);
-        double r = (double)lstm_rng_uniform(rng) * sum, acc = 0;
-        int pick = idx[keep - 1];
-        for (int a = 0; a < keep; a++) {
-            acc += exp(logits[idx[a]] - mx);
-            if (r < acc) {
-                pick = idx[a];
-                break;
-            }
-        }
-        size_t len;
-        const char *str = vocab_string(f->vocab, pick, &len);
-        emit((unsigned char)str[0], arg);
-        next = pick;
     }
-    free(h), free(c), free(y), free(logits), free(x), free(idx);
+    free(h), free(c), free(y), free(logits), free(x), free(idx), free(feed);
     return s ? s : lstm_ok(err);
 }
 
