@@ -159,6 +159,14 @@ static unsigned char *choose(size_t n, size_t k, uint64_t seed) {
     return pick;
 }
 
+size_t ds_skip_bom(char *buf, size_t len) {
+    if (len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0) {
+        memmove(buf, buf + 3, len - 3);
+        return len - 3;
+    }
+    return len;
+}
+
 /* ------------------------------------------------------------------ */
 /* Data set objects                                                    */
 
@@ -250,6 +258,7 @@ static lstm_dataset *parse_owned(lstm_task task, char *buf, size_t len, const ch
         return NULL;
     }
     ds->store = buf;
+    len = ds_skip_bom(buf, len);
     if (task_find(task)->parse(ds, len, err)) {
         lstm_dataset_free(ds);
         return NULL;

@@ -311,6 +311,9 @@ int ds_copy_labels(lstm_dataset *dst, const lstm_dataset *src);
  * spare byte after them; LSTM_OK, or an error naming the file. */
 lstm_status ds_append_file(const char *path, char **buf, size_t *len, size_t *cap,
                            lstm_error *err);
+/* Drops a UTF-8 byte-order mark (EF BB BF) at the start of buf[0..len),
+ * which editors on Windows write and no reader here wants; the new length. */
+size_t ds_skip_bom(char *buf, size_t len);
 /* FNV-1a over n bytes, h the running hash (start: DS_FNV_BASIS). */
 #define DS_FNV_BASIS 0xcbf29ce484222325ULL
 uint64_t ds_fnv(uint64_t h, const void *p, size_t n);

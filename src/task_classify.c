@@ -286,6 +286,8 @@ static lstm_status read_label_dir(lstm_dataset *ds, const char *sub, int label, 
         }
         size_t start = *len;
         status = ds_append_file(path, &ds->store, len, cap, err);
+        if (!status)
+            *len = start + ds_skip_bom(ds->store + start, *len - start);
         if (!status && *len == start)
             status = lstm_fail(err, LSTM_ERR_FORMAT, NAME_FMT ": empty file: no text", path);
         if (status) {

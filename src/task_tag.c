@@ -71,6 +71,16 @@ static lstm_status parse_labelled(lstm_dataset *ds, size_t len, lstm_error *err)
             status = line_fail(err, name, r.number, "more than one tab: expected word<TAB>tag");
             break;
         }
+        /* spaces around either field are not part of it */
+        char *w = s, *tg = tab + 1;
+        while (wlen > 0 && *w == ' ')
+            w++, wlen--;
+        while (wlen > 0 && w[wlen - 1] == ' ')
+            wlen--;
+        while (tlen > 0 && *tg == ' ')
+            tg++, tlen--;
+        while (tlen > 0 && tg[tlen - 1] == ' ')
+            tlen--;
         if (wlen == 0 || tlen == 0) {
             status = line_fail(err, name, r.number, "empty %s: expected word<TAB>tag",
                                wlen == 0 ? "word" : "tag");
@@ -80,7 +90,7 @@ static lstm_status parse_labelled(lstm_dataset *ds, size_t len, lstm_error *err)
             status = line_fail(err, name, r.number, "NUL byte: expected word<TAB>tag");
             break;
         }
-        int tag = vocab_add(tags, tab + 1, tlen);
+        int tag = vocab_add(tags, tg, tlen);
         if (tag < 0) {
             status = ds_nomem(err, name);
             break;
@@ -88,9 +98,9 @@ static lstm_status parse_labelled(lstm_dataset *ds, size_t len, lstm_error *err)
         if (!in_sentence)
             ds->sent_line[ds->nsent] = r.number;
         in_sentence = 1;
-        *tab = 0;
+        w[wlen] = 0; /* over a space or the tab */
         s[n] = 0;
-        ds->words[ds->nwords] = s;
+        ds->words[ds->nwords] = w;
         ds->word_tag[ds->nwords++] = tag;
     }
     if (!status && in_sentence)
