@@ -590,10 +590,19 @@ typedef struct {
     size_t unseen_tokens;
     int nlabels;            /* classify: the confusion matrix, [true * nlabels + predicted] */
     long *confusion;
+    /* classify, tag: examples (documents, words) whose label the data set
+     * has but the model does not know. They are left out of every figure
+     * above (loss, accuracy, confusion, unseen), so that all figures cover
+     * one set; `tokens` counts the rest. Their labels and how many of each:
+     * nunknown_labels names, owned by the eval (lstm_eval_free). */
+    size_t skipped;
+    int nunknown_labels;
+    char **unknown_labels;
+    size_t *unknown_counts;
 } lstm_eval;
 
-/* Evaluates on a labelled data set of the model's task. Labels of ds
- * unknown to the model count as errors. lm: `streams` parallel streams
+/* Evaluates on a labelled data set of the model's task. Examples whose
+ * label is unknown to the model are left out and listed (see lstm_eval). lm: `streams` parallel streams
  * over the text, each carrying its state (1: exact, the whole text as one
  * stream). Free with lstm_eval_free. */
 LSTM_API lstm_status lstm_model_evaluate(lstm_model *m, lstm_ctx *ctx, const lstm_dataset *ds,

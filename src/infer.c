@@ -7,10 +7,17 @@
 #include <string.h>
 
 void lstm_eval_free(lstm_eval *e) {
-    if (e) {
-        free(e->confusion);
-        e->confusion = NULL;
-    }
+    if (!e)
+        return;
+    free(e->confusion);
+    for (int i = 0; i < e->nunknown_labels; i++)
+        free(e->unknown_labels[i]);
+    free(e->unknown_labels);
+    free(e->unknown_counts);
+    e->confusion = NULL;
+    e->unknown_labels = NULL;
+    e->unknown_counts = NULL;
+    e->nunknown_labels = 0;
 }
 
 lstm_status lstm_model_evaluate(lstm_model *m, lstm_ctx *ctx, const lstm_dataset *ds, int streams,

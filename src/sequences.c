@@ -165,27 +165,58 @@ static void eval_batch(const lstm_model *m, const model_batch *b, const size_t *
     a->visit(m, a->e, b, order, logp, a->out);
 }
 
+/* The labels of ds that the model does not know, with their counts, into out. */
+static lstm_status unknown_labels(const lstm_model *m, const lstm_dataset *ds,
+                                  const int *ds_labels, size_t n, lstm_eval *out,
+                                  lstm_error *err) {
+    int *map = encoded_map_labels(m, ds);
+    size_t *count = calloc(ds->nlabels ? (size_t)ds->nlabels : 1, sizeof *count);
+    int nu = 0;
+    if (map && count) {
+        for (size_t i = 0; i < n; i++)
+            if (ds_labels[i] >= 0 && map[ds_labels[i]] < 0)
+                count[ds_labels[i]]++, out->skipped++;
+        for (int l = 0; l < ds->nlabels; l++)
+            nu += count[l] > 0;
+    }
+    if (nu > 0) {
+        out->unknown_labels = calloc((size_t)nu, sizeof(char *));
+        out->unknown_counts = calloc((size_t)nu, sizeof(size_t));
+        for (int l = 0; out->unknown_labels && out->unknown_counts && l < ds->nlabels; l++)
+            if (count[l] > 0) {
+                out->unknown_counts[out->nunknown_labels] = count[l];
+                if (!(out->unknown_labels[out->nunknown_labels++] = strdup(ds->labels[l])))
+                    break;
+            }
+    }
+    int ok = map && count && (nu == 0 || (out->nunknown_labels == nu &&
+                                          out->unknown_labels[nu - 1]));
+    free(map);
+    free(count);
+    return ok ? LSTM_OK : lstm_fail(err, LSTM_ERR_NOMEM, "out of memory");
+}
+
 lstm_status seq_evaluate(lstm_model *m, lstm_ctx *ctx, const lstm_dataset *ds, encode_fn encode,
-                         eval_visit visit, lstm_eval *out, lstm_error *err) {
+                         const int *ds_labels, size_t n, eval_visit visit, lstm_eval *out,
+                         lstm_error *err) {
     encoded_set e;
-    lstm_status s = encode(m, ds, &e, err);
-    if (s) {
+    lstm_status s = unknown_labels(m, ds, ds_labels, n, out, err);
+    if (s || (s = encode(m, ds, &e, err))) {
         lstm_eval_free(out);
         return s;
     }
     batch_stats total;
     eval_arg a = {&e, visit, out};
     s = encoded_run(m, ctx, &e, 64, &total, eval_batch, &a, err);
-    /* examples whose label the model does not know count as errors */
-    size_t all = m->ops->pooled ? e.n : e.start[e.n];
     encoded_free(&e);
     if (s) {
         lstm_eval_free(out);
         return s;
     }
-    out->tokens = all;
+    /* every figure covers the examples whose label the model knows */
+    out->tokens = (size_t)total.count;
     out->loss = total.count ? total.loss_sum / (double)total.count : 0;
-    out->accuracy = all ? (double)total.correct / (double)all : 0;
+    out->accuracy = total.count ? (double)total.correct / (double)total.count : 0;
     return lstm_ok(err);
 }
 

@@ -264,13 +264,16 @@ const encoded_set *seq_train_encoded(const trainer *t);
 /* Prediction for the sequence tasks: per example (pooled) or per position. */
 lstm_status seq_predict(lstm_model *m, lstm_ctx *ctx, const lstm_dataset *ds, encode_fn encode,
                         int *labels, float *probs, lstm_error *err);
-/* Evaluation for the sequence tasks: loss and accuracy over every example
- * (those whose label the model does not know count as errors); `visit`
- * adds the task's own figures for each batch. */
+/* Evaluation for the sequence tasks: loss and accuracy over the examples
+ * whose label the model knows; the others are counted by label in out
+ * (skipped, unknown_labels). ds_labels[0..n) is the data set's label index
+ * of each example (pooled) or position. `visit` adds the task's own
+ * figures for each batch (targets < 0 are the skipped examples). */
 typedef void (*eval_visit)(const lstm_model *m, const encoded_set *e, const model_batch *b,
                            const size_t *order, const float *logp, lstm_eval *out);
 lstm_status seq_evaluate(lstm_model *m, lstm_ctx *ctx, const lstm_dataset *ds, encode_fn encode,
-                         eval_visit visit, lstm_eval *out, lstm_error *err);
+                         const int *ds_labels, size_t n, eval_visit visit, lstm_eval *out,
+                         lstm_error *err);
 
 /* ------------------------------------------------------------------ */
 /* data.c: helpers the tasks' parsers share. */

@@ -526,7 +526,7 @@ static lstm_status evaluate(lstm_model *m, lstm_ctx *ctx, const lstm_dataset *ds
     out->nlabels = m->nlabels;
     if (!(out->confusion = calloc((size_t)m->nlabels * m->nlabels, sizeof(long))))
         return lstm_fail(err, LSTM_ERR_NOMEM, "out of memory");
-    return seq_evaluate(m, ctx, ds, encode, visit_confusion, out, err);
+    return seq_evaluate(m, ctx, ds, encode, ds->doc_label, ds->ndocs, visit_confusion, out, err);
 }
 
 static lstm_status predict(lstm_model *m, lstm_ctx *ctx, const lstm_dataset *ds, int *labels,

@@ -369,7 +369,7 @@ static void visit_unseen(const lstm_model *m, const encoded_set *e, const model_
     for (int j = 0; j < b->B; j++) {
         size_t s = e->start[order[j]];
         for (int t = 0; t < b->lengths[j]; t++) {
-            if (!e->unseen[s + t])
+            if (!e->unseen[s + t] || e->targets[s + t] < 0)
                 continue;
             const float *lp = logp + ((size_t)t * b->B + j) * m->nout;
             out->unseen_tokens++;
@@ -382,7 +382,8 @@ static lstm_status evaluate(lstm_model *m, lstm_ctx *ctx, const lstm_dataset *ds
                             lstm_eval *out, lstm_error *err) {
     (void)streams;
     out->nlabels = m->nlabels;
-    lstm_status s = seq_evaluate(m, ctx, ds, encode, visit_unseen, out, err);
+    lstm_status s =
+        seq_evaluate(m, ctx, ds, encode, ds->word_tag, ds->nwords, visit_unseen, out, err);
     if (!s && out->unseen_tokens)
         out->unseen_accuracy /= (double)out->unseen_tokens;
     return s;

@@ -1,32 +1,82 @@
 /* cmd_eval.c - lstm eval MODEL FILE: the model's figures on labelled data
  * (bits per character and perplexity, or accuracy, per-class precision and
- * recall, accuracy on unseen words); --json ends with one JSON object. */
+ * recall, accuracy on unseen words); with --json, stdout holds one JSON
+ * object and nothing else. */
 #include "cli.h"
 
+#include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 static const char *V = "eval";
 
-/* A string as a JSON string literal. */
-static void json_str(FILE *f, const char *s) {
-    fputc('"', f);
-    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
-        if (*c == '"' || *c == '\\')
-            fprintf(f, "\\%c", *c);
-        else if (*c < 0x20)
-            fprintf(f, "\\u%04x", *c);
-        else
-            fputc(*c, f);
+/* A number for JSON: NaN and infinities (which JSON lacks) become null. */
+static json_t *num(double x) { return isfinite(x) ? json_real(x) : json_null(); }
+
+/* A label as JSON text: itself when it is valid UTF-8, else with every
+ * byte above 0x7f written as \xNN (a label may hold any bytes). Returns
+ * buf or s. */
+static const char *utf8(const char *s, char *buf, size_t cap) {
+    json_t *j = json_string(s);
+    if (j) {
+        json_decref(j);
+        return s;
     }
-    fputc('"', f);
+    size_t n = 0;
+    for (const unsigned char *c = (const unsigned char *)s; *c && n + 5 < cap; c++)
+        n += (size_t)(*c < 0x80 ? snprintf(buf + n, cap - n, "%c", *c)
+                                : snprintf(buf + n, cap - n, "\\x%02x", *c));
+    buf[n] = 0;
+    return buf;
+}
+
+/* The figures of a classifier: the per-class table (stdout, unless json)
+ * and its JSON fields (into o). */
+static void classify_figures(const lstm_model *m, const lstm_eval *e, int json, json_t *o) {
+    int C = e->nlabels;
+    json_t *labels = json_array(), *per = json_object(), *conf = json_array();
+    if (!json)
+        printf("%-20s %9s %9s %9s %9s\n", "label", "precision", "recall", "f1", "support");
+    for (int c = 0; c < C; c++) {
+        long tp = e->confusion[(size_t)c * C + c], col = 0, row = 0;
+        json_t *r = json_array();
+        for (int k = 0; k < C; k++) {
+            col += e->confusion[(size_t)k * C + c];
+            row += e->confusion[(size_t)c * C + k];
+            json_array_append_new(r, json_integer(e->confusion[(size_t)c * C + k]));
+        }
+        double p = col ? (double)tp / col : 0, rc = row ? (double)tp / row : 0;
+        double f1 = p + rc > 0 ? 2 * p * rc / (p + rc) : 0;
+        if (!json)
+            printf("%-20s %9.4f %9.4f %9.4f %9ld\n", lstm_model_label(m, c), p, rc, f1, row);
+        char buf[512];
+        const char *name = utf8(lstm_model_label(m, c), buf, sizeof buf);
+        json_array_append_new(labels, json_string(name));
+        json_object_set_new(per, name,
+                            json_pack("{s:o, s:o, s:o, s:I}", "precision", num(p), "recall",
+                                      num(rc), "f1", num(f1), "support", (json_int_t)row));
+        json_array_append_new(conf, r);
+    }
+    if (!json) {
+        printf("confusion (rows: true label, columns: predicted):\n");
+        for (int c = 0; c < C; c++) {
+            printf("%-20s", lstm_model_label(m, c));
+            for (int k = 0; k < C; k++)
+                printf(" %7ld", e->confusion[(size_t)c * C + k]);
+            printf("\n");
+        }
+    }
+    json_object_set_new(o, "labels", labels);
+    json_object_set_new(o, "per_class", per);
+    json_object_set_new(o, "confusion", conf);
 }
 
 int cmd_eval(int argc, char **argv) {
     int json = 0, threads = 0, streams = 1;
     cli_opt opts[] = {
-        {"json", OPT_FLAG, &json, NULL, "end with one JSON object of the figures"},
+        {"json", OPT_FLAG, &json, NULL, "print one JSON object of the figures instead of the text (non-finite figures: null)"},
         {"streams", OPT_INT, &streams, "N", "lm: parallel streams (1: the state carried through the whole text)"},
         {"threads", OPT_INT, &threads, "N", "threads (default: all processors)"},
         OPT_END};
@@ -57,73 +107,54 @@ int cmd_eval(int argc, char **argv) {
         cli_error(V, "%s", err.msg);
     } else if (ctx) {
         status = 0;
-        if (task == LSTM_TASK_LM) {
-            printf("bytes %zu, unknown %zu\nloss %.4f nats/byte\nbpc %.4f\nperplexity %.4f\n",
-                   e.tokens + 1, e.unknown, e.loss, e.bpc, e.perplexity);
-            if (json)
-                printf("{\"task\":\"lm\",\"bytes\":%zu,\"unknown\":%zu,\"loss\":%.6f,\"bpc\":%.6f,"
-                       "\"perplexity\":%.6f,\"accuracy\":%.6f}\n",
-                       e.tokens + 1, e.unknown, e.loss, e.bpc, e.perplexity, e.accuracy);
-        } else if (task == LSTM_TASK_TAG) {
-            printf("words %zu\naccuracy %.4f\nunseen words %zu, accuracy %.4f\nloss %.4f\n",
-                   e.tokens, e.accuracy, e.unseen_tokens, e.unseen_accuracy, e.loss);
-            if (json)
-                printf("{\"task\":\"tag\",\"words\":%zu,\"accuracy\":%.6f,\"unseen_words\":%zu,"
-                       "\"unseen_accuracy\":%.6f,\"loss\":%.6f}\n",
-                       e.tokens, e.accuracy, e.unseen_tokens, e.unseen_accuracy, e.loss);
-        } else {
-            int C = e.nlabels;
-            printf("documents %zu\naccuracy %.4f\nloss %.4f\n", e.tokens, e.accuracy, e.loss);
-            printf("%-20s %9s %9s %9s %9s\n", "label", "precision", "recall", "f1", "support");
-            for (int c = 0; c < C; c++) {
-                long tp = e.confusion[(size_t)c * C + c], col = 0, row = 0;
-                for (int k = 0; k < C; k++) {
-                    col += e.confusion[(size_t)k * C + c];
-                    row += e.confusion[(size_t)c * C + k];
-                }
-                double p = col ? (double)tp / col : 0, rc = row ? (double)tp / row : 0;
-                printf("%-20s %9.4f %9.4f %9.4f %9ld\n", lstm_model_label(m, c), p, rc,
-                       p + rc > 0 ? 2 * p * rc / (p + rc) : 0, row);
+        json_t *o = json_object();
+        json_object_set_new(o, "task", json_string(lstm_task_name(task)));
+        if (e.skipped > 0) { /* one warning line, on stderr in every mode */
+            fprintf(stderr, "lstm eval: warning: %zu %s whose label the model does not know "
+                    "left out of every figure:", e.skipped, task == LSTM_TASK_TAG ? "words"
+                                                                               : "documents");
+            for (int i = 0; i < e.nunknown_labels; i++)
+                fprintf(stderr, "%s %s (%zu)", i ? "," : "", e.unknown_labels[i],
+                        e.unknown_counts[i]);
+            fprintf(stderr, "\n");
+            json_t *u = json_object();
+            for (int i = 0; i < e.nunknown_labels; i++) {
+                char buf[512];
+                json_object_set_new(u, utf8(e.unknown_labels[i], buf, sizeof buf),
+                                    json_integer((json_int_t)e.unknown_counts[i]));
             }
-            printf("confusion (rows: true label, columns: predicted):\n");
-            for (int c = 0; c < C; c++) {
-                printf("%-20s", lstm_model_label(m, c));
-                for (int k = 0; k < C; k++)
-                    printf(" %7ld", e.confusion[(size_t)c * C + k]);
-                printf("\n");
-            }
-            if (json) {
-                printf("{\"task\":\"classify\",\"documents\":%zu,\"accuracy\":%.6f,\"loss\":%.6f,"
-                       "\"labels\":[",
-                       e.tokens, e.accuracy, e.loss);
-                for (int c = 0; c < C; c++) {
-                    if (c)
-                        printf(",");
-                    json_str(stdout, lstm_model_label(m, c));
-                }
-                printf("],\"per_class\":{");
-                for (int c = 0; c < C; c++) {
-                    long tp = e.confusion[(size_t)c * C + c], col = 0, row = 0;
-                    for (int k = 0; k < C; k++) {
-                        col += e.confusion[(size_t)k * C + c];
-                        row += e.confusion[(size_t)c * C + k];
-                    }
-                    double p = col ? (double)tp / col : 0, rc = row ? (double)tp / row : 0;
-                    printf("%s", c ? "," : "");
-                    json_str(stdout, lstm_model_label(m, c));
-                    printf(":{\"precision\":%.6f,\"recall\":%.6f,\"f1\":%.6f,\"support\":%ld}", p,
-                           rc, p + rc > 0 ? 2 * p * rc / (p + rc) : 0, row);
-                }
-                printf("},\"confusion\":[");
-                for (int c = 0; c < C; c++) {
-                    printf("%s[", c ? "," : "");
-                    for (int k = 0; k < C; k++)
-                        printf("%s%ld", k ? "," : "", e.confusion[(size_t)c * C + k]);
-                    printf("]");
-                }
-                printf("]}\n");
-            }
+            json_object_set_new(o, "skipped", json_integer((json_int_t)e.skipped));
+            json_object_set_new(o, "unknown_labels", u);
         }
+        if (task == LSTM_TASK_LM) {
+            if (!json)
+                printf("bytes %zu, unknown %zu\nloss %.4f nats/byte\nbpc %.4f\nperplexity %.4f\n",
+                       e.tokens + 1, e.unknown, e.loss, e.bpc, e.perplexity);
+            json_object_set_new(o, "bytes", json_integer((json_int_t)e.tokens + 1));
+            json_object_set_new(o, "unknown", json_integer((json_int_t)e.unknown));
+            json_object_set_new(o, "bpc", num(e.bpc));
+            json_object_set_new(o, "perplexity", num(e.perplexity));
+        } else if (task == LSTM_TASK_TAG) {
+            if (!json)
+                printf("words %zu\naccuracy %.4f\nunseen words %zu, accuracy %.4f\nloss %.4f\n",
+                       e.tokens, e.accuracy, e.unseen_tokens, e.unseen_accuracy, e.loss);
+            json_object_set_new(o, "words", json_integer((json_int_t)e.tokens));
+            json_object_set_new(o, "unseen_words", json_integer((json_int_t)e.unseen_tokens));
+            json_object_set_new(o, "unseen_accuracy", num(e.unseen_accuracy));
+        } else {
+            if (!json)
+                printf("documents %zu\naccuracy %.4f\nloss %.4f\n", e.tokens, e.accuracy, e.loss);
+            json_object_set_new(o, "documents", json_integer((json_int_t)e.tokens));
+            classify_figures(m, &e, json, o);
+        }
+        json_object_set_new(o, "loss", num(e.loss));
+        json_object_set_new(o, "accuracy", num(e.accuracy));
+        if (json) {
+            /* stdout holds this one document and nothing else */
+            if (json_dumpf(o, stdout, JSON_COMPACT | JSON_REAL_PRECISION(9)) || puts("") == EOF)
+                status = cli_error(V, "cannot write the JSON to standard output");
+        }
+        json_decref(o);
         lstm_eval_free(&e);
     }
     lstm_ctx_free(ctx);
