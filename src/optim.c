@@ -34,7 +34,7 @@ lstm_optim_config lstm_optim_defaults(lstm_optimizer type) {
     return c;
 }
 
-static const char *opt_names[] = {"sgd", "adam", "adamw", "rmsprop", "adadelta"};
+static const char *const opt_names[] = {"sgd", "adam", "adamw", "rmsprop", "adadelta"};
 
 int lstm_optimizer_parse(const char *name) {
     for (int i = 0; i < 5; i++)

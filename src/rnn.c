@@ -61,8 +61,8 @@ lstm_status lstm_rnn_config_check(const lstm_rnn_config *c, lstm_error *err) {
 }
 
 static const char *wname(int kind) {
-    static const char *names[NW] = {"weight_ih_l", "weight_hh_l", "bias_ih_l", "bias_hh_l",
-                                    "weight_hr_l"};
+    static const char *const names[NW] = {"weight_ih_l", "weight_hh_l", "bias_ih_l",
+                                          "bias_hh_l", "weight_hr_l"};
     return names[kind];
 }
 
