@@ -30,6 +30,14 @@ static inline size_t lstm_mul_size(size_t a, size_t b) {
     return r;
 }
 
+/* The values of tensor i, or of the whole buffer, for the library's own
+ * writers: marks the values changed (bumps p's version) before handing out
+ * the pointer, so every copy made from them, such as an LSTM's packed
+ * weights, is made again at its next use. Use these, not lstm_params_data
+ * and lstm_params_touch, for any write. NULL before lstm_params_alloc. */
+float *lstm_params_data_mut(lstm_params *p, int i);
+float *lstm_params_data_all_mut(lstm_params *p);
+
 /* The numeric context (kernels, threads) inside a public context. */
 struct nn_ctx;
 const struct nn_ctx *lstm_ctx_nn(const lstm_ctx *ctx);

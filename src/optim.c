@@ -169,7 +169,7 @@ static void adadelta(const lstm_optim_config *c, float *w, const float *g, float
 }
 
 void lstm_optim_step(lstm_optim *o, lstm_params *p, float lr) {
-    float *w = lstm_params_data_all(p), *g = lstm_params_grad_all(p);
+    float *w = lstm_params_data_all_mut(p), *g = lstm_params_grad_all(p);
     size_t n = o->n < lstm_params_size(p) ? o->n : lstm_params_size(p);
     const lstm_optim_config *c = &o->cfg;
     o->steps++;
@@ -192,7 +192,6 @@ void lstm_optim_step(lstm_optim *o, lstm_params *p, float lr) {
         adadelta(c, w, g, o->buf[0], o->buf[1], n, lr);
         break;
     }
-    lstm_params_touch(p);
 }
 
 lstm_status lstm_optim_write(const lstm_optim *o, lstm_st_writer *w, const char *prefix,
