@@ -77,6 +77,22 @@ typedef struct {
 LSTM_API const char *lstm_status_string(lstm_status s);
 
 /* ------------------------------------------------------------------ */
+/* Files. */
+
+/* Writes len bytes of buf to path atomically, as the library saves models
+ * and checkpoints: a temporary file beside path (mode 0666 less the
+ * umask) is written, fsynced and renamed over path, then the directory is
+ * fsynced. A reader sees the old file or the new one, never a part of it.
+ * On failure path is untouched and no temporary file is left
+ * (LSTM_ERR_IO, naming path and the system's reason); if only the final
+ * directory sync fails, the new file is in place and the message says so.
+ * A symbolic link stays and the file it names is replaced. A path that
+ * exists and is neither a regular file nor a directory (a pipe, a
+ * terminal, /dev/null) is written in place, as renaming would replace it. */
+LSTM_API lstm_status lstm_write_file_atomic(const char *path, const void *buf, size_t len,
+                                            lstm_error *err);
+
+/* ------------------------------------------------------------------ */
 /* Random numbers: xoshiro256** seeded through splitmix64. All randomness
  * in the library (initialisation, dropout, shuffling, sampling) comes from
  * an lstm_rng the caller owns, so a run is reproducible from its seed.   */
@@ -264,8 +280,8 @@ LSTM_API lstm_status lstm_st_writer_add(lstm_st_writer *w, const char *name, lst
 /* Adds or replaces a metadata entry. */
 LSTM_API lstm_status lstm_st_writer_meta(lstm_st_writer *w, const char *key, const char *value,
                                          lstm_error *err);
-/* Writes the file atomically: a temporary file beside `path`, fsync,
- * rename. On failure `path` is untouched. */
+/* Writes the file with lstm_write_file_atomic: a temporary file beside
+ * `path`, fsync, rename. On failure `path` is untouched. */
 LSTM_API lstm_status lstm_st_writer_save(const lstm_st_writer *w, const char *path,
                                          lstm_error *err);
 /* The file's bytes in a buffer the caller frees with free(). */
