@@ -77,6 +77,22 @@ typedef struct {
 LSTM_API const char *lstm_status_string(lstm_status s);
 
 /* ------------------------------------------------------------------ */
+/* Files. */
+
+/* Writes len bytes of buf to path atomically, as the library saves models
+ * and checkpoints: a temporary file beside path (mode 0666 less the
+ * umask) is written, fsynced and renamed over path, then the directory is
+ * fsynced. A reader sees the old file or the new one, never a part of it.
+ * On failure path is untouched and no temporary file is left
+ * (LSTM_ERR_IO, naming path and the system's reason); if only the final
+ * directory sync fails, the new file is in place and the message says so.
+ * A symbolic link stays and the file it names is replaced. A path that
+ * exists and is neither a regular file nor a directory (a pipe, a
+ * terminal, /dev/null) is written in place, as renaming would replace it. */
+LSTM_API lstm_status lstm_write_file_atomic(const char *path, const void *buf, size_t len,
+                                            lstm_error *err);
+
+/* ------------------------------------------------------------------ */
 /* Random numbers: xoshiro256** seeded through splitmix64. All randomness
  * in the library (initialisation, dropout, shuffling, sampling) comes from
  * an lstm_rng the caller owns, so a run is reproducible from its seed.   */
@@ -166,7 +182,9 @@ LSTM_API const char *lstm_params_name(const lstm_params *p, int i);
 LSTM_API int lstm_params_ndim(const lstm_params *p, int i);
 LSTM_API const int64_t *lstm_params_shape(const lstm_params *p, int i);
 LSTM_API size_t lstm_params_numel(const lstm_params *p, int i);
-/* Views (NULL before lstm_params_alloc). */
+/* Views (NULL before lstm_params_alloc). Writing values through the
+ * pointer lstm_params_data or lstm_params_data_all returns needs
+ * lstm_params_touch afterwards (see below); lstm_params_set does not. */
 LSTM_API float *lstm_params_data(lstm_params *p, int i);
 LSTM_API float *lstm_params_grad(lstm_params *p, int i);
 /* The whole buffers, padding included (padding stays zero). */
@@ -174,12 +192,26 @@ LSTM_API size_t lstm_params_size(const lstm_params *p);
 LSTM_API float *lstm_params_data_all(lstm_params *p);
 LSTM_API float *lstm_params_grad_all(lstm_params *p);
 LSTM_API void lstm_params_zero_grad(lstm_params *p);
-/* A counter bumped whenever values change through the library (optimizer
- * step, load). Call lstm_params_touch after writing values yourself, so
- * that models drop weights they packed for fast kernels. */
+/* Copies n floats from src into tensor i; n must be its element count.
+ * LSTM_ERR_INVALID for a bad index or NULL src, LSTM_ERR_SHAPE for another
+ * n, LSTM_ERR_STATE before lstm_params_alloc; values unchanged then.
+ * Bumps the version. */
+LSTM_API lstm_status lstm_params_set(lstm_params *p, int i, const float *src, size_t n,
+                                     lstm_error *err);
+/* A counter that every function of the library writing values bumps:
+ * lstm_params_alloc, _set, _read, _copy, lstm_optim_step,
+ * lstm_rnn_reset_parameters, and the task models' loading and training.
+ * An LSTM keeps its weights packed for the fast kernels and packs them
+ * again at its next use when the version has changed.
+ * lstm_params_touch bumps it by hand: it is only for a caller that writes
+ * values through the raw pointers of lstm_params_data or
+ * lstm_params_data_all, and must follow those writes (before the next
+ * forward, step or backward), or the LSTM would go on with the old
+ * weights. No other caller needs it. */
 LSTM_API uint64_t lstm_params_version(const lstm_params *p);
 LSTM_API void lstm_params_touch(lstm_params *p);
-/* Copies values from another params object with the same names and shapes. */
+/* Copies values from another params object with the same names and
+ * shapes. Bumps dst's version. */
 LSTM_API lstm_status lstm_params_copy(lstm_params *dst, const lstm_params *src, lstm_error *err);
 
 /* ------------------------------------------------------------------ */
@@ -248,8 +280,8 @@ LSTM_API lstm_status lstm_st_writer_add(lstm_st_writer *w, const char *name, lst
 /* Adds or replaces a metadata entry. */
 LSTM_API lstm_status lstm_st_writer_meta(lstm_st_writer *w, const char *key, const char *value,
                                          lstm_error *err);
-/* Writes the file atomically: a temporary file beside `path`, fsync,
- * rename. On failure `path` is untouched. */
+/* Writes the file with lstm_write_file_atomic: a temporary file beside
+ * `path`, fsync, rename. On failure `path` is untouched. */
 LSTM_API lstm_status lstm_st_writer_save(const lstm_st_writer *w, const char *path,
                                          lstm_error *err);
 /* The file's bytes in a buffer the caller frees with free(). */
@@ -310,7 +342,8 @@ LSTM_API lstm_rnn *lstm_rnn_create(const lstm_rnn_config *cfg, lstm_params *p,
                                    const char *prefix, lstm_error *err);
 LSTM_API void lstm_rnn_free(lstm_rnn *rnn);
 LSTM_API const lstm_rnn_config *lstm_rnn_get_config(const lstm_rnn *rnn);
-/* PyTorch's default initialisation: every tensor U(-1/sqrt(H), 1/sqrt(H)). */
+/* PyTorch's default initialisation: every tensor U(-1/sqrt(H), 1/sqrt(H)).
+ * Bumps p's version. */
 LSTM_API void lstm_rnn_reset_parameters(lstm_rnn *rnn, lstm_params *p, lstm_rng *rng);
 
 /* Arguments of a forward and of the backward that follows it. Pointers

@@ -30,6 +30,32 @@ static inline size_t lstm_mul_size(size_t a, size_t b) {
     return r;
 }
 
+/* The values of tensor i, or of the whole buffer, for the library's own
+ * writers: marks the values changed (bumps p's version) before handing out
+ * the pointer, so every copy made from them, such as an LSTM's packed
+ * weights, is made again at its next use. Use these, not lstm_params_data
+ * and lstm_params_touch, for any write. NULL before lstm_params_alloc. */
+float *lstm_params_data_mut(lstm_params *p, int i);
+float *lstm_params_data_all_mut(lstm_params *p);
+
+/* Files (fileio.c). */
+
+/* Reads the whole file at path into *buf (malloc'd, NUL-terminated after
+ * its *len bytes; the caller frees it). Pipes and terminals are read to
+ * their end. LSTM_ERR_IO (a file that cannot be opened, read, or is a
+ * directory) or LSTM_ERR_NOMEM, with a message naming the path; then *buf
+ * is NULL. */
+lstm_status lstm_read_file(const char *path, char **buf, size_t *len, lstm_error *err);
+
+/* lstm_write_file_atomic (lstm.h) of the bytes of several buffers in
+ * order, for a file that is not in one piece in memory. */
+typedef struct {
+    const void *data;
+    size_t len;
+} lstm_file_part;
+lstm_status lstm_write_file_parts(const char *path, const lstm_file_part *parts, size_t nparts,
+                                  lstm_error *err);
+
 /* The numeric context (kernels, threads) inside a public context. */
 struct nn_ctx;
 const struct nn_ctx *lstm_ctx_nn(const lstm_ctx *ctx);

@@ -34,7 +34,7 @@ lstm_optim_config lstm_optim_defaults(lstm_optimizer type) {
     return c;
 }
 
-static const char *opt_names[] = {"sgd", "adam", "adamw", "rmsprop", "adadelta"};
+static const char *const opt_names[] = {"sgd", "adam", "adamw", "rmsprop", "adadelta"};
 
 int lstm_optimizer_parse(const char *name) {
     for (int i = 0; i < 5; i++)
@@ -169,7 +169,7 @@ static void adadelta(const lstm_optim_config *c, float *w, const float *g, float
 }
 
 void lstm_optim_step(lstm_optim *o, lstm_params *p, float lr) {
-    float *w = lstm_params_data_all(p), *g = lstm_params_grad_all(p);
+    float *w = lstm_params_data_all_mut(p), *g = lstm_params_grad_all(p);
     size_t n = o->n < lstm_params_size(p) ? o->n : lstm_params_size(p);
     const lstm_optim_config *c = &o->cfg;
     o->steps++;
@@ -192,7 +192,6 @@ void lstm_optim_step(lstm_optim *o, lstm_params *p, float lr) {
         adadelta(c, w, g, o->buf[0], o->buf[1], n, lr);
         break;
     }
-    lstm_params_touch(p);
 }
 
 lstm_status lstm_optim_write(const lstm_optim *o, lstm_st_writer *w, const char *prefix,

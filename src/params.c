@@ -136,8 +136,42 @@ void lstm_params_zero_grad(lstm_params *p) {
         memset(p->grad, 0, sizeof(float) * p->total);
 }
 
+/* The version: every write of values through the library bumps it (here,
+ * in the functions below, or in lstm_params_data_mut for the library's
+ * other writers), so a copy made from the values (an LSTM's packed weights)
+ * is made again at its next use. Only raw writes through the pointers of
+ * lstm_params_data need lstm_params_touch. */
 uint64_t lstm_params_version(const lstm_params *p) { return p->version; }
 void lstm_params_touch(lstm_params *p) { p->version++; }
+
+float *lstm_params_data_mut(lstm_params *p, int i) {
+    p->version++;
+    return lstm_params_data(p, i);
+}
+
+float *lstm_params_data_all_mut(lstm_params *p) {
+    p->version++;
+    return p->data;
+}
+
+lstm_status lstm_params_set(lstm_params *p, int i, const float *src, size_t n, lstm_error *err) {
+    if (!p || i < 0 || i >= p->n)
+        return lstm_fail(err, LSTM_ERR_INVALID, "lstm_params_set: no tensor %d (there are %d)", i,
+                         p ? p->n : 0);
+    if (!p->data)
+        return lstm_fail(err, LSTM_ERR_STATE, "lstm_params_set '%s': parameters not allocated",
+                         p->v[i].name);
+    if (n != p->v[i].numel)
+        return lstm_fail(err, LSTM_ERR_SHAPE, "lstm_params_set '%s': %zu values, expected %zu",
+                         p->v[i].name, n, p->v[i].numel);
+    if (!src && n)
+        return lstm_fail(err, LSTM_ERR_INVALID, "lstm_params_set '%s': src is NULL",
+                         p->v[i].name);
+    float *dst = lstm_params_data_mut(p, i);
+    if (n)
+        memcpy(dst, src, sizeof(float) * n);
+    return lstm_ok(err);
+}
 
 static int same_shape(const tensor_view *a, const tensor_view *b) {
     if (a->ndim != b->ndim)
@@ -232,7 +266,10 @@ lstm_status lstm_params_read(lstm_params *p, const lstm_st *st, const char *pref
                                  "%s: tensor '%s' has dtype %s, expected a float type", file,
                                  name, lstm_dtype_name(t->dtype));
             if (pass == 1) {
-                lstm_status s = lstm_st_read_f32(st, t, p->data + v->offset, v->numel, err);
+                /* marked changed before it is written: even a conversion
+                 * failing halfway leaves no packed copy looking current */
+                float *dst = lstm_params_data_mut(p, i);
+                lstm_status s = lstm_st_read_f32(st, t, dst, v->numel, err);
                 if (s)
                     return s;
             }
@@ -245,6 +282,5 @@ lstm_status lstm_params_read(lstm_params *p, const lstm_st *st, const char *pref
             }
         }
     }
-    p->version++;
     return lstm_ok(err);
 }

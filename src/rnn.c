@@ -10,22 +10,39 @@
 
 enum { W_IH, W_HH, B_IH, B_HH, W_HR, NW }; /* tensors of one layer and direction */
 
+typedef struct {
+    uint64_t version;    /* lstm_params_version */
+    const nn_kernels *k; /* NULL: nothing */
+} weights_stamp;
+
 struct lstm_rnn {
     lstm_rnn_config cfg;
     nn_lstm_dims dims;
     lstm_params *p;       /* the parameters the module was declared in (not owned) */
     int *idx;             /* (L*D, NW) indices into p, -1 when absent */
     nn_lstm_weights *w;   /* (L*D) pointers, refreshed before each use */
-    nn_lstm_ws *ws;
-    /* what the packed weights were made from */
-    uint64_t pack_version;
-    const nn_kernels *pack_k;
+    nn_lstm_ws *ws;       /* activations, and the weights packed for the kernels */
+    weights_stamp packed; /* what ws's packed weights were made from */
     int pack_step_B;      /* rows the step scratch holds; 0: step not packed */
     /* the forward that backward will follow */
     int fwd_valid;
-    uint64_t fwd_version;
-    const nn_kernels *fwd_k;
+    weights_stamp fwd;
 };
+
+/* Which weights and kernels a forward ran with, or packed copies were made
+ * for. Every write of p's values through the library bumps p's version
+ * (params.c), and stamp() is the one place the module reads it: packed
+ * weights whose stamp differs from the current one are packed again, and a
+ * backward whose forward's stamp differs is refused. (The core's
+ * workspace only notes, when it packs for the forward, that its backward
+ * copies must follow.) */
+static weights_stamp stamp(const lstm_params *p, const nn_ctx *nc) {
+    return (weights_stamp){lstm_params_version(p), nc->k};
+}
+
+static int same_stamp(weights_stamp a, weights_stamp b) {
+    return a.version == b.version && a.k == b.k;
+}
 
 lstm_rnn_config lstm_rnn_config_default(int input_size, int hidden_size) {
     lstm_rnn_config c = {0};
@@ -61,8 +78,8 @@ lstm_status lstm_rnn_config_check(const lstm_rnn_config *c, lstm_error *err) {
 }
 
 static const char *wname(int kind) {
-    static const char *names[NW] = {"weight_ih_l", "weight_hh_l", "bias_ih_l", "bias_hh_l",
-                                    "weight_hr_l"};
+    static const char *const names[NW] = {"weight_ih_l", "weight_hh_l", "bias_ih_l",
+                                          "bias_hh_l", "weight_hr_l"};
     return names[kind];
 }
 
@@ -170,12 +187,11 @@ void lstm_rnn_reset_parameters(lstm_rnn *r, lstm_params *p, lstm_rng *rng) {
     for (int i = 0; i < r->dims.L * r->dims.D * NW; i++) {
         if (r->idx[i] < 0)
             continue;
-        float *v = lstm_params_data(p, r->idx[i]);
+        float *v = lstm_params_data_mut(p, r->idx[i]);
         size_t n = lstm_params_numel(p, r->idx[i]);
         for (size_t j = 0; j < n; j++)
             v[j] = (2 * lstm_rng_uniform(rng) - 1) * k;
     }
-    lstm_params_touch(p);
 }
 
 /* Points the per-direction weight table at p's buffers. */
@@ -201,8 +217,8 @@ static lstm_status bind(lstm_rnn *r, lstm_params *p, lstm_error *err) {
 /* Re-packs the weights when they or the kernels changed. */
 static lstm_status ensure_packed(lstm_rnn *r, const nn_ctx *nc, lstm_params *p, int step_B,
                                  lstm_error *err) {
-    uint64_t v = lstm_params_version(p);
-    int fresh = r->pack_k == nc->k && r->pack_version == v;
+    weights_stamp now = stamp(p, nc);
+    int fresh = same_stamp(r->packed, now);
     if (step_B > 0) {
         if (fresh && r->pack_step_B >= step_B)
             return LSTM_OK;
@@ -216,11 +232,10 @@ static lstm_status ensure_packed(lstm_rnn *r, const nn_ctx *nc, lstm_params *p, 
             goto nomem;
         r->pack_step_B = 0;
     }
-    r->pack_k = nc->k;
-    r->pack_version = v;
+    r->packed = now;
     return LSTM_OK;
 nomem:
-    r->pack_k = NULL;
+    r->packed.k = NULL;
     return lstm_fail(err, LSTM_ERR_NOMEM, "out of memory packing weights");
 }
 
@@ -253,8 +268,7 @@ lstm_status lstm_rnn_forward(lstm_rnn *r, lstm_ctx *ctx, lstm_params *p, const l
                       .hn = io->hn, .cn = io->cn};
     nn_lstm_forward(nc, &r->dims, r->w, r->ws, &nio, training, rng);
     r->fwd_valid = 1;
-    r->fwd_version = lstm_params_version(p);
-    r->fwd_k = nc->k;
+    r->fwd = r->packed;
     return lstm_ok(err);
 }
 
@@ -264,7 +278,7 @@ lstm_status lstm_rnn_backward(lstm_rnn *r, lstm_ctx *ctx, lstm_params *p, const 
     const nn_ctx *nc = lstm_ctx_nn(ctx);
     if (!r->fwd_valid)
         return lstm_fail(err, LSTM_ERR_STATE, "backward needs a forward first (once per forward)");
-    if (lstm_params_version(p) != r->fwd_version || nc->k != r->fwd_k)
+    if (!same_stamp(stamp(p, nc), r->fwd))
         return lstm_fail(err, LSTM_ERR_STATE,
                          "the weights or the kernels changed between forward and backward");
     if ((s = bind(r, p, err)))

@@ -1,20 +1,14 @@
 /* safetensors.c - the safetensors reader and writer: an 8-byte little-endian
  * header length N, N bytes of JSON (parsed with Jansson), then the raw data.
  * The reader checks every rule of the format; the writer lays files out as
- * Python's safetensors.torch.save_file does, and saves them atomically. */
-#define _POSIX_C_SOURCE 200809L
-
+ * Python's safetensors.torch.save_file does, and saves them atomically
+ * (the file itself is read and written by fileio.c). */
 #include "internal.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
 /* Tensor data is stored little-endian and handed out as raw bytes, so the
  * host must be little-endian too. */
@@ -415,65 +409,18 @@ static lstm_st *st_from_owned(unsigned char *bytes, size_t len, const char *name
     return st;
 }
 
-/* Reads the whole file at path and checks it. Fails with LSTM_ERR_IO for a
- * file that cannot be opened or read, or a directory. */
+/* Reads the whole file at path (lstm_read_file) and checks it. Fails with
+ * LSTM_ERR_IO for a file that cannot be opened or read, or a directory. */
 lstm_st *lstm_st_open(const char *path, lstm_error *err) {
     if (!path) {
         lstm_fail(err, LSTM_ERR_INVALID, "lstm_st_open: path is NULL");
         return NULL;
     }
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        lstm_fail(err, LSTM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    char *buf;
+    size_t len;
+    if (lstm_read_file(path, &buf, &len, err))
         return NULL;
-    }
-    struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        lstm_fail(err, LSTM_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
-        close(fd);
-        return NULL;
-    }
-    if (S_ISDIR(sb.st_mode)) {
-        lstm_fail(err, LSTM_ERR_IO, "%s: is a directory, not a safetensors file", path);
-        close(fd);
-        return NULL;
-    }
-    /* Regular files are read in one go (+1 to see the end); others grow. */
-    size_t cap = 1 << 16;
-    if (S_ISREG(sb.st_mode) && sb.st_size >= 0 && (uintmax_t)sb.st_size < SIZE_MAX)
-        cap = (size_t)sb.st_size + 1;
-    size_t len = 0;
-    unsigned char *buf = malloc(cap);
-    for (;;) {
-        if (!buf) {
-            lstm_fail(err, LSTM_ERR_NOMEM, "%s: out of memory reading %zu bytes", path, cap);
-            close(fd);
-            return NULL;
-        }
-        if (len == cap) {
-            unsigned char *bigger = cap <= SIZE_MAX / 2 ? realloc(buf, cap * 2) : NULL;
-            if (!bigger)
-                free(buf);
-            buf = bigger;
-            cap *= 2;
-            continue;
-        }
-        ssize_t got = read(fd, buf + len, cap - len);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got < 0) {
-            lstm_fail(err, LSTM_ERR_IO, "%s: read error at offset %zu: %s", path, len,
-                      strerror(errno));
-            free(buf);
-            close(fd);
-            return NULL;
-        }
-        if (got == 0)
-            break;
-        len += (size_t)got;
-    }
-    close(fd);
-    return st_from_owned(buf, len, path, err);
+    return st_from_owned((unsigned char *)buf, len, path, err);
 }
 
 /* Copies len bytes from buf and checks them; name (may be NULL, then
@@ -1062,51 +1009,8 @@ lstm_status lstm_st_writer_to_memory(const lstm_st_writer *w, void **buf, size_t
     return lstm_ok(err);
 }
 
-/* write(2) until all n bytes are written; -1 with errno on failure. */
-static int write_all(int fd, const void *data, size_t n) {
-    const unsigned char *p = data;
-    while (n) {
-        ssize_t k = write(fd, p, n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0) {
-            if (k == 0)
-                errno = EIO;
-            return -1;
-        }
-        p += k;
-        n -= (size_t)k;
-    }
-    return 0;
-}
-
-/* Creates path + ".tmp.XXXXXX" with O_EXCL. Unlike mkstemp (mode 0600) the
- * file gets 0666 less the umask, as a plain fopen would give the result. */
-static int create_temp(const char *path, char *tmp, size_t size) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^
-                 ((uint64_t)getpid() << 40) ^ (uint64_t)(uintptr_t)tmp;
-    for (int attempt = 0; attempt < 100; attempt++) {
-        /* splitmix64 step: a different name on each try */
-        x += 0x9e3779b97f4a7c15ull;
-        uint64_t z = x;
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-        z ^= z >> 31;
-        snprintf(tmp, size, "%s.tmp.%06llx", path, (unsigned long long)(z & 0xffffff));
-        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd >= 0 || errno != EEXIST)
-            return fd;
-    }
-    return -1;
-}
-
-/* Writes the file atomically: a temporary file beside path, fsync, rename
- * over path, fsync of the directory. On any failure before the rename the
- * temporary file is removed and path is untouched (LSTM_ERR_IO, naming the
- * path and the system's reason). If only the final directory sync fails,
- * the new file is in place and the message says so. */
+/* One atomic write (lstm_write_file_parts) of the header and each tensor's
+ * bytes in file order, without first copying them into one buffer. */
 lstm_status lstm_st_writer_save(const lstm_st_writer *w, const char *path, lstm_error *err) {
     if (!w || !path || !*path)
         return lstm_fail(err, LSTM_ERR_INVALID, "lstm_st_writer_save: NULL argument or empty path");
@@ -1114,71 +1018,16 @@ lstm_status lstm_st_writer_save(const lstm_st_writer *w, const char *path, lstm_
     lstm_status s = plan_make(w, &p, err);
     if (s)
         return s;
-    size_t tsize = strlen(path) + 16;
-    char *tmp = malloc(tsize);
-    if (!tmp) {
+    lstm_file_part *parts = malloc(sizeof *parts * (w->count + 1));
+    if (!parts) {
         plan_free(&p);
         return lstm_fail(err, LSTM_ERR_NOMEM, "%s: out of memory", path);
     }
-    int fd = create_temp(path, tmp, tsize);
-    if (fd < 0) {
-        int e = errno;
-        free(tmp);
-        plan_free(&p);
-        return lstm_fail(err, LSTM_ERR_IO, "%s: cannot create a temporary file beside it: %s",
-                         path, strerror(e));
-    }
-    const char *what = "write";
-    int ok = write_all(fd, p.head.p, p.head.len) == 0;
-    for (size_t i = 0; ok && i < w->count; i++)
-        ok = write_all(fd, p.order[i]->data, p.order[i]->nbytes) == 0;
-    if (ok && fsync(fd) != 0) {
-        what = "fsync";
-        ok = 0;
-    }
-    int e = errno;
-    if (close(fd) != 0 && ok) {
-        e = errno;
-        what = "close";
-        ok = 0;
-    }
-    if (ok && rename(tmp, path) != 0) {
-        e = errno;
-        what = "rename the temporary file over";
-        ok = 0;
-    }
+    parts[0] = (lstm_file_part){p.head.p, p.head.len};
+    for (size_t i = 0; i < w->count; i++)
+        parts[i + 1] = (lstm_file_part){p.order[i]->data, p.order[i]->nbytes};
+    s = lstm_write_file_parts(path, parts, w->count + 1, err);
+    free(parts);
     plan_free(&p);
-    if (!ok) {
-        unlink(tmp);
-        free(tmp);
-        return lstm_fail(err, LSTM_ERR_IO, "%s: cannot %s it: %s (file left untouched)", path,
-                         what, strerror(e));
-    }
-    free(tmp);
-
-    /* Make the rename itself durable. */
-    char *dir = strdup(path);
-    if (!dir)
-        return lstm_fail(err, LSTM_ERR_NOMEM, "%s: saved, but out of memory syncing its directory",
-                         path);
-    char *slash = strrchr(dir, '/');
-    if (!slash)
-        strcpy(dir, ".");
-    else if (slash == dir)
-        dir[1] = 0;
-    else
-        *slash = 0;
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    int bad = dfd < 0 || (fsync(dfd) != 0 && errno != EINVAL);
-    e = errno;
-    if (dfd >= 0)
-        close(dfd);
-    if (bad) {
-        s = lstm_fail(err, LSTM_ERR_IO, "%s: saved, but syncing directory %s failed: %s", path,
-                      dir, strerror(e));
-        free(dir);
-        return s;
-    }
-    free(dir);
-    return lstm_ok(err);
+    return s;
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # run.sh BUILD... - for each build directory, runs every test program in
-# BUILD/tests, the fuzz corpus replays and the CLI tests; prints each
+# BUILD/tests, the fuzz corpus replays, the CLI tests and the check that
+# BUILD/liblstm.a holds no writable globals (globals.sh); prints each
 # program's summary and, last, the total line "N passed, N failed". Exits
 # non-zero when anything failed.
 set -u
@@ -43,6 +44,7 @@ for build in "${@:-build}"; do
         n=${r##*/replay_}
         run_one "$build/fuzz $n" "$r" "fuzz/corpus/$n"
     done
+    run_one "$build/globals" bash tests/globals.sh "$build"
     for s in tests/cli/*.sh; do
         [[ -f $s ]] || continue
         run_one "$build/cli $(basename "$s" .sh)" bash "$s" "$build"

@@ -12,7 +12,6 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 static const char *V = "plot";
 
@@ -574,61 +573,29 @@ static void draw(FILE *f, const plot_log *lg, const plot_opts *po) {
             (LEFT + RIGHT) / 2, PAGE_H - 22, po->use_time ? "time (s)" : "step");
 }
 
-/* Draws into f and closes it; fsyncs when `sync`. Returns 0 or an errno. */
-static int draw_and_close(FILE *f, const plot_log *lg, const plot_opts *po, int sync) {
-    draw(f, lg, po);
-    int err = fflush(f) || ferror(f) || (sync && fsync(fileno(f))) ? (errno ? errno : EIO) : 0;
-    if (fclose(f) && !err)
-        err = errno ? errno : EIO;
-    return err;
-}
-
-/* Draws into a temporary file beside `out` and renames it over `out`, so
- * that a reader (a browser reloading the file) never sees half a plot.
- * What exists and is not a regular file (/dev/stdout, a pipe) is written in
- * place: renaming would replace it. Returns 0, or 1 after an error. */
+/* Draws the SVG in memory, then writes it with lstm_write_file_atomic, so
+ * that a reader (a browser reloading the file) never sees half a plot; a
+ * pipe or /dev/stdout is written in place, a symbolic link keeps pointing
+ * at the plot. Returns 0, or 1 after an error. */
 static int write_svg(const char *out, const plot_log *lg, const plot_opts *po) {
-    struct stat st;
-    int err;
-    if (stat(out, &st) == 0 && !S_ISREG(st.st_mode)) {
-        FILE *f = fopen(out, "w");
-        err = f ? draw_and_close(f, lg, po, 0) : errno;
-        return err ? cli_error(V, "%s: cannot write: %s", out, strerror(err)) : 0;
-    }
-    char *real = realpath(out, NULL); /* a symbolic link: replace what it names */
-    const char *path = real ? real : out;
-    size_t n = strlen(path) + 16;
-    char *tmp = malloc(n);
-    if (!tmp) {
-        free(real);
+    struct stat st; /* the library would only say that its rename failed */
+    if (stat(out, &st) == 0 && S_ISDIR(st.st_mode))
+        return cli_error(V, "%s: cannot write: %s", out, strerror(EISDIR));
+    char *svg = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&svg, &len);
+    if (!f)
         return cli_error(V, "out of memory");
+    draw(f, lg, po);
+    int bad = ferror(f);
+    if (fclose(f) != 0 || bad) {
+        free(svg);
+        return cli_error(V, "out of memory drawing %s", out);
     }
-    snprintf(tmp, n, "%s.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        cli_error(V, "%s: cannot create a file there: %s", out, strerror(errno));
-        free(tmp);
-        free(real);
-        return 1;
-    }
-    mode_t mask = umask(0); /* mkstemp makes it 0600; an image is for everyone */
-    umask(mask);
-    FILE *f = fchmod(fd, 0666 & ~mask) == 0 ? fdopen(fd, "w") : NULL;
-    if (!f) {
-        err = errno;
-        close(fd);
-    } else {
-        err = draw_and_close(f, lg, po, 1);
-    }
-    if (!err && rename(tmp, path) != 0)
-        err = errno;
-    if (err) {
-        cli_error(V, "%s: cannot write: %s", out, strerror(err));
-        unlink(tmp);
-    }
-    free(tmp);
-    free(real);
-    return err != 0;
+    lstm_error err;
+    int status = lstm_write_file_atomic(out, svg, len, &err) ? cli_error(V, "%s", err.msg) : 0;
+    free(svg);
+    return status;
 }
 
 int cmd_plot(int argc, char **argv) {

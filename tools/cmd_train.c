@@ -3,6 +3,7 @@
  * log, checkpoints, and the model that did best on the validation data. */
 #include "cli.h"
 
+#include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -73,6 +74,24 @@ static void log_event(progress *pr, const lstm_event *ev) {
         fflush(pr->log);
         free(line);
     }
+}
+
+/* The log is a stream of JSON lines appended while training runs, read by
+ * `tail -f` and `lstm plot` before it ends: not a document replaced whole,
+ * so not lstm_write_file_atomic (docs/DESIGN.md, "Files"). Appended
+ * (O_APPEND) through a buffer larger than any line, which log_event flushes
+ * after each line: each line goes out in one write(), so a run that is
+ * killed leaves whole lines. */
+static FILE *open_log(const char *path) {
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0666);
+    FILE *f = fd >= 0 ? fdopen(fd, "a") : NULL;
+    if (!f) {
+        if (fd >= 0)
+            close(fd);
+        return NULL;
+    }
+    setvbuf(f, NULL, _IOFBF, 1 << 16);
+    return f;
 }
 
 /* The bar: epoch, progress, step, loss, tokens/s, elapsed < left, valid. */
@@ -303,7 +322,7 @@ int cmd_train(int argc, char **argv) {
         train = rest;
         rest = NULL;
     }
-    if (log_path && !(pr.log = fopen(log_path, "a"))) {
+    if (log_path && !(pr.log = open_log(log_path))) {
         cli_error(V, "%s: cannot open the log for writing", log_path);
         goto done;
     }
