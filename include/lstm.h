@@ -64,7 +64,8 @@ typedef enum {
     LSTM_ERR_FORMAT,      /* a file's contents break its format */
     LSTM_ERR_SHAPE,       /* a tensor is missing, or has the wrong dtype or shape */
     LSTM_ERR_UNSUPPORTED, /* valid, but not something this build can do */
-    LSTM_ERR_STATE        /* call order: e.g. backward without a forward */
+    LSTM_ERR_STATE,       /* call order: e.g. backward without a forward */
+    LSTM_ERR_NONFINITE    /* a loss, gradient or weight became NaN or infinite */
 } lstm_status;
 
 /* What went wrong, in words: "file.safetensors: offset 8: header is not valid JSON ...". */
@@ -596,7 +597,10 @@ LSTM_API lstm_model_config lstm_model_defaults(lstm_task task);
 
 typedef struct lstm_model lstm_model;
 
-/* Loads a model file written by lstm_model_save (any task). */
+/* Loads a model file written by lstm_model_save (any task), or a
+ * checkpoint of lstm_train (its best weights; its last ones when no
+ * validation ran yet). A model whose weights are not all finite is
+ * refused (LSTM_ERR_NONFINITE). */
 LSTM_API lstm_model *lstm_model_load(const char *path, lstm_error *err);
 /* The same from the file's bytes in memory (copied); name is for messages. */
 LSTM_API lstm_model *lstm_model_from_memory(const void *buf, size_t len, const char *name,
@@ -672,7 +676,7 @@ typedef struct {
     double elapsed;       /* seconds, validation included */
     double loss;          /* TRAIN: mean training loss since the last event; VALID: valid loss */
     double lr;
-    double tokens_per_s;  /* TRAIN */
+    double tokens_per_s;  /* TRAIN: since the last TRAIN event, over training time only */
     const char *metric;   /* VALID, END: "bpc" or "accuracy" */
     double value;         /* VALID: the metric; END: the best one */
     int best;             /* VALID: a new best */
@@ -694,14 +698,22 @@ typedef struct {
     long warmup;           /* steps of linear warm-up */
     float clip;            /* clip the gradients' global norm to this (0: off) */
     uint64_t seed;
-    long valid_every;      /* lm: steps between validations (0: each epoch) */
+    long valid_every;      /* steps between validations (0: at the end of each epoch) */
     int valid_streams;     /* lm: parallel streams when validating */
     long log_every;        /* steps between TRAIN events */
     const char *checkpoint; /* a file written atomically at each validation, or NULL */
     double checkpoint_every; /* and at least this often, in seconds (0: only at validations) */
     const char *resume;     /* a checkpoint to continue from, or NULL */
+    /* the best model so far, written atomically (lstm_model_save) at every
+     * new best, so that a kill at any moment leaves it; or NULL */
+    const char *out;
     lstm_event_fn on_event;
     void *event_arg;
+    /* polled after every step (with event_arg), or NULL: when it returns
+     * nonzero the run ends there, as at its end but without a last
+     * validation (the checkpoint is written when one is asked for), and the
+     * END event's message is "interrupted" */
+    int (*should_stop)(void *arg);
     /* validation runs on this context (NULL: the training one): a float
      * context when training in bfloat16, so that the figures selected on
      * are the ones lstm_model_evaluate gives later */
@@ -715,10 +727,30 @@ LSTM_API lstm_train_config lstm_train_defaults(lstm_task task);
  * may be NULL: then nothing is selected and the last state is kept), and
  * returns the model that did best on `valid`. With tc->resume, the
  * configuration, vocabularies and state come from the checkpoint and mc is
- * ignored; the data must be the same. */
+ * ignored; the data must be the same.
+ * Divergence: a training loss or gradient norm that is not finite ends the
+ * run at that step, before the optimizer applies it, and a validation loss
+ * that is not finite ends it too; lstm_train then returns NULL with
+ * LSTM_ERR_NONFINITE and a message naming the step. The best model so far
+ * (tc->out) and the last checkpoint stay as they were: no file is written
+ * with weights that are not finite. (Skipping such steps, as the loss
+ * scalers of mixed-precision training do, would hide a run that has
+ * diverged: these models train in float, where a NaN is not an overflow of
+ * a scaled loss but the sign of a rate too high.) */
 LSTM_API lstm_model *lstm_train(const lstm_model_config *mc, const lstm_train_config *tc,
                                 lstm_ctx *ctx, const lstm_dataset *train,
                                 const lstm_dataset *valid, lstm_error *err);
+
+/* The model and training configurations a checkpoint holds, the ones
+ * lstm_train continues with when resuming from it: mc entirely, and the
+ * fields of tc that a checkpoint keeps (counters aside: epochs, batch,
+ * seq_len, the optimizer and schedule, clipping, seed, patience, validation
+ * settings), the others left as the caller set them (as lstm_train does: a
+ * time limit set in tc replaces the checkpoint's). mc->forget_bias, which
+ * only shapes the initialisation, is 0. For checking options given with a
+ * resume against the run they would continue. */
+LSTM_API lstm_status lstm_checkpoint_config(const char *path, lstm_model_config *mc,
+                                            lstm_train_config *tc, lstm_error *err);
 
 #ifdef __cplusplus
 }

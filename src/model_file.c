@@ -7,6 +7,7 @@
 #include "task.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -135,18 +136,17 @@ static lstm_status check_tensors(const lstm_model *m, const lstm_st *st, lstm_er
     return LSTM_OK;
 }
 
-lstm_model *model_from_st(const lstm_st *st, int strict, lstm_error *err) {
+lstm_status model_read_config(const lstm_st *st, lstm_model_config *out, lstm_error *err) {
     const char *file = lstm_st_name(st);
     const char *task = lstm_st_meta(st, "lstm.task"), *cfgs = lstm_st_meta(st, "lstm.config");
     if (!task || !cfgs) {
-        lstm_fail(err, LSTM_ERR_FORMAT,
-                  "%s: not an lstm model file (no lstm.task / lstm.config in its metadata)", file);
-        return NULL;
+        return lstm_fail(err, LSTM_ERR_FORMAT,
+                         "%s: not an lstm model file (no lstm.task / lstm.config in its metadata)",
+                         file);
     }
     int t = lstm_task_parse(task);
     if (t < 0) {
-        lstm_fail(err, LSTM_ERR_FORMAT, "%s: unknown task '%s'", file, task);
-        return NULL;
+        return lstm_fail(err, LSTM_ERR_FORMAT, "%s: unknown task '%s'", file, task);
     }
     json_error_t je;
     json_t *o = json_loads(cfgs, JSON_REJECT_DUPLICATES, &je);
@@ -170,8 +170,18 @@ lstm_model *model_from_st(const lstm_st *st, int strict, lstm_error *err) {
     if (!ok || model_check_config(&c, err)) {
         if (err && err->status == LSTM_ERR_INVALID) /* the file's values, not the caller's */
             err->status = LSTM_ERR_FORMAT;
-        return NULL;
+        return LSTM_ERR_FORMAT;
     }
+    *out = c;
+    return LSTM_OK;
+}
+
+
+lstm_model *model_from_st(const lstm_st *st, int strict, lstm_error *err) {
+    const char *file = lstm_st_name(st);
+    lstm_model_config c;
+    if (model_read_config(st, &c, err))
+        return NULL;
     lstm_model *m = model_new(&c, err);
     if (!m)
         return NULL;
@@ -234,12 +244,39 @@ lstm_model *model_from_st(const lstm_st *st, int strict, lstm_error *err) {
     return m;
 }
 
+/* A model file, or a checkpoint (lstm.train in its metadata): then its
+ * best weights (best.*) when a validation has chosen some, else its last.
+ * Weights that are not finite are refused: such a model answers nothing. */
+static lstm_model *load(const lstm_st *st, lstm_error *err) {
+    int checkpoint = lstm_st_meta(st, "lstm.train") != NULL;
+    lstm_model *m = model_from_st(st, !checkpoint, err);
+    if (m && checkpoint && lstm_st_find(st, "best.decoder.weight") &&
+        lstm_params_read(m->p, st, "best.", 0, err)) {
+        lstm_model_free(m);
+        return NULL;
+    }
+    for (int i = 0; m && i < lstm_params_count(m->p); i++) {
+        const float *w = lstm_params_data(m->p, i);
+        for (size_t j = 0; j < lstm_params_numel(m->p, i); j++)
+            if (!isfinite(w[j])) {
+                lstm_fail(err, LSTM_ERR_NONFINITE,
+                          "%s: tensor '%s' holds %s at index %zu: a model whose weights are not "
+                          "finite answers nothing (did its training diverge?)",
+                          lstm_st_name(st), lstm_params_name(m->p, i),
+                          isnan(w[j]) ? "NaN" : "an infinity", j);
+                lstm_model_free(m);
+                return NULL;
+            }
+    }
+    return m;
+}
+
 lstm_model *lstm_model_from_memory(const void *buf, size_t len, const char *name,
                                    lstm_error *err) {
     lstm_st *st = lstm_st_from_memory(buf, len, name, err);
     if (!st)
         return NULL;
-    lstm_model *m = model_from_st(st, 1, err);
+    lstm_model *m = load(st, err);
     lstm_st_free(st);
     return m;
 }
@@ -248,7 +285,7 @@ lstm_model *lstm_model_load(const char *path, lstm_error *err) {
     lstm_st *st = lstm_st_open(path, err);
     if (!st)
         return NULL;
-    lstm_model *m = model_from_st(st, 1, err);
+    lstm_model *m = load(st, err);
     lstm_st_free(st);
     return m;
 }

@@ -15,6 +15,7 @@ const char *lstm_status_string(lstm_status s) {
     case LSTM_ERR_SHAPE: return "wrong tensor";
     case LSTM_ERR_UNSUPPORTED: return "unsupported";
     case LSTM_ERR_STATE: return "wrong call order";
+    case LSTM_ERR_NONFINITE: return "not a finite number";
     }
     return "unknown status";
 }

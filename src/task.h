@@ -110,7 +110,7 @@ typedef struct trainer {
     /* events */
     double ev_loss;
     long ev_tokens, ev_count;
-    double ev_time;
+    double ev_time; /* train_secs at the last TRAIN event */
 } trainer;
 
 /* What a task is. Every pointer is set unless its comment says "or NULL". */
@@ -221,6 +221,8 @@ lstm_status task_prune_vocab(feature *f, const lstm_vocab *raw, int limit, long 
  * strict, a tensor the model does not have is an error (a checkpoint holds
  * the optimizer's and the trainer's tensors beside the model's). */
 lstm_model *model_from_st(const lstm_st *st, int strict, lstm_error *err);
+/* The configuration in a file's metadata (lstm.task, lstm.config), checked. */
+lstm_status model_read_config(const lstm_st *st, lstm_model_config *c, lstm_error *err);
 /* Adds the tensors and metadata of the model to w. */
 lstm_status model_write(const lstm_model *m, lstm_st_writer *w, lstm_error *err);
 

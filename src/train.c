@@ -108,8 +108,14 @@ static lstm_status train_batch(trainer *t, long k, batch_stats *st, long *tokens
         return s;
     if (ops->train_after)
         ops->train_after(t);
-    if (t->tc.clip > 0)
-        lstm_clip_grad_norm(m->p, t->tc.clip);
+    /* the norm before clipping (max_norm 0: measured, not clipped) */
+    float norm = lstm_clip_grad_norm(m->p, t->tc.clip > 0 ? t->tc.clip : 0);
+    if (!isfinite(st->loss_sum) || !isfinite(norm))
+        return lstm_fail(err, LSTM_ERR_NONFINITE,
+                         "step %ld: the %s is %s: training diverged (try a lower --lr or "
+                         "--clip); the step was not applied",
+                         t->step + 1, isfinite(st->loss_sum) ? "gradient norm" : "loss",
+                         isnan(isfinite(st->loss_sum) ? norm : st->loss_sum) ? "NaN" : "infinite");
     lstm_optim_step(t->opt, m->p, current_lr(t));
     t->step++;
     return LSTM_OK;
@@ -119,6 +125,8 @@ static lstm_status train_batch(trainer *t, long k, batch_stats *st, long *tokens
 /* Validation. */
 
 static int better(const trainer *t, double value, double loss) {
+    if (!isfinite(value) || !isfinite(loss))
+        return 0;
     if (!t->have_best)
         return 1;
     if (t->m->ops->lower_is_better)
@@ -140,25 +148,29 @@ static lstm_status validate(trainer *t, int *stop, lstm_error *err) {
     lstm_status s = lstm_model_evaluate(t->m, ctx, t->valid, t->tc.valid_streams, &e, err);
     if (s)
         return s;
-    double value = metric_value(t, &e);
-    int is_best = better(t, value, e.loss);
+    double value = metric_value(t, &e), loss = e.loss;
+    lstm_eval_free(&e);
+    if (!isfinite(loss))
+        return lstm_fail(err, LSTM_ERR_NONFINITE,
+                         "step %ld: the validation loss is %s: training diverged (try a lower "
+                         "--lr or --clip)",
+                         t->step, isnan(loss) ? "NaN" : "infinite");
+    int is_best = better(t, value, loss);
     if (is_best) {
-        if ((s = lstm_params_copy(t->best, t->m->p, err))) {
-            lstm_eval_free(&e);
+        if ((s = lstm_params_copy(t->best, t->m->p, err)) ||
+            (t->tc.out && (s = lstm_model_save(t->m, t->tc.out, err))))
             return s;
-        }
         t->have_best = 1;
         t->best_value = value;
-        t->best_loss = e.loss;
+        t->best_loss = loss;
         t->bad_valids = 0;
     } else {
         t->bad_valids++;
         if (t->tc.patience > 0 && t->bad_valids >= t->tc.patience)
             *stop = 1;
     }
-    lstm_event ev = {.type = LSTM_EV_VALID, .loss = e.loss, .lr = current_lr(t),
+    lstm_event ev = {.type = LSTM_EV_VALID, .loss = loss, .lr = current_lr(t),
                      .metric = t->m->ops->metric, .value = value, .best = is_best};
-    lstm_eval_free(&e);
     t->valid_secs = now() - t0;
     emit(t, &ev);
     if (t->tc.checkpoint)
@@ -336,7 +348,7 @@ static lstm_status load_checkpoint(trainer *t, const lstm_st *st, lstm_error *er
                       file);
     if (!s)
         t->elapsed_before = json_number_value(el);
-    if (!s && !(hash && strcmp(hash, mine) == 0))
+    if (!s && t->train && !(hash && strcmp(hash, mine) == 0))
         s = lstm_fail(err, LSTM_ERR_INVALID,
                       "%s: the checkpoint was made on other training data than %s", file,
                       t->train->name);
@@ -348,11 +360,30 @@ static lstm_status load_checkpoint(trainer *t, const lstm_st *st, lstm_error *er
     lstm_error bad;
     if (check_train_config(&t->tc, &bad))
         return lstm_fail(err, LSTM_ERR_FORMAT, "%s: lstm.train: %s", file, bad.msg);
+    if (!t->train) /* only the configuration is wanted */
+        return LSTM_OK;
     const lstm_st_tensor *rt = lstm_st_find(st, "train.rng");
     if (!rt || rt->dtype != LSTM_DT_U64 || rt->numel != 4)
         return lstm_fail(err, LSTM_ERR_FORMAT, "%s: no dropout rng state (train.rng)", file);
     memcpy(t->drop.s, rt->data, sizeof t->drop.s);
     return LSTM_OK;
+}
+
+lstm_status lstm_checkpoint_config(const char *path, lstm_model_config *mc,
+                                   lstm_train_config *tc, lstm_error *err) {
+    lstm_st *st = lstm_st_open(path, err);
+    if (!st)
+        return err ? err->status : LSTM_ERR_IO;
+    trainer t;
+    memset(&t, 0, sizeof t);
+    t.tc = *tc;
+    lstm_status s = model_read_config(st, mc, err);
+    if (!s)
+        s = load_checkpoint(&t, st, err);
+    if (!s)
+        *tc = t.tc;
+    lstm_st_free(st);
+    return s;
 }
 
 /* ------------------------------------------------------------------ */
@@ -431,7 +462,7 @@ lstm_model *lstm_train(const lstm_model_config *mc, const lstm_train_config *tc,
     if (valid) /* the model's tokens in valid: bytes, words, or a text's tokens */
         t.valid_tokens = t.ops->valid_tokens(&t, valid);
     t.t0 = now();
-    t.ev_time = elapsed(&t);
+    t.ev_time = 0; /* training seconds (t.train_secs) at the last TRAIN event */
     t.last_checkpoint = elapsed(&t);
     char msg[256];
     snprintf(msg, sizeof msg, "%s model, %zu parameters, %ld steps per epoch%s",
@@ -475,13 +506,19 @@ lstm_model *lstm_train(const lstm_model_config *mc, const lstm_train_config *tc,
             t.ev_count += st.count;
             t.ev_tokens += tokens;
             if (t.tc.log_every > 0 && t.step % t.tc.log_every == 0) {
-                double e = elapsed(&t);
+                /* tokens per second of training: validations and
+                 * checkpoints between two events are not counted */
+                double e = t.train_secs;
                 lstm_event ev = {.type = LSTM_EV_TRAIN,
                                  .loss = t.ev_count ? t.ev_loss / t.ev_count : 0,
                                  .lr = current_lr(&t),
                                  .tokens_per_s = e > t.ev_time ? t.ev_tokens / (e - t.ev_time) : 0};
                 emit(&t, &ev);
                 t.ev_loss = 0, t.ev_count = 0, t.ev_tokens = 0, t.ev_time = e;
+            }
+            if (t.tc.should_stop && t.tc.should_stop(t.tc.event_arg)) {
+                stop = 3;
+                break;
             }
             if (t.tc.checkpoint && t.tc.checkpoint_every > 0 &&
                 elapsed(&t) - t.last_checkpoint >= t.tc.checkpoint_every &&
@@ -493,7 +530,7 @@ lstm_model *lstm_train(const lstm_model_config *mc, const lstm_train_config *tc,
                     goto fail;
             }
         }
-        if (stop == 2)
+        if (stop >= 2) /* time limit, interrupted: within the epoch */
             break;
         t.epoch++;
         t.batch_in_epoch = 0;
@@ -504,15 +541,20 @@ lstm_model *lstm_train(const lstm_model_config *mc, const lstm_train_config *tc,
                 goto fail;
         }
     }
-    if (valid && since_valid > 0 && (s = validate(&t, &stop, err)))
+    int interrupted = stop == 3;
+    if (valid && since_valid > 0 && !interrupted && (s = validate(&t, &stop, err)))
         goto fail;
-    if (!valid && t.tc.checkpoint && (s = save_checkpoint(&t, err)))
+    if ((!valid || interrupted) && t.tc.checkpoint && (s = save_checkpoint(&t, err)))
         goto fail;
     if (valid && t.have_best) /* the model that did best on valid */
         lstm_params_copy(t.m->p, t.best, NULL);
-    lstm_event end = {.type = LSTM_EV_END, .metric = valid ? t.ops->metric : NULL,
-                      .value = t.best_value,
-                      .message = stop == 2 ? "time limit reached" : stop ? "early stop" : "done"};
+    /* a figure only if one was measured */
+    char why[128];
+    snprintf(why, sizeof why, "%s%s",
+             interrupted ? "interrupted" : stop == 2 ? "time limit reached" : stop ? "early stop" : "done",
+             valid && !t.have_best ? " before the first validation: no figure was measured" : "");
+    lstm_event end = {.type = LSTM_EV_END, .metric = valid && t.have_best ? t.ops->metric : NULL,
+                      .value = t.have_best ? t.best_value : NAN, .message = why};
     emit(&t, &end);
     lstm_model *m = t.m;
     t.m = NULL;
