@@ -8,7 +8,10 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char *V = "train";
@@ -23,9 +26,11 @@ typedef struct {
     int have_valid;
     int epochs;
     double time_limit;
-    double loss;         /* the last training loss */
-    double tps;
+    double loss;         /* the last training loss (NAN: none yet) */
+    double tps;          /* tokens per second of training, smoothed (NAN: none yet) */
     int bar_shown;
+    int last_best;       /* the last validation was a new best */
+    int best_saved;      /* --out holds a best model of this run */
 } progress;
 
 static void fmt_time(char *buf, size_t n, double s) {
@@ -82,8 +87,8 @@ static void log_event(progress *pr, const lstm_event *ev) {
  * (O_APPEND) through a buffer larger than any line, which log_event flushes
  * after each line: each line goes out in one write(), so a run that is
  * killed leaves whole lines. */
-static FILE *open_log(const char *path) {
-    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0666);
+static FILE *open_log(const char *path, int append) {
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (append ? 0 : O_TRUNC), 0666);
     FILE *f = fd >= 0 ? fdopen(fd, "a") : NULL;
     if (!f) {
         if (fd >= 0)
@@ -94,36 +99,81 @@ static FILE *open_log(const char *path) {
     return f;
 }
 
-/* The bar: epoch, progress, step, loss, tokens/s, elapsed < left, valid. */
+/* The terminal's width in columns (80 when it cannot be told). */
+static int term_width(void) {
+    struct winsize ws;
+    if (ioctl(2, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+        return ws.ws_col;
+    const char *c = getenv("COLUMNS");
+    int n = c ? atoi(c) : 0;
+    return n > 0 ? n : 80;
+}
+
+/* A figure, or "-" while there is none. */
+static void fmt_num(char *buf, size_t n, const char *fmt, double v) {
+    if (isfinite(v))
+        snprintf(buf, n, fmt, v);
+    else
+        snprintf(buf, n, "-");
+}
+
+/* The progress line: epoch, bar and percentage, step, loss, the last
+ * validation figure (marked * when it was a new best), tokens/s, elapsed <
+ * left. On a terminal the line is redrawn in place and fits its width:
+ * fields are dropped, the least useful first (bar, elapsed < left, tok/s,
+ * step), as tqdm does; a line wider than the terminal would wrap and
+ * leave a copy behind at every refresh. */
 static void show(progress *pr, const lstm_event *ev, int final) {
-    char el[16], left[16], vbuf[48] = "";
+    char el[16], left[16], loss[24], tps[24], valid[48] = "valid -";
     fmt_time(el, sizeof el, ev->elapsed);
     double eta = ev->progress > 0.001 ? ev->elapsed * (1 - ev->progress) / ev->progress : -1;
     if (pr->time_limit > 0 && (pr->epochs == 0 || pr->time_limit - ev->elapsed < eta))
         eta = pr->time_limit - ev->elapsed;
     fmt_time(left, sizeof left, eta);
+    fmt_num(loss, sizeof loss, "%.4f", pr->loss);
+    fmt_num(tps, sizeof tps, "%.0f", pr->tps);
     if (pr->have_valid)
-        snprintf(vbuf, sizeof vbuf, " | valid %.4g %s", pr->last_valid, pr->metric);
-    char ep[24];
+        snprintf(valid, sizeof valid, "valid %.4g %s%s", pr->last_valid, pr->metric,
+                 pr->last_best ? "*" : "");
+    char ep[32];
     if (pr->epochs > 0)
         snprintf(ep, sizeof ep, "epoch %d/%d", ev->epoch, pr->epochs);
     else
         snprintf(ep, sizeof ep, "epoch %d", ev->epoch);
-    if (pr->tty) {
-        int width = 20, fill = (int)(ev->progress * width + 0.5);
-        char bar[32];
-        for (int i = 0; i < width; i++)
-            bar[i] = i < fill ? '#' : '-';
-        bar[width] = 0;
-        fprintf(stderr, "\r\033[K%s [%s] %3.0f%% step %ld loss %.4f | %.0f tok/s | %s < %s%s", ep,
-                bar, ev->progress * 100, ev->step, pr->loss, pr->tps, el, left, vbuf);
-        if (final)
-            fputc('\n', stderr);
-        pr->bar_shown = !final;
-    } else {
-        fprintf(stderr, "%s step %ld (%.0f%%) loss %.4f, %.0f tok/s, %s elapsed, %s left%s\n", ep,
-                ev->step, ev->progress * 100, pr->loss, pr->tps, el, left, vbuf);
+    if (!pr->tty) {
+        fprintf(stderr, "%s step %ld (%.0f%%) loss %s, %s tok/s, %s elapsed, %s left, %s\n", ep,
+                ev->step, ev->progress * 100, loss, tps, el, left, valid);
+        fflush(stderr);
+        return;
     }
+    char bar[32], f[7][64];
+    int width = 20, fill = (int)(ev->progress * width + 0.5);
+    for (int i = 0; i < width; i++)
+        bar[i] = i < fill ? '#' : '-';
+    bar[width] = 0;
+    /* in display order; keep[] by priority: 0 is kept longest */
+    snprintf(f[0], sizeof f[0], "%s", ep);
+    snprintf(f[1], sizeof f[1], " [%s] %3.0f%%", bar, ev->progress * 100);
+    snprintf(f[2], sizeof f[2], " step %ld", ev->step);
+    snprintf(f[3], sizeof f[3], " loss %s", loss);
+    snprintf(f[4], sizeof f[4], " | %s tok/s", tps);
+    snprintf(f[5], sizeof f[5], " | %s < %s", el, left);
+    snprintf(f[6], sizeof f[6], " | %s", valid);
+    static const int priority[7] = {0, 6, 4, 1, 5, 3, 2}; /* per field */
+    int cols = term_width() - 1, used = 0, on[7] = {0};
+    for (int p = 0; p < 7; p++)
+        for (int i = 0; i < 7; i++)
+            if (priority[i] == p && used + (int)strlen(f[i]) <= cols) {
+                on[i] = 1;
+                used += (int)strlen(f[i]);
+            }
+    fputs("\r\033[K", stderr);
+    for (int i = 0; i < 7; i++)
+        if (on[i])
+            fputs(f[i], stderr);
+    if (final)
+        fputc('\n', stderr);
+    pr->bar_shown = !final;
     fflush(stderr);
 }
 
@@ -139,7 +189,8 @@ static void on_event(const lstm_event *ev, void *arg) {
         break;
     case LSTM_EV_TRAIN:
         pr->loss = ev->loss;
-        pr->tps = ev->tokens_per_s;
+        /* smoothed: one interval's rate swings with the batch lengths */
+        pr->tps = isfinite(pr->tps) ? 0.7 * pr->tps + 0.3 * ev->tokens_per_s : ev->tokens_per_s;
         if (pr->tty || ev->elapsed - pr->last_plain >= 10) {
             show(pr, ev, 0);
             pr->last_plain = ev->elapsed;
@@ -149,6 +200,8 @@ static void on_event(const lstm_event *ev, void *arg) {
         pr->last_valid = ev->value;
         pr->metric = ev->metric;
         pr->have_valid = 1;
+        pr->last_best = ev->best;
+        pr->best_saved |= ev->best;
         if (pr->tty) {
             show(pr, ev, 1);
         } else {
@@ -169,6 +222,129 @@ static void on_event(const lstm_event *ev, void *arg) {
     }
 }
 
+/* The signal that asked the run to stop (SIGINT, SIGTERM), or 0. The
+ * program's, not the library's: a handler can only reach a global. */
+static volatile sig_atomic_t stop_signal;
+
+static void on_signal(int sig) { stop_signal = sig; }
+
+static int should_stop(void *arg) {
+    (void)arg;
+    return stop_signal != 0;
+}
+
+/* SIGINT and SIGTERM end the run at the end of the step under way; a
+ * second one ends the program at once (SA_RESETHAND). */
+static void catch_signals(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESETHAND;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+/* Before any data is read: can `path` (given as --OPT) be written? Its
+ * folder must exist and be writable, and it must not be a folder. */
+static int check_writable(const char *opt, const char *path) {
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+        return cli_error(V, "--%s %s: is a folder", opt, path);
+    size_t n = strlen(path);
+    char *dir = malloc(n + 2);
+    if (!dir)
+        return cli_error(V, "out of memory");
+    memcpy(dir, path, n + 1);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        strcpy(dir, ".");
+    else if (slash == dir)
+        dir[1] = 0;
+    else
+        *slash = 0;
+    int rc = 0;
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        rc = cli_error(V, "--%s %s: the folder %s does not exist", opt, path, dir);
+    else if (access(dir, W_OK | X_OK) != 0)
+        rc = cli_error(V, "--%s %s: the folder %s is not writable", opt, path, dir);
+    free(dir);
+    return rc;
+}
+
+/* 1 when --name (or --name=...) is among the arguments. */
+static int given(int argc, char **argv, const char *name) {
+    size_t n = strlen(name);
+    for (int i = 1; i < argc; i++)
+        if (strncmp(argv[i], "--", 2) == 0 && strncmp(argv[i] + 2, name, n) == 0 &&
+            (argv[i][2 + n] == 0 || argv[i][2 + n] == '='))
+            return 1;
+    return 0;
+}
+
+/* --resume continues the run a checkpoint holds: an option given with it
+ * that says otherwise would be silently ignored, so the run is refused
+ * with the names of such options (--time-limit may change: it replaces the
+ * checkpoint's). mc, tc: the options as given over the task's defaults. */
+static int check_resume(int argc, char **argv, const lstm_model_config *mc,
+                        const lstm_train_config *tc) {
+    lstm_model_config cm;
+    lstm_train_config ct = *tc;
+    lstm_error err;
+    if (lstm_checkpoint_config(tc->resume, &cm, &ct, &err))
+        return cli_error(V, "--resume: %s", err.msg);
+    /* option name, differs; what the checkpoint holds (for the message) */
+    struct {
+        const char *opt;
+        int differs;
+        double was;
+    } o[] = {
+        {"layers", mc->layers != cm.layers, cm.layers},
+        {"hidden", mc->hidden != cm.hidden, cm.hidden},
+        {"proj", mc->proj != cm.proj, cm.proj},
+        {"embedding", mc->embedding != cm.embedding, cm.embedding},
+        {"bidirectional", mc->bidirectional != cm.bidirectional, cm.bidirectional},
+        {"dropout", mc->dropout != cm.dropout, cm.dropout},
+        {"vocab-size", mc->vocab_size != cm.vocab_size, cm.vocab_size},
+        {"min-count", mc->min_count != cm.min_count, cm.min_count},
+        {"tokens", mc->byte_tokens != cm.byte_tokens, cm.byte_tokens},
+        {"max-length", mc->max_length != cm.max_length, cm.max_length},
+        {"no-char-features", mc->char_features != cm.char_features, cm.char_features},
+        {"forget-bias", 1, NAN}, /* initialisation only: nothing to continue */
+        {"epochs", tc->epochs != ct.epochs, ct.epochs},
+        {"batch", tc->batch != ct.batch, ct.batch},
+        {"seq-len", tc->seq_len != ct.seq_len, ct.seq_len},
+        {"seed", tc->seed != ct.seed, (double)ct.seed},
+        {"optimizer", tc->optim.type != ct.optim.type, ct.optim.type},
+        {"lr", tc->optim.lr != ct.optim.lr, ct.optim.lr},
+        {"momentum", tc->optim.momentum != ct.optim.momentum, ct.optim.momentum},
+        {"weight-decay", tc->optim.weight_decay != ct.optim.weight_decay, ct.optim.weight_decay},
+        {"beta2", tc->optim.beta2 != ct.optim.beta2, ct.optim.beta2},
+        {"schedule", tc->schedule != ct.schedule, ct.schedule},
+        {"lr-min", tc->lr_min != ct.lr_min, ct.lr_min},
+        {"decay", tc->decay != ct.decay, ct.decay},
+        {"warmup", tc->warmup != ct.warmup, ct.warmup},
+        {"clip", tc->clip != ct.clip, ct.clip},
+        {"patience", tc->patience != ct.patience, ct.patience},
+        {"valid-every", tc->valid_every != ct.valid_every, ct.valid_every},
+    };
+    char names[512] = "";
+    for (size_t i = 0; i < sizeof o / sizeof o[0]; i++)
+        if (given(argc, argv, o[i].opt) && o[i].differs) {
+            size_t n = strlen(names);
+            if (isfinite(o[i].was))
+                snprintf(names + n, sizeof names - n, "%s --%s (the checkpoint's: %g)",
+                         n ? "," : "", o[i].opt, o[i].was);
+            else
+                snprintf(names + n, sizeof names - n, "%s --%s", n ? "," : "", o[i].opt);
+        }
+    if (names[0])
+        return cli_error(V, "--resume %s continues the run it holds; these options contradict it:"
+                            "%s (leave them out to resume; --time-limit may change)",
+                         tc->resume, names);
+    return 0;
+}
+
 int cmd_train(int argc, char **argv) {
     if (argc < 2 || argv[1][0] == '-') {
         if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
@@ -186,19 +362,20 @@ int cmd_train(int argc, char **argv) {
     const char *train_path = NULL, *valid_path = NULL, *out = NULL, *log_path = NULL;
     const char *optimizer = NULL, *schedule = NULL, *tokens = NULL, *precision = "auto";
     double valid_portion = 0.05;
-    int threads = 0, quiet = 0, epochs = -1, no_char = 0, seed = 1;
+    int threads = 0, quiet = 0, epochs = -1, no_char = 0, seed = 1, log_append = 0;
     float weight_decay = -1, momentum = -1, beta2 = -1;
     cli_opt opts[] = {
         {"train", OPT_STR, &train_path, "FILE", "training data (required)"},
         {"valid", OPT_STR, &valid_path, "FILE", "validation data (default: hold out --valid-portion)"},
         {"valid-portion", OPT_DOUBLE, &valid_portion, "P", "share of the training data held out when there is no --valid (0.05)"},
-        {"out", OPT_STR, &out, "MODEL", "where the model that did best on valid goes (required)"},
+        {"out", OPT_STR, &out, "MODEL", "where the model that did best on valid goes, written at every new best (required)"},
         {"time-limit", OPT_DOUBLE, &tc.time_limit, "SECONDS", "stop in time (validation included); without --epochs, train until then"},
         {"epochs", OPT_INT, &epochs, "N", "passes over the training data"},
         {"seed", OPT_INT, &seed, "S", "seed of every random choice (1)"},
         {"threads", OPT_INT, &threads, "N", "threads (default: all processors)"},
         {"precision", OPT_STR, &precision, "auto|fp32|bf16", "products in bfloat16 (float sums; validation in float): auto = where the processor has AVX-512 BF16"},
-        {"log", OPT_STR, &log_path, "FILE", "write the metrics as JSON lines (for lstm plot)"},
+        {"log", OPT_STR, &log_path, "FILE", "write the metrics as JSON lines (for lstm plot); a new file"},
+        {"log-append", OPT_FLAG, &log_append, NULL, "add to the --log file instead (lstm plot draws each run apart)"},
         {"checkpoint", OPT_STR, &tc.checkpoint, "FILE", "save the whole training state at each validation"},
         {"checkpoint-every", OPT_DOUBLE, &tc.checkpoint_every, "SECONDS", "and at least this often (300)"},
         {"resume", OPT_STR, &tc.resume, "FILE", "continue from a checkpoint (same data)"},
@@ -228,7 +405,7 @@ int cmd_train(int argc, char **argv) {
         {"warmup", OPT_LONG, &tc.warmup, "STEPS", "linear warm-up"},
         {"clip", OPT_FLOAT, &tc.clip, "NORM", "clip the gradients' global norm (0: off)"},
         {"patience", OPT_INT, &tc.patience, "N", "stop after N validations without a new best (0: never)"},
-        {"valid-every", OPT_LONG, &tc.valid_every, "STEPS", "lm: validate every so many steps (0: each epoch)"},
+        {"valid-every", OPT_LONG, &tc.valid_every, "STEPS", "validate every so many steps (0: at the end of each epoch)"},
         OPT_END};
     char usage[128], about[1024];
     snprintf(usage, sizeof usage, "lstm train %s --train FILE [--valid FILE] --out MODEL [options]",
@@ -297,6 +474,14 @@ int cmd_train(int argc, char **argv) {
     }
     if (!(valid_portion > 0 && valid_portion < 1))
         return cli_error(V, "--valid-portion must be between 0 and 1");
+    if (log_append && !log_path)
+        return cli_error(V, "--log-append goes with --log FILE");
+    /* the files the run will write, before hours of reading and training */
+    if (check_writable("out", out) || (tc.checkpoint && check_writable("checkpoint", tc.checkpoint)) ||
+        (log_path && check_writable("log", log_path)))
+        return 1;
+    if (tc.resume && check_resume(argc - 1, argv + 1, &mc, &tc))
+        return 1;
 
     int status = 1;
     lstm_error err;
@@ -322,7 +507,7 @@ int cmd_train(int argc, char **argv) {
         train = rest;
         rest = NULL;
     }
-    if (log_path && !(pr.log = open_log(log_path))) {
+    if (log_path && !(pr.log = open_log(log_path, log_append))) {
         cli_error(V, "%s: cannot open the log for writing", log_path);
         goto done;
     }
@@ -331,8 +516,12 @@ int cmd_train(int argc, char **argv) {
     pr.quiet = quiet;
     pr.epochs = tc.epochs;
     pr.time_limit = tc.time_limit;
+    pr.loss = pr.tps = NAN;
     tc.on_event = on_event;
     tc.event_arg = &pr;
+    tc.out = out;
+    tc.should_stop = should_stop;
+    catch_signals();
     if (!(ctx = cli_precision_ctx(V, threads, precision, &valid_ctx)))
         goto done;
     tc.valid_ctx = valid_ctx;
@@ -346,16 +535,26 @@ int cmd_train(int argc, char **argv) {
     if (!(model = lstm_train(&mc, &tc, ctx, train, valid, &err))) {
         if (pr.tty && pr.bar_shown)
             fputc('\n', stderr);
-        cli_error(V, "%s", err.msg);
+        if (pr.best_saved)
+            cli_error(V, "%s; the best model so far is in %s", err.msg, out);
+        else
+            cli_error(V, "%s", err.msg);
         goto done;
     }
     if (lstm_model_save(model, out, &err)) {
         cli_error(V, "%s", err.msg);
         goto done;
     }
-    if (!quiet)
-        fprintf(stderr, "model written to %s\n", out);
     status = 0;
+    if (stop_signal) { /* the shell's convention: 128 + the signal */
+        status = 128 + stop_signal;
+        fprintf(stderr, "lstm train: stopped by %s: the best model so far is in %s%s%s\n",
+                stop_signal == SIGINT ? "SIGINT" : "SIGTERM", out,
+                tc.checkpoint ? ", the training state in " : "",
+                tc.checkpoint ? tc.checkpoint : "");
+    } else if (!quiet) {
+        fprintf(stderr, "model written to %s\n", out);
+    }
 done:
     if (pr.log)
         fclose(pr.log);
