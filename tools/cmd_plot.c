@@ -21,9 +21,12 @@ enum { MAX_POINTS = 2000, MARKERS_UPTO = 60 }; /* per series */
  * every other point, and it keeps the axis arithmetic finite. */
 #define HUGE_VALUE 1e100
 
-/* One curve, in file order (a resumed run may step back: drawn as written). */
+/* One curve, in file order (a resumed run may step back: drawn as written).
+ * A log may hold several runs (lstm train --log-append): run[i] says which
+ * point belongs to which, and each run is drawn as a line of its own. */
 typedef struct {
     double *x, *y;
+    int *run;
     size_t n, cap;
 } series;
 
@@ -31,11 +34,13 @@ typedef struct {
     series train, vloss, metric;
     char task[128], metric_name[128];
     long events; /* train and valid events */
+    int run;     /* the run being read: a "start" event that is not a resume begins one */
+    int runs;    /* runs with points */
 } plot_log;
 
 /* Appends (x, y); a non-finite or huge value is skipped, not an error.
  * Returns -1 when out of memory. */
-static int series_add(series *s, double x, double y) {
+static int series_add(series *s, double x, double y, int run) {
     if (!(fabs(x) <= HUGE_VALUE) || !(fabs(y) <= HUGE_VALUE))
         return 0;
     if (s->n == s->cap) {
@@ -48,9 +53,14 @@ static int series_add(series *s, double x, double y) {
         if (!ny)
             return -1;
         s->y = ny;
+        int *nr = realloc(s->run, cap * sizeof *nr);
+        if (!nr)
+            return -1;
+        s->run = nr;
         s->cap = cap;
     }
     s->x[s->n] = x;
+    s->run[s->n] = run;
     s->y[s->n++] = y;
     return 0;
 }
@@ -58,6 +68,7 @@ static int series_add(series *s, double x, double y) {
 static void series_free(series *s) {
     free(s->x);
     free(s->y);
+    free(s->run);
 }
 
 /* The field as a double, NaN when it is absent or not a number. */
@@ -183,8 +194,13 @@ static int read_log(FILE *f, const char *name, int use_time, plot_log *lg) {
         }
         const char *ev = json_string_value(json_object_get(o, "event"));
         int train = ev && strcmp(ev, "train") == 0, valid = ev && strcmp(ev, "valid") == 0;
-        if (ev && strcmp(ev, "start") == 0)
+        if (ev && strcmp(ev, "start") == 0) {
             copy_string(lg->task, sizeof lg->task, json_object_get(o, "task"));
+            /* a new run, unless it resumes the last one (the trainer says so) */
+            const char *msg = json_string_value(json_object_get(o, "message"));
+            if (lg->events > 0 && !(msg && strstr(msg, "(resumed)")))
+                lg->run++;
+        }
         if (train || valid) {
             const json_t *xv = json_object_get(o, xkey);
             if (!json_is_number(xv)) {
@@ -194,10 +210,12 @@ static int read_log(FILE *f, const char *name, int use_time, plot_log *lg) {
                 goto out;
             }
             double x = json_number_value(xv);
-            int err = series_add(train ? &lg->train : &lg->vloss, x, number_or_nan(o, "loss"));
+            int err = series_add(train ? &lg->train : &lg->vloss, x, number_or_nan(o, "loss"),
+                                 lg->run);
+            lg->runs = lg->run + 1;
             if (valid) {
                 copy_string(lg->metric_name, sizeof lg->metric_name, json_object_get(o, "metric"));
-                err |= series_add(&lg->metric, x, number_or_nan(o, "value"));
+                err |= series_add(&lg->metric, x, number_or_nan(o, "value"), lg->run);
             }
             lg->events++;
             if (err) {
@@ -415,19 +433,21 @@ static void put_point(FILE *f, const panel *p, const series *s, size_t i) {
 /* One series as a polyline, downsampled to at most MAX_POINTS by keeping
  * the lowest and the highest point of each run of consecutive points, so
  * that spikes survive; a few points also get a dot each. */
-static void draw_series(FILE *f, const panel *p, const series *s, const char *cls,
-                        const char *color) {
-    if (!s->n)
-        return;
+/* The points [a, b) of s as one line: all of them, or the lowest and the
+ * highest of each of MAX_POINTS / 2 bins when there are more. */
+static void draw_line(FILE *f, const panel *p, const series *s, size_t a, size_t b,
+                      const char *cls, const char *color, int earlier) {
+    size_t n = b - a;
     fprintf(f, "<polyline class=\"%s\" fill=\"none\" stroke=\"%s\" stroke-width=\"1.6\" "
-               "stroke-linejoin=\"round\" points=\"", cls, color);
-    if (s->n <= MAX_POINTS) {
-        for (size_t i = 0; i < s->n; i++)
+               "stroke-linejoin=\"round\"%s points=\"", cls, color,
+            earlier ? " stroke-dasharray=\"5 3\" stroke-opacity=\"0.55\"" : "");
+    if (n <= MAX_POINTS) {
+        for (size_t i = a; i < b; i++)
             put_point(f, p, s, i);
     } else {
         size_t nb = MAX_POINTS / 2;
-        for (size_t b = 0; b < nb; b++) {
-            size_t i0 = s->n * b / nb, i1 = s->n * (b + 1) / nb, lo = i0, hi = i0;
+        for (size_t k = 0; k < nb; k++) {
+            size_t i0 = a + n * k / nb, i1 = a + n * (k + 1) / nb, lo = i0, hi = i0;
             for (size_t i = i0; i < i1; i++) {
                 if (s->y[i] < s->y[lo])
                     lo = i;
@@ -440,6 +460,21 @@ static void draw_series(FILE *f, const panel *p, const series *s, const char *cl
         }
     }
     fprintf(f, "\"/>\n");
+}
+
+/* A series, one line per run: the last run solid, earlier ones dashed. */
+static void draw_series(FILE *f, const panel *p, const series *s, const char *cls,
+                        const char *color) {
+    if (!s->n)
+        return;
+    int last = s->run[s->n - 1];
+    for (size_t a = 0; a < s->n;) {
+        size_t b = a + 1;
+        while (b < s->n && s->run[b] == s->run[a])
+            b++;
+        draw_line(f, p, s, a, b, cls, color, s->run[a] != last);
+        a = b;
+    }
     for (size_t i = 0; s->n <= MARKERS_UPTO && i < s->n; i++)
         fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"2.5\" fill=\"%s\"/>\n", px(p, s->x[i]),
                 py(p, s->y[i]), color);
@@ -523,6 +558,11 @@ static void draw(FILE *f, const plot_log *lg, const plot_opts *po) {
                    "stroke-width=\"2.5\"/>\n<text class=\"legend\" x=\"%.1f\" y=\"%.1f\">%s</text>\n",
                 x, y, x + 20, y, legend[k].color, x + 25, y + 4, legend[k].label);
     }
+
+    if (lg->runs > 1)
+        fprintf(f, "<text class=\"runs\" x=\"%d\" y=\"%.1f\" font-size=\"11\" fill=\"#666\">"
+                   "%d runs in this log: the last solid, earlier ones dashed</text>\n",
+                LEFT + 60, p1.top - 9, lg->runs);
 
     /* panel 2: the validation metric and its best point */
     panel p2 = {330, 530, ax, {0, 1, 1}};
