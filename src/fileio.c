@@ -4,7 +4,9 @@
 
 #include "internal.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -102,8 +104,10 @@ static int write_parts(int fd, const lstm_file_part *parts, size_t nparts) {
     return 0;
 }
 
-/* Creates path + ".tmp.XXXXXX" with O_EXCL. Unlike mkstemp (mode 0600) the
- * file gets 0666 less the umask, as a plain fopen would give the result. */
+/* Creates path + ".tmp.PID.XXXXXX" with O_EXCL. Unlike mkstemp (mode 0600)
+ * the file gets 0666 less the umask, as a plain fopen would give the
+ * result. The PID in the name lets a later save tell a temporary file left
+ * by a killed process (remove_stale) from one being written right now. */
 static int create_temp(const char *path, char *tmp, size_t size) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -116,12 +120,60 @@ static int create_temp(const char *path, char *tmp, size_t size) {
         z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
         z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
         z ^= z >> 31;
-        snprintf(tmp, size, "%s.tmp.%06llx", path, (unsigned long long)(z & 0xffffff));
+        snprintf(tmp, size, "%s.tmp.%ld.%06llx", path, (long)getpid(),
+                 (unsigned long long)(z & 0xffffff));
         int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
         if (fd >= 0 || errno != EEXIST)
             return fd;
     }
     return -1;
+}
+
+/* Removes the temporary files of earlier saves of `file` that a process
+ * killed while writing left behind (kill -9 gives it no chance to clean
+ * up): FILE.tmp.PID.XXXXXX whose PID is no running process, and
+ * FILE.tmp.XXXXXX (the names before the PID was in them) older than ten
+ * minutes. Best effort: failures are ignored. A process of the same PID on
+ * another machine sharing the folder is not told apart. */
+static void remove_stale(const char *file) {
+    char *dir = strdup(file);
+    if (!dir)
+        return;
+    const char *fs = strrchr(file, '/'), *base = fs ? fs + 1 : file;
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        strcpy(dir, ".");
+    else if (slash == dir)
+        dir[1] = 0;
+    else
+        *slash = 0;
+    size_t blen = strlen(base);
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    while (d && (de = readdir(d)) != NULL) {
+        const char *nm = de->d_name;
+        if (strncmp(nm, base, blen) != 0 || strncmp(nm + blen, ".tmp.", 5) != 0)
+            continue;
+        const char *rest = nm + blen + 5;
+        char *end;
+        long pid = strtol(rest, &end, 10);
+        int stale = 0;
+        char path[4096];
+        if (snprintf(path, sizeof path, "%s/%s", dir, nm) >= (int)sizeof path)
+            continue;
+        if (end > rest && *end == '.' && strlen(end + 1) == 6) {
+            stale = pid > 0 && pid != (long)getpid() && kill((pid_t)pid, 0) != 0 &&
+                    errno == ESRCH;
+        } else if (strlen(rest) == 6 && strspn(rest, "0123456789abcdef") == 6) {
+            struct stat sb;
+            stale = stat(path, &sb) == 0 && S_ISREG(sb.st_mode) && time(NULL) - sb.st_mtime > 600;
+        }
+        if (stale)
+            unlink(path);
+    }
+    if (d)
+        closedir(d);
+    free(dir);
 }
 
 /* What exists and is neither a regular file nor a directory (a pipe, a
@@ -183,7 +235,8 @@ lstm_status lstm_write_file_parts(const char *path, const lstm_file_part *parts,
     if (lstat(path, &sb) == 0 && S_ISLNK(sb.st_mode))
         real = realpath(path, NULL);
     const char *file = real ? real : path;
-    size_t tsize = strlen(file) + 16;
+    remove_stale(file);
+    size_t tsize = strlen(file) + 40;
     char *tmp = malloc(tsize);
     if (!tmp) {
         free(real);
