@@ -170,10 +170,10 @@ lstm_model *model_create(const lstm_model_config *cfg, const lstm_dataset *train
             return NULL;
         }
         if (m->nlabels < 2) {
-            lstm_model_free(m);
             lstm_fail(err, LSTM_ERR_INVALID, "%s: only one %s (%s): nothing to learn",
                       train->name, m->ops->label,
                       train->nlabels ? train->labels[0] : "none");
+            lstm_model_free(m);
             return NULL;
         }
     }

@@ -180,6 +180,8 @@ static void show(progress *pr, const lstm_event *ev, int final) {
 static void on_event(const lstm_event *ev, void *arg) {
     progress *pr = arg;
     log_event(pr, ev);
+    if (ev->type == LSTM_EV_VALID)
+        pr->best_saved |= ev->best; /* --out was written before the event */
     if (pr->quiet)
         return;
     switch (ev->type) {
@@ -201,7 +203,6 @@ static void on_event(const lstm_event *ev, void *arg) {
         pr->metric = ev->metric;
         pr->have_valid = 1;
         pr->last_best = ev->best;
-        pr->best_saved |= ev->best;
         if (pr->tty) {
             show(pr, ev, 1);
         } else {

@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# unhappy.sh BUILD - the unhappy path through the lstm program, one check per
+# kind of fault: numbers that are not finite, work lost to a bad path, a
+# signal or a kill, data files that are fine elsewhere (a byte-order mark,
+# spaces around a tag, labels the model does not know), --json that is not
+# JSON, a progress line wider than the terminal, and samples that start with
+# junk. Small models on tests/data; prints "N passed, N failed" last.
+set -u
+build=${1:-build}
+L=$(cd "$(dirname "$build/lstm")" && pwd)/lstm
+here=$(cd "$(dirname "$0")" && pwd)
+data=$here/../data
+tmp=$(mktemp -d /tmp/lstm-unhappy-XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+cd "$tmp" || exit 2
+pass=0 fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL $*"; }
+# expect DESC STATUS NEEDLE CMD...: exit status STATUS and NEEDLE on stderr
+expect() {
+    local what=$1 want=$2 needle=$3; shift 3
+    "$@" >out 2>err
+    local rc=$?
+    if [ $rc -eq "$want" ] && grep -qF -- "$needle" err; then ok
+    else bad "$what: exit $rc (want $want), stderr: $(head -c 400 err)"; fi
+}
+json_num() { sed -n "s/.*\"$2\":\([-0-9.e]*\).*/\1/p" "$1" | head -n 1; }
+
+head -c 60000 "$data/brown-text-train.txt" >lm.txt
+head -c 20000 "$data/brown-text-valid.txt" >lmv.txt
+LM=(--train lm.txt --valid lmv.txt --hidden 32 --embedding 8 --batch 8 --seq-len 25 --threads 2)
+
+# ---- numbers that are not finite ---------------------------------------------
+# SGD at 3e38 overflows the weights within a few steps: the run must stop with
+# the step, exit non-zero, and leave no model with weights that are not finite
+expect "a diverging run ends, naming the step" 1 "training diverged" \
+    "$L" train lm "${LM[@]}" --optimizer sgd --lr 3e38 --clip 0 --epochs 1 --valid-every 1 \
+    --out div.st --quiet
+grep -q "step [0-9]" err && ok || bad "the divergence message names the step: $(cat err)"
+if [ -f div.st ]; then # a best from before the divergence: finite, and usable
+    "$L" eval div.st lmv.txt >/dev/null 2>err && ok || bad "the best model before divergence evaluates: $(cat err)"
+    grep -q "best model so far is in div.st" <(cat err; "$L" train lm "${LM[@]}" --optimizer sgd \
+        --lr 3e38 --clip 0 --epochs 1 --valid-every 1 --out div.st --quiet 2>&1) && ok ||
+        bad "a diverged run says where the best model so far is"
+else
+    ok; ok
+fi
+
+# a small model for what follows
+"$L" train lm "${LM[@]}" --epochs 2 --lr 1e-2 --valid-every 0 --out lm.st --quiet 2>err ||
+    bad "train the small lm: $(cat err)"
+# very small temperatures are the argmax: the same text as --top-k 1, whatever the seed
+"$L" sample lm.st --prime "The " --length 40 --top-k 1 >greedy.txt 2>err
+for t in 1e-30 1e-38 1e-45; do
+    "$L" sample lm.st --prime "The " --length 40 --temperature $t --seed 7 >cold.txt 2>err
+    cmp -s greedy.txt cold.txt && ok || bad "--temperature $t gives the argmax: $(head -c 80 cold.txt)"
+done
+
+# ---- work is never lost ------------------------------------------------------
+# the paths a run writes are checked before its data is read (the data here
+# does not even exist: the complaint must be about the path)
+expect "--out in a folder that does not exist, before any data" 1 "--out nowhere/m.st" \
+    "$L" train lm --train missing.txt --out nowhere/m.st
+expect "--checkpoint in a folder that does not exist" 1 "--checkpoint nowhere/c.st" \
+    "$L" train lm --train missing.txt --out m.st --checkpoint nowhere/c.st
+expect "--log in a folder that does not exist" 1 "--log nowhere/l.log" \
+    "$L" train lm --train missing.txt --out m.st --log nowhere/l.log
+mkdir -p adir
+expect "--out that is a folder" 1 "is a folder" "$L" train lm --train missing.txt --out adir
+
+# SIGINT and SIGTERM: the run ends at the end of a step with exit 130/143, the
+# best model so far evaluates and the checkpoint resumes
+for sig in INT TERM; do
+    rm -f sig.st sig.ck sig.log
+    "$L" train lm "${LM[@]}" --epochs 50 --valid-every 20 --out sig.st --checkpoint sig.ck \
+        --log sig.log --quiet 2>err &
+    pid=$!
+    for _ in $(seq 100); do grep -q '"valid"' sig.log 2>/dev/null && break; sleep 0.1; done
+    kill -$sig $pid
+    wait $pid
+    rc=$?
+    want=$([ $sig = INT ] && echo 130 || echo 143)
+    [ $rc -eq "$want" ] && ok || bad "SIG$sig: exit $rc, want $want: $(cat err)"
+    grep -q "best model so far is in sig.st" err && ok || bad "SIG$sig says where the best model is: $(cat err)"
+    "$L" eval sig.st lmv.txt >/dev/null 2>&1 && ok || bad "SIG$sig: the best model evaluates"
+    "$L" eval sig.ck lmv.txt >/dev/null 2>&1 && ok || bad "SIG$sig: eval accepts the checkpoint (its best weights)"
+done
+"$L" train lm "${LM[@]}" --epochs 50 --valid-every 20 --time-limit 1 --out res.st --resume sig.ck --quiet 2>err &&
+    ok || bad "the checkpoint written at SIGTERM resumes: $(cat err)"
+"$L" sample sig.ck --length 5 >/dev/null 2>&1 && ok || bad "sample accepts a checkpoint"
+expect "--resume with options that contradict the checkpoint names them" 1 "--hidden (the checkpoint's: 32), --lr" \
+    "$L" train lm "${LM[@]}" --hidden 64 --lr 0.5 --epochs 50 --out res.st --resume sig.ck
+# a run that ends before its first validation reports no figure
+"$L" train lm "${LM[@]}" --time-limit 0.01 --out tl.st 2>err >/dev/null
+grep -q "no figure was measured" err && ! grep -q "best valid" err && ok ||
+    bad "a run without a validation says so: $(cat err)"
+# --log starts a new file; --log-append adds a run
+"$L" train lm "${LM[@]}" --epochs 1 --valid-every 0 --out l.st --log two.log --quiet
+"$L" train lm "${LM[@]}" --epochs 1 --valid-every 0 --out l.st --log two.log --quiet
+[ "$(grep -c '"start"' two.log)" -eq 1 ] && ok || bad "--log starts a new file"
+"$L" train lm "${LM[@]}" --epochs 1 --valid-every 0 --out l.st --log two.log --log-append --quiet
+[ "$(grep -c '"start"' two.log)" -eq 2 ] && ok || bad "--log-append adds to it"
+"$L" plot two.log --out two.svg 2>/dev/null && grep -q "2 runs in this log" two.svg && ok ||
+    bad "lstm plot draws two runs of one log apart"
+# kill -9 during checkpoint writes: the files left always load, and the
+# temporary files of killed writes are removed by the next save
+for i in 1 2 3 4 5 6; do
+    "$L" train lm "${LM[@]}" --epochs 50 --valid-every 5 --out k.st --checkpoint k.ck --quiet \
+        ${resume:-} 2>/dev/null &
+    pid=$!
+    sleep "0.$((RANDOM % 9 + 1))"
+    kill -9 $pid 2>/dev/null
+    wait $pid 2>/dev/null
+    [ -f k.ck ] && resume="--resume k.ck"
+done
+if [ -f k.ck ]; then
+    "$L" eval k.st lmv.txt >/dev/null 2>&1 && ok || bad "after kill -9: the best model evaluates"
+    "$L" train lm "${LM[@]}" --epochs 50 --valid-every 5 --out k.st --checkpoint k.ck --resume k.ck \
+        --time-limit 2 --quiet 2>err && ok || bad "after kill -9: the checkpoint resumes: $(cat err)"
+    ls k.ck.tmp.* >/dev/null 2>&1 && bad "temporary files of killed saves remain: $(ls k.ck.tmp.*)" || ok
+else
+    bad "no checkpoint was written before the kills"
+fi
+
+# ---- data files that are fine elsewhere --------------------------------------
+printf '\xef\xbb\xbf__label__ham hello there friend\n__label__spam buy cheap pills now\n__label__ham see you at lunch\n__label__spam cheap offer now\n' >bom.txt
+"$L" train classify --train bom.txt --valid bom.txt --hidden 8 --embedding 8 --epochs 2 \
+    --out cls.st --quiet 2>err && ok || bad "a fastText file with a byte-order mark trains: $(cat err)"
+printf '\xef\xbb\xbfThe\tat\ndog\tnn\n\n' >bom.tsv
+"$L" train tag --train bom.tsv --valid bom.tsv --hidden 8 --embedding 8 --epochs 1 --out t.st \
+    --quiet 2>err && ok || bad "a tag file with a byte-order mark trains: $(cat err)"
+printf '\xef\xbb\xbfhello there\n' | "$L" predict cls.st >out 2>err && [ "$(wc -l <out)" -eq 1 ] &&
+    ok || bad "predict input with a byte-order mark: $(cat err)"
+# spaces around a tag are not part of it: "nn " and "nn" are one tag, so
+# this file has only one and is refused as such
+printf 'dog\tnn \ncat\t nn\n\n' >sp.tsv
+expect "spaces around a tag are trimmed" 1 "only one tag (nn)" \
+    "$L" train tag --train sp.tsv --valid sp.tsv --epochs 1 --out t.st
+# labels the model does not know: every figure over the known ones, named
+printf '__label__ham hello friend\n__label__HAM hi\n__label__junk buy\n__label__junk cheap\n' >unk.txt
+"$L" eval cls.st unk.txt --json >out 2>err
+grep -q 'warning: 3 documents .*HAM (1), junk (2)' err && ok || bad "eval warns with the unknown labels: $(cat err)"
+[ "$(json_num out documents)" = 1 ] && [ "$(json_num out skipped)" = 3 ] && ok ||
+    bad "eval counts only the known documents: $(cat out)"
+
+# ---- --json means JSON -------------------------------------------------------
+for m in lm.st cls.st; do
+    f=$([ $m = lm.st ] && echo lmv.txt || echo bom.txt)
+    "$L" eval $m $f --json >out 2>/dev/null
+    if command -v python3 >/dev/null; then
+        python3 -c 'import json,sys; json.load(open(sys.argv[1]))' out && ok ||
+            bad "eval $m --json is one JSON document: $(head -c 200 out)"
+    fi
+    [ "$(grep -c . out)" -eq 1 ] && ok || bad "eval $m --json prints only the JSON"
+done
+
+# ---- the terminal ------------------------------------------------------------
+# under a 60-column terminal no line of the progress output is wider (a wider
+# line wraps and leaves a copy behind at every refresh)
+if command -v script >/dev/null; then
+    script -qec "stty cols 60; '$L' train lm ${LM[*]} --epochs 1 --valid-every 40 --out tty.st" \
+        /dev/null >tty.out 2>&1
+    widest=$(tr '\r' '\n' <tty.out | sed 's/\x1b\[K//g' | grep '^epoch' |
+             awk '{ if (length($0) > w) w = length($0) } END { print w + 0 }')
+    [ "$widest" -le 60 ] && [ "$widest" -gt 20 ] && ok || bad "the progress line fits 60 columns: $widest"
+    grep -q "loss -" tty.out && ok || bad "a figure not yet measured shows as -"
+    grep -q "bpc\*" tty.out && ok || bad "a new best is marked"
+fi
+
+# ---- samples are clean from the first byte -----------------------------------
+# the first bytes of a primed sample are about as likely under the model as
+# the rest: scored by lstm eval from a warm state (text the model knows, then
+# the newline and prime the sampler starts from), the first 8 bytes' mean
+# negative log likelihood is at most 1.25 times that of the next 32
+head -c 3000 lmv.txt >ctx.txt
+first=0 rest=0
+for seed in 1 2 3 4 5 6 7 8 9 10; do
+    "$L" sample lm.st --prime "The " --length 40 --seed $seed >s.txt 2>/dev/null
+    g=$(tail -c +5 s.txt) # the drawn bytes, without the prime
+    tot() { printf '%s\nThe %s' "$(cat ctx.txt)" "$1" >e.txt
+            "$L" eval lm.st e.txt --json | awk -F'[:,]' '{for(i=1;i<NF;i++){if($i~/"bytes"/)b=$(i+1); if($i~/"loss"/)l=$(i+1)}} END{printf "%.6f", l*(b-1)}'; }
+    t0=$(tot "") t8=$(tot "${g:0:8}") t40=$(tot "$g")
+    first=$(awk -v a="$first" -v x="$t8" -v y="$t0" 'BEGIN{print a + x - y}')
+    rest=$(awk -v a="$rest" -v x="$t40" -v y="$t8" 'BEGIN{print a + x - y}')
+done
+awk -v f="$first" -v r="$rest" 'BEGIN{exit !(f / 8 <= 1.25 * r / 32)}' && ok ||
+    bad "the first bytes of a sample are as likely as the rest: $first/8 against $rest/32 nats"
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
