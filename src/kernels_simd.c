@@ -22,122 +22,7 @@
  * everything else - the gates, the state, the backward's pointwise part,
  * the sums - stays in float.
  */
-#include "nn.h"
-
-#include <math.h>
-#include <stdlib.h>
-#include <string.h>
-
-#if !defined(KERNEL_ISA)
-#error "compile with -DKERNEL_ISA=generic|avx2|avx512"
-#endif
-
-#define generic 1
-#define avx2 2
-#define avx512 3
-#define avx512bf16 4
-#if KERNEL_ISA == avx512
-#define VL 16
-#define MR 6
-#define TABLE nn_kernels_avx512
-#define NAME "avx512"
-#elif KERNEL_ISA == avx512bf16
-#define VL 16
-#define MR 6
-#define TABLE nn_kernels_avx512bf16
-#define NAME "avx512bf16"
-#define BF16 1
-#elif KERNEL_ISA == avx2
-#define VL 8
-#define MR 3
-#define TABLE nn_kernels_avx2
-#define NAME "avx2"
-#else
-#define VL 4
-#define MR 2
-#define TABLE nn_kernels_generic
-#define NAME "generic"
-#endif
-#undef generic
-#undef avx2
-#undef avx512
-#undef avx512bf16
-#ifndef BF16
-#define BF16 0
-#endif
-
-#define NR (4 * VL) /* columns of a panel: four vectors */
-
-typedef float vf __attribute__((vector_size(VL * 4)));
-typedef int32_t vi __attribute__((vector_size(VL * 4)));
-
-#define INLINE static inline __attribute__((always_inline))
-
-INLINE vf vload(const float *p) {
-    vf v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-INLINE void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
-/* A broadcast. ((vf){0} + a would cost an addition: 0 + -0 is +0.) */
-#if VL == 16
-#define VSET(a) {a, a, a, a, a, a, a, a, a, a, a, a, a, a, a, a}
-#elif VL == 8
-#define VSET(a) {a, a, a, a, a, a, a, a}
-#else
-#define VSET(a) {a, a, a, a}
-#endif
-INLINE vf vset(float a) { return (vf)VSET(a); }
-/* Loads n < VL floats, the rest zero. */
-INLINE vf vload_n(const float *p, int n) {
-    float t[VL] = {0};
-    memcpy(t, p, sizeof(float) * n);
-    return vload(t);
-}
-INLINE void vstore_n(float *p, vf v, int n) {
-    float t[VL];
-    vstore(t, v);
-    memcpy(p, t, sizeof(float) * n);
-}
-INLINE vf vsel(vi mask, vf a, vf b) { return (vf)((mask & (vi)a) | (~mask & (vi)b)); }
-INLINE vf vmin(vf a, vf b) { return vsel(a < b, a, b); }
-INLINE vf vmax(vf a, vf b) { return vsel(a > b, a, b); }
-
-/* e^x for x clamped to [-87.3, 88.37], about 1 ulp: e^x = 2^n e^r with
- * |r| <= ln2/2 and Cephes' polynomial for e^r. */
-INLINE vf vexp(vf x) {
-    x = vmin(vmax(x, vset(-87.3f)), vset(88.37f));
-    vf t = x * 1.44269504088896341f;
-    vf nf = (t + 12582912.0f) - 12582912.0f; /* round to nearest */
-    vf r = x - nf * 0.693359375f;
-    r = r - nf * -2.12194440e-4f;
-    vf p = vset(1.9875691500e-4f);
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    vi n = __builtin_convertvector(nf, vi);
-    return p * (vf)((n + 127) << 23);
-}
-
-INLINE vf vsigmoid(vf x) { return 1.0f / (1.0f + vexp(-x)); }
-
-/* tanh: an odd polynomial near zero (Cephes), 1 - 2/(e^2|x| + 1) beyond. */
-INLINE vf vtanh(vf x) {
-    vf ax = (vf)((vi)x & 0x7fffffff);
-    vf z = x * x;
-    vf small = vset(-5.70498872745e-3f);
-    small = small * z + 2.06390887954e-2f;
-    small = small * z - 5.37397155531e-2f;
-    small = small * z + 1.33314422036e-1f;
-    small = small * z - 3.33332819422e-1f;
-    small = small * z * x + x;
-    vf big = 1.0f - 2.0f / (vexp(2.0f * ax) + 1.0f);
-    big = (vf)((vi)big | ((vi)x & (int32_t)0x80000000)); /* sign of x */
-    return vsel(ax < 0.625f, small, big);
-}
+#include "simd.h"
 
 /* ------------------------------------------------------------------ */
 /* The microkernel: acc[r][q] = sum_k A[r][k] P[k][q*VL .. q*VL+VL), over
@@ -206,47 +91,7 @@ INLINE void mk1(vf acc[MR][4], const float *A1, long ks1, int K1, const float *A
     acc[0][0] = e0 + o0, acc[0][1] = e1 + o1, acc[0][2] = e2 + o2, acc[0][3] = e3 + o3;
 }
 
-/* The rows of the next tile: blocks as even as possible, at most MR, so
- * that 32 rows are 6+6+5+5+5+5 rather than 6+6+6+6+6+2. */
-static inline int row_block(int remaining) {
-    int blocks = (remaining + MR - 1) / MR;
-    return (remaining + blocks - 1) / blocks;
-}
-
-/* Dispatches a row count 1..MR to the microkernel compiled for it. */
-#define MK_CASES(body)                                                                            \
-    switch (mr) {                                                                                 \
-    case 1: { const int m_ = 1; body; } break;                                                    \
-    case 2: { const int m_ = 2; body; } break;                                                    \
-    case 3: { const int m_ = MR >= 3 ? 3 : 1; body; } break;                                      \
-    case 4: { const int m_ = MR >= 4 ? 4 : 1; body; } break;                                      \
-    case 5: { const int m_ = MR >= 5 ? 5 : 1; body; } break;                                      \
-    default: { const int m_ = MR; body; } break;                                                  \
-    }
-
-/* Stores rows of acc into C (columns c0 .. c0+ncols of a panel), C = acc + beta C. */
-static void store_tile(int mr, vf acc[MR][4], float *C, long ldc, int ncols, float alpha,
-                       float beta) {
-    for (int r = 0; r < mr; r++)
-        for (int q = 0; q < 4; q++) {
-            int n = ncols - q * VL;
-            if (n <= 0)
-                break;
-            float *c = C + r * ldc + q * VL;
-            vf v = acc[r][q] * alpha;
-            if (n >= VL) {
-                if (beta != 0)
-                    v += beta * vload(c);
-                vstore(c, v);
-            } else {
-                if (beta != 0)
-                    v += beta * vload_n(c, n);
-                vstore_n(c, v, n);
-            }
-        }
-}
-
-#if BF16
+#if SIMD_BF16
 /* ------------------------------------------------------------------ */
 /* bfloat16. A packed panel is (ceil(K/2), NR) 32-bit words: word
  * [kk][col] holds column col's values at k = 2kk (low half) and 2kk + 1
@@ -379,7 +224,7 @@ INLINE void mkb(const int mr, vf acc[MR][4], const uint32_t *A, long rs, long ks
 /* Packing. A panel is (K, NR) k-major: panel p holds columns
  * [p*NR, p*NR + NR), zero past N. */
 
-#if BF16
+#if SIMD_BF16
 /* Sizes are in floats (one float holds one pair). */
 static size_t simd_pack_size(int N, int K) { return (size_t)(N + NR - 1) / NR * NR * ((K + 1) / 2); }
 
@@ -441,29 +286,7 @@ static void simd_pack_nn(float *dst, const float *W, int K, int N) {
 }
 #endif
 
-/* Cache blocking of the large products: KC columns of A by MC rows stay in
- * L2; a KC x NC block of packed B is shared by the threads (see gemm). */
-#ifndef KC
-#define KC 1024
-#endif
-#ifndef MC
-#define MC (16 * MR)
-#endif
-#ifndef NC
-#define NC 2048 /* wide: the weight gradients' A (dG, all steps) packed once */
-#endif
-
-/* Work below this many multiply-adds is done on the calling thread. */
-#define PARALLEL_MIN (1 << 15)
-
-typedef struct {
-    int M, N, K, lda, ldc;
-    const float *A, *Wp;
-    float *C;
-    float beta;
-} pgemm_job;
-
-#if BF16
+#if SIMD_BF16
 /* Rows [m0, m1) of C, against panels [p0, p1), k from k0 to k0 + kc (k0
  * even): each block of rows is converted once for all the panels. */
 static void pgemm_block(const pgemm_job *j, int m0, int m1, int p0, int p1, int k0, int kc) {
@@ -503,7 +326,7 @@ static void pgemm_block(const pgemm_job *j, int m0, int m1, int p0, int p1, int 
 }
 #endif
 
-#if !BF16
+#if !SIMD_BF16
 /* Work "panels x blocks of rows" for few rows: the M rows cut into blocks
  * by row_block (as a single thread cuts them), the pieces numbered panel by
  * panel. A thread's share (nn_split of panels * blocks) may begin or end
@@ -555,7 +378,7 @@ static void pgemm_part(void *arg, int tid, int nt) {
     const pgemm_job *j = arg;
     int panels = (j->N + NR - 1) / NR;
     if (j->M < 4 * MC) {
-#if BF16
+#if SIMD_BF16
         int p0, p1;
         nn_split(panels, 1, tid, nt, &p0, &p1);
         pgemm_block(j, 0, j->M, p0, p1, 0, j->K);
@@ -586,11 +409,8 @@ static void simd_pgemm(const nn_ctx *ctx, int M, int N, int K, const float *A, i
         nn_pool_run(ctx->pool, pgemm_part, &j);
 }
 
-/* ------------------------------------------------------------------ */
-/* The cell. Panel p holds units [p*VL, p*VL + VL) of all four gates:
- * column q*VL + lane is row q*H + p*VL + lane of [W_ih | W_hh]. */
 
-#if BF16
+#if SIMD_BF16
 static size_t simd_cell_pack_size(int H, int K1, int K2) {
     return (size_t)(H + VL - 1) / VL * NR * ((K1 + K2 + 1) / 2);
 }
@@ -641,61 +461,7 @@ static void simd_cell_pack(float *dst, const float *w_ih, const float *w_hh, int
 }
 #endif
 
-/* Gate epilogue for rows [m, m+mr) and units [u, u+n), n <= VL. */
-static void cell_epilogue(const nn_cell_fwd *a, int m, int mr, vf acc[MR][4], int u, int n) {
-    int H = a->H;
-    size_t G = (size_t)4 * H;
-    for (int r = 0; r < mr; r++) {
-        size_t row = (size_t)(m + r);
-        vf pre[4];
-        for (int q = 0; q < 4; q++) {
-            pre[q] = acc[r][q];
-            size_t off = (size_t)q * H + u;
-            if (a->gin)
-                pre[q] += n == VL ? vload(a->gin + row * G + off) : vload_n(a->gin + row * G + off, n);
-            if (a->bias)
-                pre[q] += n == VL ? vload(a->bias + off) : vload_n(a->bias + off, n);
-        }
-        vf i = vsigmoid(pre[0]), f = vsigmoid(pre[1]), g = vtanh(pre[2]), o = vsigmoid(pre[3]);
-        const float *cp = a->cp + row * H + u;
-        vf c = f * (n == VL ? vload(cp) : vload_n(cp, n)) + i * g;
-        vf h = o * vtanh(c);
-        float *gr = a->g + row * G + u;
-        if (n == VL) {
-            vstore(gr, i);
-            vstore(gr + H, f);
-            vstore(gr + 2 * H, g);
-            vstore(gr + 3 * H, o);
-            vstore(a->c + row * H + u, c);
-            vstore(a->h + row * H + u, h);
-            if (a->y)
-                vstore(a->y + row * a->ldy + u, h);
-        } else {
-            vstore_n(gr, i, n);
-            vstore_n(gr + H, f, n);
-            vstore_n(gr + 2 * H, g, n);
-            vstore_n(gr + 3 * H, o, n);
-            vstore_n(a->c + row * H + u, c, n);
-            vstore_n(a->h + row * H + u, h, n);
-            if (a->y)
-                vstore_n(a->y + row * a->ldy + u, h, n);
-        }
-    }
-}
-
-/* Asks for rows [0, M) of the columns [u, u+n) of each of the `blocks`
- * blocks of H columns of X (row stride ld) to be brought into cache: what
- * this thread reads at the next step, which was written long ago. */
-static void prefetch_units(const float *X, size_t ld, int M, int H, int blocks, int u, int n) {
-    if (!X)
-        return;
-    for (int m = 0; m < M; m++)
-        for (int q = 0; q < blocks; q++)
-            for (int i = 0; i < n; i += 16)
-                __builtin_prefetch(X + m * ld + (size_t)q * H + u + i, 0, 3);
-}
-
-#if BF16
+#if SIMD_BF16
 /* Each block of rows of [x | hp] is converted once for all of this
  * thread's panels; a K beyond BKC (rare) is converted per panel, a block
  * of columns at a time, the sums carried in registers. */
@@ -765,45 +531,6 @@ static void simd_cell_forward(const nn_ctx *ctx, const nn_cell_fwd *a) {
         nn_pool_run(ctx->pool, cell_forward_part, (void *)a);
 }
 
-/* Pointwise backward for units [u0, u1) of all rows, vectorised; a block
- * of units at a time, so the bias gradient sums stay in registers. */
-static void cell_backward_pointwise(const nn_cell_bwd *a, int u0, int u1) {
-    int H = a->H;
-    size_t G = (size_t)4 * H;
-    for (int u = u0; u < u1; u += VL) {
-        int n = u1 - u < VL ? u1 - u : VL;
-#define LD(p) (n == VL ? vload(p) : vload_n((p), n))
-#define ST(p, v) (n == VL ? vstore((p), (v)) : vstore_n((p), (v), n))
-        vf db0 = vset(0), db1 = vset(0), db2 = vset(0), db3 = vset(0);
-        for (int m = 0; m < a->M; m++) {
-            float *gm = a->g + m * G;
-            size_t base = (size_t)m * H;
-            vf i = LD(gm + u), f = LD(gm + H + u), g = LD(gm + 2 * H + u), o = LD(gm + 3 * H + u);
-            vf c = LD(a->c + base + u), cp = LD(a->cp + base + u), dh = LD(a->dr + base + u);
-            if (a->dy)
-                dh += LD(a->dy + (size_t)m * a->ldy + u);
-            vf tc = vtanh(c);
-            vf d = LD(a->dc + base + u) + dh * o * (1.0f - tc * tc);
-            vf di = d * g * i * (1.0f - i), df = d * cp * f * (1.0f - f);
-            vf dg = d * i * (1.0f - g * g), dO = dh * tc * o * (1.0f - o);
-            ST(gm + u, di);
-            ST(gm + H + u, df);
-            ST(gm + 2 * H + u, dg);
-            ST(gm + 3 * H + u, dO);
-            ST(a->dc + base + u, d * f);
-            db0 += di, db1 += df, db2 += dg, db3 += dO;
-        }
-        if (a->db) {
-            ST(a->db + u, LD(a->db + u) + db0);
-            ST(a->db + H + u, LD(a->db + H + u) + db1);
-            ST(a->db + 2 * H + u, LD(a->db + 2 * H + u) + db2);
-            ST(a->db + 3 * H + u, LD(a->db + 3 * H + u) + db3);
-        }
-#undef LD
-#undef ST
-    }
-}
-
 typedef struct {
     const nn_cell_bwd *a;
     nn_pool *pool;
@@ -832,39 +559,7 @@ static void simd_cell_backward(const nn_ctx *ctx, const nn_cell_bwd *a) {
         nn_pool_run(ctx->pool, cell_backward_job, &j);
 }
 
-/* ------------------------------------------------------------------ */
-/* A general product, blocked for the caches as BLIS does: op(B) is packed
- * KC x NC at a time into NR-column micro-panels (shared by the threads,
- * kept in L2), op(A) MC x KC at a time into MR-row micro-panels (private to
- * each thread); each micro-panel of B then stays in L1 while the
- * microkernel runs down the rows of the A block. Threads split the rows. */
-
-
-/* One block of columns of C: C (M, N) += A op(B). A product may have two,
- * sharing A (the two weight gradients of one LSTM direction). */
-typedef struct {
-    const float *B;
-    float *C;
-    int N, ldb, ldc, tB;
-    int p0; /* its first micro-panel in the job's numbering */
-} gemm_cols;
-
-typedef struct {
-    int tA, M, K, lda;
-    float alpha, beta;
-    const float *A;
-    gemm_cols cols[2];
-    int ncols, panels; /* column blocks; micro-panels over all of them */
-    float *bpack;      /* min(K, KC) * min(N, NC) */
-    float *apack;      /* per thread: MC * min(K, KC) */
-    nn_pool *pool;
-} gemm_job;
-
-static const gemm_cols *panel_cols(const gemm_job *j, int p) {
-    return j->ncols > 1 && p >= j->cols[1].p0 ? &j->cols[1] : &j->cols[0];
-}
-
-#if BF16
+#if SIMD_BF16
 /* Micro-panels [p0, p1) of op(B) rows [k0, k0+kc) into dst as bfloat16
  * pair panels ((kc+1)/2, NR), zero past the block's last column and row;
  * dst holds panels from pbase on. */
@@ -1160,8 +855,8 @@ static void simd_xent_backward(const nn_ctx *ctx, float *d, const float *logp,
         nn_pool_run(ctx->pool, xent_backward_part, &j);
 }
 
-const nn_kernels TABLE = {
-    .name = NAME,
+const nn_kernels SIMD_TABLE = {
+    .name = SIMD_NAME,
     .gemm = simd_gemm,
     .gemm_tn2 = simd_gemm_tn2,
     .pack_size = simd_pack_size,
