@@ -2,7 +2,7 @@
  * simd.h - what the fast kernels of both precisions share: kernels_f32.c
  * (the float kernel sets) and kernels_bf16.c (the bfloat16 products of the
  * avx512bf16 set). Each is compiled once per instruction set it serves,
- * with -DKERNEL_ISA= generic, avx2, avx512 or avx512bf16 (see the
+ * with KERNEL_ISA set to generic, avx2, avx512 or avx512bf16 (see the
  * Makefile); this header turns that into the vector width VL, the rows of
  * a tile MR, and the set's name and table.
  *
@@ -15,8 +15,8 @@
  *   - cell_forward: the same product against W_hh packed so that a panel
  *     holds the four gates (i, f, g, o) of VL hidden units; the gate
  *     nonlinearities and the state update then run on the accumulators,
- *     still in registers. Threads take disjoint hidden units, so a step
- *     needs no synchronisation inside.
+ *     still in registers. Threads take disjoint pieces (panels of units,
+ *     blocks of rows), so a step needs no synchronisation inside.
  *   - gemm: packs B panels block by block, for builds without a BLAS.
  *
  * Here: the vector type, its loads and stores, the polynomial exp, sigmoid
@@ -25,7 +25,8 @@
  * products run as; the cell's pointwise parts, float in both precisions,
  * which each file's cell must inline (the accumulators stay in registers).
  * All of it is static: every compile has its own copy, built for its
- * instruction set.
+ * instruction set. The entry points that run the products on the threads
+ * are in simd_entry.h.
  */
 #ifndef LSTM_SIMD_H
 #define LSTM_SIMD_H
@@ -78,7 +79,8 @@
 #define SIMD_TABLE SIMD_CAT(nn_kernels_, KERNEL_ISA)
 #define SIMD_FN(f) SIMD_CAT(f##_, KERNEL_ISA)
 
-/* On the static functions below that not every compile calls. */
+/* On the static functions below that not every compile calls (the
+ * avx512bf16 compile of kernels_f32.c has only the loss kernels). */
 #define MAYBE_UNUSED __attribute__((unused))
 
 #define NR (4 * VL) /* columns of a panel: four vectors */
@@ -199,6 +201,13 @@ static MAYBE_UNUSED void store_tile(int mr, vf acc[MR][4], float *C, long ldc, i
 }
 
 /* ------------------------------------------------------------------ */
+/* Packed weights. A panel holds NR columns of the right-hand matrix,
+ * k-major: panel p holds columns [p*NR, p*NR + NR), zero past N. In float
+ * it is (K, NR) floats; in bfloat16 ((K+1)/2, NR) 32-bit words, word
+ * [kk][col] holding column col's values at k = 2kk (low half) and 2kk + 1
+ * (high half, zero past K). Packed sizes are counted in floats (one float
+ * holds one pair). */
+
 /* Cache blocking of the large products: KC columns of A by MC rows stay in
  * L2; a KC x NC block of packed B is shared by the threads (see gemm). */
 #ifndef KC
@@ -253,7 +262,8 @@ static MAYBE_UNUSED const gemm_cols *panel_cols(const gemm_job *j, int p) {
 
 /* ------------------------------------------------------------------ */
 /* The cell. Panel p holds units [p*VL, p*VL + VL) of all four gates:
- * column q*VL + lane is row q*H + p*VL + lane of [W_ih | W_hh]. */
+ * column q*VL + lane is row q*H + p*VL + lane of [W_ih | W_hh]. Its
+ * pointwise parts are float in both precisions. */
 
 /* Gate epilogue for rows [m, m+mr) and units [u, u+n), n <= VL. */
 static MAYBE_UNUSED void cell_epilogue(const nn_cell_fwd *a, int m, int mr, vf acc[MR][4], int u,
@@ -349,5 +359,13 @@ static MAYBE_UNUSED void cell_backward_pointwise(const nn_cell_bwd *a, int u0, i
 #undef ST
     }
 }
+
+/* ------------------------------------------------------------------ */
+/* The loss kernels (kernels_f32.c), in every compile of it, under the
+ * instruction set's name: the avx512bf16 set's table (kernels_bf16.c) takes
+ * nn_log_softmax_avx512bf16 and nn_xent_backward_avx512bf16. */
+void SIMD_FN(nn_log_softmax)(const nn_ctx *ctx, float *out, const float *z, int N, int C);
+void SIMD_FN(nn_xent_backward)(const nn_ctx *ctx, float *d, const float *logp,
+                                const int32_t *targets, int N, int C, int ignore, float scale);
 
 #endif
