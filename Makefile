@@ -47,15 +47,18 @@ ALL_CFLAGS = $(CFLAGS) $(WARN) $(SANFLAGS) -fPIC -fvisibility=hidden -pthread \
              $(BLAS_CFLAGS) $(JSON_CFLAGS)
 LIBS = $(BLAS_LIBS) $(JSON_LIBS) -pthread -lm
 
-# Kernels compiled once per instruction set and chosen at run time.
-SIMD_SRC  := src/kernels_simd.c
-LIB_SRCS  := $(filter-out $(SIMD_SRC),$(wildcard src/*.c))
+# Kernels compiled once per instruction set and chosen at run time:
+# kernels_f32.c for generic, avx2, avx512 and (its loss kernels only)
+# avx512bf16; kernels_bf16.c, the bfloat16 products, for avx512bf16.
+F32_SRC   := src/kernels_f32.c
+BF16_SRC  := src/kernels_bf16.c
+LIB_SRCS  := $(filter-out $(F32_SRC) $(BF16_SRC),$(wildcard src/*.c))
 LIB_OBJS  := $(patsubst src/%.c,$(BUILD)/src/%.o,$(LIB_SRCS))
-ifneq ($(wildcard $(SIMD_SRC)),)
-LIB_OBJS  += $(BUILD)/src/kernels_generic.o
+ifneq ($(wildcard $(F32_SRC)),)
+LIB_OBJS  += $(BUILD)/src/kernels_f32_generic.o
 ifneq ($(filter x86_64 amd64,$(shell uname -m)),)
-LIB_OBJS  += $(BUILD)/src/kernels_avx2.o $(BUILD)/src/kernels_avx512.o \
-             $(BUILD)/src/kernels_avx512bf16.o
+LIB_OBJS  += $(BUILD)/src/kernels_f32_avx2.o $(BUILD)/src/kernels_f32_avx512.o \
+             $(BUILD)/src/kernels_f32_avx512bf16.o $(BUILD)/src/kernels_bf16_avx512bf16.o
 ALL_CFLAGS += -DLSTM_X86_KERNELS
 endif
 endif
@@ -89,15 +92,17 @@ $(BUILD)/src/%.o: src/%.c include/lstm.h $(wildcard src/*.h) | $(BUILD)/src
 # The optimizers' element-wise loops are worth vectorising (sqrt, divide).
 $(BUILD)/src/optim.o: ALL_CFLAGS += -O3 -fno-math-errno
 
-$(BUILD)/src/kernels_generic.o: $(SIMD_SRC) $(wildcard src/*.h) include/lstm.h | $(BUILD)/src
-	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -DKERNEL_ISA=generic -c $< -o $@
-$(BUILD)/src/kernels_avx2.o: $(SIMD_SRC) $(wildcard src/*.h) include/lstm.h | $(BUILD)/src
-	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -DKERNEL_ISA=avx2 -mavx2 -mfma -c $< -o $@
-$(BUILD)/src/kernels_avx512.o: $(SIMD_SRC) $(wildcard src/*.h) include/lstm.h | $(BUILD)/src
-	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -DKERNEL_ISA=avx512 -mavx512f -mavx512dq -mavx2 -mfma -c $< -o $@
-$(BUILD)/src/kernels_avx512bf16.o: $(SIMD_SRC) $(wildcard src/*.h) include/lstm.h | $(BUILD)/src
-	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -DKERNEL_ISA=avx512bf16 -mavx512f -mavx512dq -mavx512bw \
-	  -mavx512vl -mavx512bf16 -mavx2 -mfma -c $< -o $@
+# The flags of each instruction set; build/src/kernels_<file>_<isa>.o is
+# src/kernels_<file>.c compiled with KERNEL_ISA=<isa> and these.
+ISA_FLAGS_generic    :=
+ISA_FLAGS_avx2       := -mavx2 -mfma
+ISA_FLAGS_avx512     := -mavx512f -mavx512dq -mavx2 -mfma
+ISA_FLAGS_avx512bf16 := -mavx512f -mavx512dq -mavx512bw -mavx512vl -mavx512bf16 -mavx2 -mfma
+
+$(BUILD)/src/kernels_f32_%.o: $(F32_SRC) $(wildcard src/*.h) include/lstm.h | $(BUILD)/src
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -DKERNEL_ISA=$* $(ISA_FLAGS_$*) -c $< -o $@
+$(BUILD)/src/kernels_bf16_%.o: $(BF16_SRC) $(wildcard src/*.h) include/lstm.h | $(BUILD)/src
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -DKERNEL_ISA=$* $(ISA_FLAGS_$*) -c $< -o $@
 
 $(BUILD)/f64/%.o: src/%.c include/lstm.h $(wildcard src/*.h) | $(BUILD)/f64
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -DLSTM_REAL=double -c $< -o $@
