@@ -77,9 +77,31 @@ typedef struct {
 /* A constant name for a status, e.g. "invalid argument". Never NULL. */
 LSTM_API const char *lstm_status_string(lstm_status s);
 
+#if defined(__GNUC__)
+#define LSTM_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define LSTM_PRINTF(a, b)
+#endif
+
+/* Fills err (when not NULL) with status and a printf-style message (cut to
+ * fit err->msg), and returns status: the library's own way of failing, for
+ * code built on it that reports errors the same way (the task models, the
+ * lstm program). */
+LSTM_API lstm_status lstm_fail(lstm_error *err, lstm_status status, const char *fmt, ...)
+    LSTM_PRINTF(3, 4);
+/* Marks err (when not NULL) as success; returns LSTM_OK. */
+LSTM_API lstm_status lstm_ok(lstm_error *err);
+
 /* ------------------------------------------------------------------ */
 /* Files. */
 
+/* Reads the whole file at path into *buf (malloc'd, NUL-terminated after
+ * its *len bytes; the caller frees it with free()). Pipes and terminals
+ * are read to their end. LSTM_ERR_IO (a file that cannot be opened or read,
+ * or is a directory) or LSTM_ERR_NOMEM, with a message naming the path;
+ * then *buf is NULL. The library's one file reader (safetensors files, data
+ * sets). */
+LSTM_API lstm_status lstm_read_file(const char *path, char **buf, size_t *len, lstm_error *err);
 /* Writes len bytes of buf to path atomically, as the library saves models
  * and checkpoints: a temporary file beside path (mode 0666 less the
  * umask) is written, fsynced and renamed over path, then the directory is

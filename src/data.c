@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,7 +62,7 @@ lstm_status ds_nomem(lstm_error *err, const char *name) {
 /* realloc of n elements of `size` bytes (at least one element); 0 or -1. */
 int ds_resize(void *pp, size_t n, size_t size) {
     void **p = pp;
-    size_t bytes = lstm_mul_size(n ? n : 1, size);
+    size_t bytes = task_mul_size(n ? n : 1, size);
     if (bytes == (size_t)-1)
         return -1;
     void *q = realloc(*p, bytes);
@@ -138,7 +139,7 @@ int is_blank(const char *s, size_t n) {
  * seed: pick[i] = 1 for the chosen; malloc'd (NULL when out of memory). */
 static unsigned char *choose(size_t n, size_t k, uint64_t seed) {
     unsigned char *pick = calloc(n ? n : 1, 1);
-    size_t *order = malloc(lstm_mul_size(n ? n : 1, sizeof *order));
+    size_t *order = malloc(task_mul_size(n ? n : 1, sizeof *order));
     if (!pick || !order) {
         free(pick);
         free(order);
@@ -267,62 +268,6 @@ static lstm_dataset *parse_owned(lstm_task task, char *buf, size_t len, const ch
     return ds;
 }
 
-/* Grows *buf to hold at least `need` bytes (at least doubling); 0 or -1. */
-static int grow_bytes(char **buf, size_t *cap, size_t need) {
-    if (need <= *cap)
-        return 0;
-    size_t c = *cap > SIZE_MAX / 2 ? SIZE_MAX : *cap * 2;
-    if (c < need)
-        c = need;
-    char *b = realloc(*buf, c);
-    if (!b)
-        return -1;
-    *buf = b;
-    *cap = c;
-    return 0;
-}
-
-/* Appends all of fd to *buf (*len bytes used of *cap), always keeping one
- * spare byte after them; `hint` is the expected size. 0, or an errno value. */
-static int append_fd(int fd, char **buf, size_t *len, size_t *cap, size_t hint) {
-    /* +2: the spare byte, and one more so that a read of 0 can say "end"
-     * without growing a buffer that is exactly full. */
-    if (*len > SIZE_MAX - 2 - hint || grow_bytes(buf, cap, *len + hint + 2))
-        return ENOMEM;
-    for (;;) {
-        if (*cap - *len < 2 && (*len > SIZE_MAX - 2 || grow_bytes(buf, cap, *len + 2)))
-            return ENOMEM;
-        ssize_t got = read(fd, *buf + *len, *cap - *len - 1);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got < 0)
-            return errno ? errno : EIO;
-        if (got == 0)
-            return 0;
-        *len += (size_t)got;
-    }
-}
-
-/* Appends the whole file at path to *buf; LSTM_OK, or an error naming it. */
-lstm_status ds_append_file(const char *path, char **buf, size_t *len, size_t *cap,
-                               lstm_error *err) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return lstm_fail(err, LSTM_ERR_IO, NAME_FMT ": cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    size_t hint = 0;
-    if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0 &&
-        (uintmax_t)sb.st_size < SIZE_MAX / 2)
-        hint = (size_t)sb.st_size;
-    int e = append_fd(fd, buf, len, cap, hint);
-    close(fd);
-    if (e == ENOMEM)
-        return lstm_fail(err, LSTM_ERR_NOMEM, NAME_FMT ": out of memory reading it", path);
-    if (e)
-        return lstm_fail(err, LSTM_ERR_IO, NAME_FMT ": read error: %s", path, strerror(e));
-    return LSTM_OK;
-}
-
 /* A file (or, for labelled classify, a directory) as a data set. */
 static lstm_dataset *read_path(lstm_task task, const char *path, int labelled, lstm_error *err) {
     if (!path) {
@@ -342,17 +287,11 @@ static lstm_dataset *read_path(lstm_task task, const char *path, int labelled, l
                   path, labelled ? "labelled" : "unlabelled", lstm_task_name(task));
         return NULL;
     }
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    if (ds_append_file(path, &buf, &len, &cap, err)) {
-        free(buf);
+    char *buf;
+    size_t len;
+    if (lstm_read_file(path, &buf, &len, err))
         return NULL;
-    }
-    if (!buf && !(buf = malloc(1))) {
-        ds_nomem(err, path);
-        return NULL;
-    }
-    return parse_owned(task, buf, len, path, labelled, err);
+    return parse_owned(task, buf, len, path, labelled, err); /* len bytes and a NUL */
 }
 
 lstm_dataset *lstm_dataset_read(lstm_task task, const char *path, lstm_error *err) {

@@ -1,4 +1,7 @@
-/* internal.h - helpers shared by the library's sources: errors, allocation. */
+/* internal.h - what the public objects share and the program may not see:
+ * aligned allocation, writers of parameter values, files in parts, the
+ * numeric context inside a public one. (Errors and whole-file reading are
+ * public: lstm.h.) */
 #ifndef LSTM_INTERNAL_H
 #define LSTM_INTERNAL_H
 
@@ -6,17 +9,6 @@
 
 #include <stdarg.h>
 #include <stddef.h>
-
-#if defined(__GNUC__)
-#define LSTM_PRINTF(a, b) __attribute__((format(printf, a, b)))
-#else
-#define LSTM_PRINTF(a, b)
-#endif
-
-/* Fills err (if not NULL) with status and a printf-style message; returns status. */
-lstm_status lstm_fail(lstm_error *err, lstm_status status, const char *fmt, ...) LSTM_PRINTF(3, 4);
-/* Marks err as success; returns LSTM_OK. */
-lstm_status lstm_ok(lstm_error *err);
 
 /* 64-byte aligned allocation of n bytes (n may be 0); free with lstm_free_aligned. */
 void *lstm_alloc_aligned(size_t n);
@@ -39,13 +31,6 @@ float *lstm_params_data_mut(lstm_params *p, int i);
 float *lstm_params_data_all_mut(lstm_params *p);
 
 /* Files (fileio.c). */
-
-/* Reads the whole file at path into *buf (malloc'd, NUL-terminated after
- * its *len bytes; the caller frees it). Pipes and terminals are read to
- * their end. LSTM_ERR_IO (a file that cannot be opened, read, or is a
- * directory) or LSTM_ERR_NOMEM, with a message naming the path; then *buf
- * is NULL. */
-lstm_status lstm_read_file(const char *path, char **buf, size_t *len, lstm_error *err);
 
 /* lstm_write_file_atomic (lstm.h) of the bytes of several buffers in
  * order, for a file that is not in one piece in memory. */

@@ -226,10 +226,11 @@ static lstm_status reserve(lstm_model *m, size_t N, int B, lstm_error *err) {
     for (int i = 0; i < 10; i++)
         total += (sizes[i] + 15) / 16 * 16;
     if (total > m->cap) {
-        float *b = lstm_alloc_aligned(lstm_mul_size(total, sizeof(float)));
+        size_t bytes = task_mul_size(total, sizeof(float)); /* a multiple of 64 */
+        float *b = bytes != (size_t)-1 ? aligned_alloc(64, bytes ? bytes : 64) : NULL;
         if (!b)
             return lstm_fail(err, LSTM_ERR_NOMEM, "out of memory for a batch of %zu tokens", N);
-        lstm_free_aligned(m->buf);
+        free(m->buf);
         m->buf = b;
         m->cap = total;
     }

@@ -5,15 +5,21 @@
  * the task: it calls the table. A new task is one more file like task_lm.c,
  * task_classify.c or task_tag.c and one line in task_table (data.c).
  *
- * Everything here is built on the public header (lstm.h) and the
- * library's basics (internal.h: errors, allocation); nothing reaches into
- * the numeric core. */
+ * Everything here is built on the public header (lstm.h) alone: nothing
+ * reaches into the numeric core or the objects' insides. */
 #ifndef LSTM_TASK_H
 #define LSTM_TASK_H
 
 #include "data.h"
-#include "internal.h"
 #include "vocab.h"
+
+#include <stdlib.h>
+
+/* a * b, or SIZE_MAX when it overflows. */
+static inline size_t task_mul_size(size_t a, size_t b) {
+    size_t r;
+    return __builtin_mul_overflow(a, b, &r) ? (size_t)-1 : r;
+}
 
 #define MAX_FEATURES 6
 #define PAD_ID 0 /* id 0 of every vocabulary: padding (never a real token) */
@@ -312,10 +318,6 @@ int ds_resize(void *pp, size_t n, size_t size);
 /* ds->labels from the names in v, in id order; 0 or -1. */
 int ds_labels_from_vocab(lstm_dataset *ds, const lstm_vocab *v);
 int ds_copy_labels(lstm_dataset *dst, const lstm_dataset *src);
-/* Appends the whole file at path to *buf (*len bytes of *cap), keeping one
- * spare byte after them; LSTM_OK, or an error naming the file. */
-lstm_status ds_append_file(const char *path, char **buf, size_t *len, size_t *cap,
-                           lstm_error *err);
 /* Drops a UTF-8 byte-order mark (EF BB BF) at the start of buf[0..len),
  * which editors on Windows write and no reader here wants; the new length. */
 size_t ds_skip_bom(char *buf, size_t len);

@@ -13,6 +13,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -264,6 +265,21 @@ static lstm_status list_dir(const char *dir, int want_dirs, char ***names, size_
     return LSTM_OK;
 }
 
+/* Grows *buf to hold at least `need` bytes (at least doubling); 0 or -1. */
+static int grow(char **buf, size_t *cap, size_t need) {
+    if (need <= *cap)
+        return 0;
+    size_t c = *cap > SIZE_MAX / 2 ? SIZE_MAX : *cap * 2;
+    if (c < need)
+        c = need;
+    char *b = realloc(*buf, c);
+    if (!b)
+        return -1;
+    *buf = b;
+    *cap = c;
+    return 0;
+}
+
 /* Reads the files of one label's subdirectory into ds: texts are appended
  * to ds->store, which moves as it grows, so their offsets wait in doc_line
  * until read_dir turns them into pointers. */
@@ -284,17 +300,25 @@ static lstm_status read_label_dir(lstm_dataset *ds, const char *sub, int label, 
             status = ds_nomem(err, ds->name);
             break;
         }
-        size_t start = *len;
-        status = ds_append_file(path, &ds->store, len, cap, err);
-        if (!status)
-            *len = start + ds_skip_bom(ds->store + start, *len - start);
-        if (!status && *len == start)
-            status = lstm_fail(err, LSTM_ERR_FORMAT, NAME_FMT ": empty file: no text", path);
+        size_t start = *len, n;
+        char *text;
+        status = lstm_read_file(path, &text, &n, err);
+        if (!status) {
+            n = ds_skip_bom(text, n);
+            if (n == 0)
+                status = lstm_fail(err, LSTM_ERR_FORMAT, NAME_FMT ": empty file: no text", path);
+            else if (grow(&ds->store, cap, start + n + 1))
+                status = ds_nomem(err, ds->name);
+            else
+                memcpy(ds->store + start, text, n);
+            free(text);
+        }
         if (status) {
             free(path);
             break;
         }
-        ds->store[(*len)++] = 0; /* append_fd left room for it */
+        *len = start + n;
+        ds->store[(*len)++] = 0;
         size_t i = ds->ndocs++;
         ds->doc_text[i] = NULL;
         ds->doc_len[i] = *len - 1 - start;

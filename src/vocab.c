@@ -2,7 +2,6 @@
  * open-addressing hash table; pruning by frequency; and a JSON form in which
  * any byte string survives the round trip. */
 #include "vocab.h"
-#include "internal.h"
 
 #include <jansson.h>
 #include <limits.h>
