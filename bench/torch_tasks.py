@@ -9,7 +9,7 @@ best-on-valid selection, early stopping and time-limit logic, in PyTorch 1.13
         --time-limit 600 --threads 2 --log torch-lm.log
 
 The options and their defaults are those of `lstm train TASK` (tools/cmd_train.c,
-lstm_model_defaults in src/model.c, lstm_train_defaults in src/train.c). --out is
+the defaults of each task in src/tasks/task_*.c, the common ones in src/tasks/model.c and train.c). --out is
 accepted (so that the same command line works for both) but nothing is saved: the
 only file written is the optional --log (JSON lines, the same events and fields as
 lstm train's). The last line on stdout is one JSON object with the result.
@@ -102,7 +102,7 @@ VALID_STREAMS = 64  # lm validation streams
 VALID_BATCH = 64    # classify/tag validation batch
 
 # ---------------------------------------------------------------------------
-# xoshiro256** seeded with splitmix64 (src/rng.c), for lstm's batch order.
+# xoshiro256** seeded with splitmix64 (src/objects/rng.c), for lstm's batch order.
 
 
 class Rng:
@@ -140,7 +140,7 @@ class Rng:
 
 
 # ---------------------------------------------------------------------------
-# Data (src/data.c): lm raw bytes; classify fastText lines; tag word<TAB>tag.
+# Data (src/tasks/task_*.c): lm raw bytes; classify fastText lines; tag word<TAB>tag.
 
 
 def read_lines(path):
@@ -208,7 +208,7 @@ def read_tag(path):
 
 
 # ---------------------------------------------------------------------------
-# Tokens, features and vocabularies (src/model.c, src/vocab.c).
+# Tokens, features and vocabularies (src/tasks/task_*.c, src/tasks/vocab.c).
 
 WORD_RE = re.compile(rb"[A-Za-z0-9\x80-\xff]+|[^ \t\n\r\x0b\x0c]")
 
@@ -525,7 +525,7 @@ class Trainer:
             sys.exit(f"{a.train}: only one label: nothing to learn")
         self.nout = len(self.labels)
         self.nfeat = len(self.dims)
-        # word dropout, as src/train.c: a training token of id i becomes <unk> with
+        # word dropout, as src/tasks/sequences.c: a training token of id i becomes <unk> with
         # probability 0.25 / (0.25 + count of i in the encoded training set)
         self.unk_p = []
         for fi in range(self.nfeat):
@@ -539,7 +539,7 @@ class Trainer:
         self.order_epoch = -1
 
     def epoch_order(self, epoch):
-        """src/train.c's epoch_order: shuffle, sort by length within pools of 50
+        """src/tasks/sequences.c's seq_train_epoch: shuffle, sort by length within pools of 50
         batches, cut into batches, shuffle the batches (a short last batch stays
         last); batch k is then examples k*B .. k*B+B-1 of the order."""
         if self.order_epoch == epoch:
@@ -773,7 +773,7 @@ class Trainer:
         self.emit("valid", loss=loss, metric=self.metric, value=value, best=is_best)
         return stop
 
-    # -- the loop (src/train.c's lstm_train) -------------------------------
+    # -- the loop (src/tasks/train.c's lstm_train) -------------------------------
     def run(self):
         a = self.a
         wall0 = time.perf_counter()

@@ -38,13 +38,17 @@ if ! command -v objdump >/dev/null 2>&1; then
     exit 1
 fi
 
-# The source file an archive member was compiled from.
+# The source file an archive member was compiled from (kernels_<file>_<isa>.o
+# is src/core/kernels_<file>.c compiled for one instruction set).
 source_of() {
-    case $1 in
-    kernels_generic.o | kernels_avx2.o | kernels_avx512.o | kernels_avx512bf16.o)
-        echo src/kernels_simd.c ;;
-    *) echo "src/${1%.o}.c" ;;
+    local base=${1%.o} f
+    case $base in
+    kernels_f32_* | kernels_bf16_*) base=${base%_*} ;;
     esac
+    for f in src/*/"$base".c; do
+        [[ -f $f ]] && { echo "$f"; return; }
+    done
+    echo "src/?/$base.c"
 }
 
 is_allowed() { # object symbol
