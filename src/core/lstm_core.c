@@ -1,7 +1,24 @@
 /*
  * lstm_core.c - torch.nn.LSTM forward and backward through time, and the
  * one-step API, over the kernels of nn.h. Read it beside PyTorch's nn.LSTM
- * documentation; the equations are in nn.h above nn_cell_fwd / nn_cell_bwd.
+ * documentation. What the time loops below compute, for each layer and
+ * direction, at each step t (gates in PyTorch's order i, f, g, o):
+ *
+ *   forward                                   backward (dh = dL/dh_t from above
+ *                                             and from step t+1; dc carried)
+ *   pre = x W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh       (one fused cell step;
+ *   i, f, o = sigmoid(pre_i, pre_f, pre_o)               the input product
+ *   g = tanh(pre_g)                                      of all steps first)
+ *   c_t = f * c_{t-1} + i * g                 dc += dh * o * (1 - tanh(c_t)^2)
+ *   h_t = o * tanh(c_t)                       do = dh * tanh(c_t) * o (1 - o)
+ *   (h_t = h_t W_hr^T with proj_size)         di = dc * g * i (1 - i)
+ *                                             dg = dc * i * (1 - g^2)
+ *                                             df = dc * c_{t-1} * f (1 - f)
+ *                                             dc_{t-1} = dc * f
+ *                                             dh_{t-1} = dpre W_hh
+ *   after the loop: dW_ih = sum_t dpre^T x, dW_hh = sum_t dpre^T h_{t-1},
+ *   db = sum_t dpre, dx = dpre W_ih. The kernels' side is in nn.h above
+ *   nn_cell_fwd / nn_cell_bwd.
  *
  * How a batch is laid out. The input is copied once into time-major order
  * (T,B,.) with the sequences sorted by length, longest first, as
