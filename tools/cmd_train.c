@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <jansson.h>
+#include <libgen.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -252,24 +253,16 @@ static int check_writable(const char *opt, const char *path) {
     struct stat sb;
     if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
         return cli_error(V, "--%s %s: is a folder", opt, path);
-    size_t n = strlen(path);
-    char *dir = malloc(n + 2);
-    if (!dir)
+    char *copy = strdup(path);
+    if (!copy)
         return cli_error(V, "out of memory");
-    memcpy(dir, path, n + 1);
-    char *slash = strrchr(dir, '/');
-    if (!slash)
-        strcpy(dir, ".");
-    else if (slash == dir)
-        dir[1] = 0;
-    else
-        *slash = 0;
+    const char *dir = dirname(copy); /* POSIX: "." for a bare name */
     int rc = 0;
     if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
         rc = cli_error(V, "--%s %s: the folder %s does not exist", opt, path, dir);
     else if (access(dir, W_OK | X_OK) != 0)
         rc = cli_error(V, "--%s %s: the folder %s is not writable", opt, path, dir);
-    free(dir);
+    free(copy);
     return rc;
 }
 

@@ -104,6 +104,19 @@ static int write_parts(int fd, const lstm_file_part *parts, size_t nparts) {
     return 0;
 }
 
+/* The folder holding `file` ("." for a bare name), malloc'd; NULL when out
+ * of memory. */
+static char *dir_of(const char *file) {
+    const char *slash = strrchr(file, '/');
+    size_t n = !slash ? 1 : slash == file ? 1 : (size_t)(slash - file);
+    char *dir = malloc(n + 1);
+    if (dir) {
+        memcpy(dir, slash ? file : ".", n);
+        dir[n] = 0;
+    }
+    return dir;
+}
+
 /* Creates path + ".tmp.PID.XXXXXX" with O_EXCL. Unlike mkstemp (mode 0600)
  * the file gets 0666 less the umask, as a plain fopen would give the
  * result. The PID in the name lets a later save tell a temporary file left
@@ -136,17 +149,10 @@ static int create_temp(const char *path, char *tmp, size_t size) {
  * minutes. Best effort: failures are ignored. A process of the same PID on
  * another machine sharing the folder is not told apart. */
 static void remove_stale(const char *file) {
-    char *dir = strdup(file);
+    char *dir = dir_of(file);
     if (!dir)
         return;
     const char *fs = strrchr(file, '/'), *base = fs ? fs + 1 : file;
-    char *slash = strrchr(dir, '/');
-    if (!slash)
-        strcpy(dir, ".");
-    else if (slash == dir)
-        dir[1] = 0;
-    else
-        *slash = 0;
     size_t blen = strlen(base);
     DIR *d = opendir(dir);
     struct dirent *de;
@@ -194,17 +200,10 @@ static lstm_status write_in_place(const char *path, const lstm_file_part *parts,
 
 /* fsyncs the directory holding `file`, so that a rename into it is durable. */
 static lstm_status sync_dir(const char *path, const char *file, lstm_error *err) {
-    char *dir = strdup(file);
+    char *dir = dir_of(file);
     if (!dir)
         return lstm_fail(err, LSTM_ERR_NOMEM,
                          PATH_FMT ": saved, but out of memory syncing its directory", path);
-    char *slash = strrchr(dir, '/');
-    if (!slash)
-        strcpy(dir, ".");
-    else if (slash == dir)
-        dir[1] = 0;
-    else
-        *slash = 0;
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     int bad = dfd < 0 || (fsync(dfd) != 0 && errno != EINVAL);
     int e = errno;

@@ -196,12 +196,12 @@ static lstm_status unknown_labels(const lstm_model *m, const lstm_dataset *ds,
     return ok ? LSTM_OK : lstm_fail(err, LSTM_ERR_NOMEM, "out of memory");
 }
 
-lstm_status seq_evaluate(lstm_model *m, lstm_ctx *ctx, const lstm_dataset *ds, encode_fn encode,
+lstm_status seq_evaluate(lstm_model *m, lstm_ctx *ctx, const lstm_dataset *ds,
                          const int *ds_labels, size_t n, eval_visit visit, lstm_eval *out,
                          lstm_error *err) {
     encoded_set e;
     lstm_status s = unknown_labels(m, ds, ds_labels, n, out, err);
-    if (s || (s = encode(m, ds, &e, err))) {
+    if (s || (s = m->ops->encode(m, ds, &e, err))) {
         lstm_eval_free(out);
         return s;
     }
@@ -244,10 +244,10 @@ static void predict_visit(const lstm_model *m, const model_batch *b, const size_
     }
 }
 
-lstm_status seq_predict(lstm_model *m, lstm_ctx *ctx, const lstm_dataset *ds, encode_fn encode,
-                        int *labels, float *probs, lstm_error *err) {
+lstm_status seq_predict(lstm_model *m, lstm_ctx *ctx, const lstm_dataset *ds, int *labels,
+                        float *probs, lstm_error *err) {
     encoded_set e;
-    lstm_status s = encode(m, ds, &e, err);
+    lstm_status s = m->ops->encode(m, ds, &e, err);
     if (s)
         return s;
     /* an empty sentence runs as one <unk> word whose prediction is dropped */
@@ -274,13 +274,13 @@ const encoded_set *seq_train_encoded(const trainer *t) {
     return &((const seq_state *)t->task)->enc;
 }
 
-lstm_status seq_train_setup(trainer *t, encode_fn encode, lstm_error *err) {
+lstm_status seq_train_setup(trainer *t, lstm_error *err) {
     lstm_model *m = t->m;
     seq_state *q = calloc(1, sizeof *q);
     if (!q)
         return lstm_fail(err, LSTM_ERR_NOMEM, "out of memory");
     t->task = q;
-    lstm_status s = encode(m, t->train, &q->enc, err);
+    lstm_status s = m->ops->encode(m, t->train, &q->enc, err);
     if (s)
         return s;
     q->order = malloc(sizeof(size_t) * (q->enc.n ? q->enc.n : 1));

@@ -158,6 +158,11 @@ struct task_ops {
      * vocabularies built from the training data. */
     void (*features)(lstm_model *m);
     lstm_status (*vocabs)(lstm_model *m, const lstm_dataset *train, lstm_error *err);
+    /* a data set as ids of the model's vocabularies, or NULL: the sequence
+     * tasks' (sequences.c) batches, training, evaluation and prediction
+     * are built on it */
+    lstm_status (*encode)(const lstm_model *m, const lstm_dataset *ds, encoded_set *e,
+                          lstm_error *err);
 
     /* Training (train.c calls these, in this order). setup sizes t->task,
      * the batches and t->steps_per_epoch; epoch runs before each epoch;
@@ -257,12 +262,10 @@ typedef void (*batch_visit)(const lstm_model *m, const model_batch *b, const siz
 lstm_status encoded_run(lstm_model *m, lstm_ctx *ctx, const encoded_set *e, int B,
                         batch_stats *total, batch_visit visit, void *arg, lstm_error *err);
 
-/* The training operations of the sequence tasks: batches grouped by length
- * in a shuffled order per epoch, word dropout on rare words. `encode` is
- * the task's encoder, kept in the trainer's state. */
-typedef lstm_status (*encode_fn)(const lstm_model *m, const lstm_dataset *ds, encoded_set *e,
-                                 lstm_error *err);
-lstm_status seq_train_setup(trainer *t, encode_fn encode, lstm_error *err);
+/* The training operations of the sequence tasks (those with
+ * task_ops.encode): batches grouped by length in a shuffled order per
+ * epoch, word dropout on rare words. */
+lstm_status seq_train_setup(trainer *t, lstm_error *err);
 lstm_status seq_train_epoch(trainer *t, lstm_error *err);
 lstm_status seq_train_batch(trainer *t, long k, model_batch *b, long *tokens, lstm_error *err);
 void seq_train_free(trainer *t);
@@ -270,8 +273,8 @@ void seq_train_free(trainer *t);
 const encoded_set *seq_train_encoded(const trainer *t);
 
 /* Prediction for the sequence tasks: per example (pooled) or per position. */
-lstm_status seq_predict(lstm_model *m, lstm_ctx *ctx, const lstm_dataset *ds, encode_fn encode,
-                        int *labels, float *probs, lstm_error *err);
+lstm_status seq_predict(lstm_model *m, lstm_ctx *ctx, const lstm_dataset *ds, int *labels,
+                        float *probs, lstm_error *err);
 /* Evaluation for the sequence tasks: loss and accuracy over the examples
  * whose label the model knows; the others are counted by label in out
  * (skipped, unknown_labels). ds_labels[0..n) is the data set's label index
@@ -279,7 +282,7 @@ lstm_status seq_predict(lstm_model *m, lstm_ctx *ctx, const lstm_dataset *ds, en
  * figures for each batch (targets < 0 are the skipped examples). */
 typedef void (*eval_visit)(const lstm_model *m, const encoded_set *e, const model_batch *b,
                            const size_t *order, const float *logp, lstm_eval *out);
-lstm_status seq_evaluate(lstm_model *m, lstm_ctx *ctx, const lstm_dataset *ds, encode_fn encode,
+lstm_status seq_evaluate(lstm_model *m, lstm_ctx *ctx, const lstm_dataset *ds,
                          const int *ds_labels, size_t n, eval_visit visit, lstm_eval *out,
                          lstm_error *err);
 

@@ -519,10 +519,6 @@ static lstm_status encode(const lstm_model *m, const lstm_dataset *ds, encoded_s
 /* ------------------------------------------------------------------ */
 /* Training, evaluation, prediction */
 
-static lstm_status train_setup(trainer *t, lstm_error *err) {
-    return seq_train_setup(t, encode, err);
-}
-
 /* The valid set's size in tokens: its bytes, scaled by the training set's
  * tokens per byte. */
 static double valid_tokens(const trainer *t, const lstm_dataset *valid) {
@@ -550,12 +546,7 @@ static lstm_status evaluate(lstm_model *m, lstm_ctx *ctx, const lstm_dataset *ds
     out->nlabels = m->nlabels;
     if (!(out->confusion = calloc((size_t)m->nlabels * m->nlabels, sizeof(long))))
         return lstm_fail(err, LSTM_ERR_NOMEM, "out of memory");
-    return seq_evaluate(m, ctx, ds, encode, ds->doc_label, ds->ndocs, visit_confusion, out, err);
-}
-
-static lstm_status predict(lstm_model *m, lstm_ctx *ctx, const lstm_dataset *ds, int *labels,
-                           float *probs, lstm_error *err) {
-    return seq_predict(m, ctx, ds, encode, labels, probs, err);
+    return seq_evaluate(m, ctx, ds, ds->doc_label, ds->ndocs, visit_confusion, out, err);
 }
 
 const task_ops task_classify = {
@@ -575,11 +566,12 @@ const task_ops task_classify = {
     .hash = hash,
     .features = features,
     .vocabs = vocabs,
-    .train_setup = train_setup,
+    .encode = encode,
+    .train_setup = seq_train_setup,
     .train_epoch = seq_train_epoch,
     .train_batch = seq_train_batch,
     .valid_tokens = valid_tokens,
     .train_free = seq_train_free,
     .evaluate = evaluate,
-    .predict = predict,
+    .predict = seq_predict,
 };

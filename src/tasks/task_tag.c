@@ -354,10 +354,6 @@ static lstm_status encode(const lstm_model *m, const lstm_dataset *ds, encoded_s
 /* ------------------------------------------------------------------ */
 /* Training, evaluation, prediction */
 
-static lstm_status train_setup(trainer *t, lstm_error *err) {
-    return seq_train_setup(t, encode, err);
-}
-
 static double valid_tokens(const trainer *t, const lstm_dataset *valid) {
     (void)t;
     return (double)lstm_dataset_tokens(valid);
@@ -383,15 +379,10 @@ static lstm_status evaluate(lstm_model *m, lstm_ctx *ctx, const lstm_dataset *ds
     (void)streams;
     out->nlabels = m->nlabels;
     lstm_status s =
-        seq_evaluate(m, ctx, ds, encode, ds->word_tag, ds->nwords, visit_unseen, out, err);
+        seq_evaluate(m, ctx, ds, ds->word_tag, ds->nwords, visit_unseen, out, err);
     if (!s && out->unseen_tokens)
         out->unseen_accuracy /= (double)out->unseen_tokens;
     return s;
-}
-
-static lstm_status predict(lstm_model *m, lstm_ctx *ctx, const lstm_dataset *ds, int *labels,
-                           float *probs, lstm_error *err) {
-    return seq_predict(m, ctx, ds, encode, labels, probs, err);
 }
 
 const task_ops task_tag = {
@@ -409,11 +400,12 @@ const task_ops task_tag = {
     .hash = hash,
     .features = features,
     .vocabs = vocabs,
-    .train_setup = train_setup,
+    .encode = encode,
+    .train_setup = seq_train_setup,
     .train_epoch = seq_train_epoch,
     .train_batch = seq_train_batch,
     .valid_tokens = valid_tokens,
     .train_free = seq_train_free,
     .evaluate = evaluate,
-    .predict = predict,
+    .predict = seq_predict,
 };
