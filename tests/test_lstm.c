@@ -13,6 +13,7 @@
 
 #include <dirent.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 
 #define ATOL 1e-5
@@ -204,6 +205,21 @@ typedef struct {
     size_t ny, nh, nc, nx, ngrad;
 } run_result;
 
+/* A value put into one operand before a run: where (x, h0, c0, dy, or a
+ * tensor of the module by name), which element, what. */
+typedef struct {
+    const char *where;
+    size_t at;
+    float value;
+} poison;
+
+static const poison *cur_poison; /* for run_random; NULL: none */
+
+static void put_poison(const char *where, float *v, size_t n) {
+    if (cur_poison && strcmp(cur_poison->where, where) == 0)
+        v[cur_poison->at % n] = cur_poison->value;
+}
+
 static void run_random(const random_case *rc, const variant *v, run_result *out) {
     lstm_error err;
     lstm_ctx_config cc = {v->threads, v->kernels, v->blas};
@@ -230,6 +246,24 @@ static void run_random(const random_case *rc, const variant *v, run_result *out)
         c0[i] = lstm_rng_uniform(&rng) - 0.5f;
     for (size_t i = 0; i < out->ny; i++)
         gy[i] = lstm_rng_normal(&rng);
+    put_poison("x", x, out->nx);
+    put_poison("h0", h0, out->nh);
+    put_poison("c0", c0, out->nc);
+    put_poison("dy", gy, out->ny);
+    if (cur_poison) {
+        int i = lstm_params_find(p, cur_poison->where);
+        if (i >= 0) {
+            float w;
+            const float *d = lstm_params_data(p, i);
+            size_t n = lstm_params_numel(p, i), at = cur_poison->at % n;
+            float *copy = malloc(sizeof(float) * n);
+            memcpy(copy, d, sizeof(float) * n);
+            w = cur_poison->value;
+            copy[at] = w;
+            lstm_params_set(p, i, copy, n, NULL);
+            free(copy);
+        }
+    }
     int *len = malloc(sizeof(int) * rc->B);
     for (int b = 0; b < rc->B; b++)
         len[b] = 1 + (int)lstm_rng_below(&rng, (uint64_t)rc->T);
@@ -338,6 +372,99 @@ static double rel_dist(const float *a, const float *b, size_t n) {
 }
 
 #define BF16_REL 1e-2
+
+/* Whether this build and processor have the AVX-512 BF16 kernels. */
+static int have_bf16(void) {
+    lstm_ctx_config cc = {1, LSTM_KERNELS_AVX512_BF16, LSTM_BLAS_OFF};
+    lstm_ctx *ctx = lstm_ctx_create(&cc, NULL);
+    lstm_ctx_free(ctx);
+    return ctx != NULL;
+}
+
+/* Which of finite, NaN, +inf, -inf x is. */
+static int fclass(float x) { return isnan(x) ? 1 : isinf(x) ? (x > 0 ? 2 : 3) : 0; }
+
+/* a and b hold the same non-finite values at the same places, and close
+ * finite ones elsewhere; the number of non-finite values in *bad. */
+static double nf_atol = FAST_ATOL, nf_rtol = FAST_RTOL; /* for the finite values */
+
+static void check_same_nonfinite(const char *what, const char *name, const float *a,
+                                 const float *b, size_t n, size_t *bad) {
+    size_t wrong = 0, first = n;
+    for (size_t i = 0; i < n; i++) {
+        int ca = fclass(a[i]), cb = fclass(b[i]);
+        *bad += cb != 0;
+        if (ca != cb || (ca == 0 && !(fabs(a[i] - b[i]) <= nf_atol + nf_rtol * fabs(b[i])))) {
+            wrong++;
+            if (first == n)
+                first = i;
+        }
+    }
+    CHECK(wrong == 0, "%s: %s: %zu values differ from the reference in kind or value, the first "
+                      "at %zu (%g against %g)",
+          what, name, wrong, first, first < n ? (double)a[first] : 0.0,
+          first < n ? (double)b[first] : 0.0);
+}
+
+/* A NaN or an infinity in any operand (the input, the initial state, the
+ * output's gradient, each weight and bias) comes out where the reference
+ * kernels put it, in every fast set: forward and backward. The fast exp
+ * once clamped a NaN away, so that sigmoid(NaN) was 1 and a NaN input gave
+ * finite, plausible outputs. */
+static void test_nonfinite(void) {
+    random_case cases[] = {
+        {{12, 37, 2, 1, 0, 1, 0, 0}, 6, 5, 1, 1},
+        {{9, 24, 1, 1, 0, 0, 10, 0}, 5, 3, 1, 1},
+    };
+    const char *where[] = {"x", "h0", "c0", "dy", "lstm.weight_ih_l0", "lstm.weight_hh_l0",
+                           "lstm.bias_ih_l0", "lstm.bias_hh_l0", "lstm.weight_hh_l1_reverse",
+                           "lstm.weight_hr_l0"};
+    float values[] = {NAN, INFINITY, -INFINITY};
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++)
+        for (size_t w = 0; w < sizeof where / sizeof *where; w++)
+            for (size_t k = 0; k < 3; k++) {
+                poison pz = {where[w], 7 + 13 * w, values[k]};
+                cur_poison = &pz;
+                run_result ref;
+                variant refv = {LSTM_KERNELS_REFERENCE, 1, LSTM_BLAS_AUTO, "reference"};
+                run_random(&cases[c], &refv, &ref);
+                for (int v = 0; v <= nvariants; v++) {
+                    /* the float sets, then bfloat16 where the processor has it:
+                     * NaN only (its products round the operands to bfloat16,
+                     * subnormals to zero, so an infinite weight meets other
+                     * values than in float), finite values to 5% */
+                    variant bfv = {LSTM_KERNELS_AVX512_BF16, 2, LSTM_BLAS_OFF, "avx512bf16"};
+                    const variant *var = v < nvariants ? &variants[v] : &bfv;
+                    if (var->kernels == LSTM_KERNELS_REFERENCE ||
+                        (v == nvariants && (k > 0 || !have_bf16())))
+                        continue;
+                    nf_atol = v < nvariants ? FAST_ATOL : 5e-2;
+                    nf_rtol = v < nvariants ? FAST_RTOL : 5e-2;
+                    run_result fast;
+                    run_random(&cases[c], var, &fast);
+                    char what[192];
+                    snprintf(what, sizeof what, "case %zu, %g in %s, %s", c, (double)values[k],
+                             where[w], var->name);
+                    size_t bad = 0;
+                    check_same_nonfinite(what, "output", fast.y, ref.y, ref.ny, &bad);
+                    check_same_nonfinite(what, "h_n", fast.hn, ref.hn, ref.nh, &bad);
+                    check_same_nonfinite(what, "c_n", fast.cn, ref.cn, ref.nc, &bad);
+                    check_same_nonfinite(what, "dx", fast.dx, ref.dx, ref.nx, &bad);
+                    check_same_nonfinite(what, "dh0", fast.dh0, ref.dh0, ref.nh, &bad);
+                    check_same_nonfinite(what, "dc0", fast.dc0, ref.dc0, ref.nc, &bad);
+                    check_same_nonfinite(what, "weight gradients", fast.grad, ref.grad,
+                                         ref.ngrad, &bad);
+                    /* the poison reached the results (a tensor this case lacks aside) */
+                    int present = strncmp(where[w], "lstm.", 5) != 0 ||
+                                  (cases[c].cfg.proj_size ? !strstr(where[w], "_l1")
+                                                          : !strstr(where[w], "weight_hr"));
+                    CHECK(!present || k > 0 || bad > 0, "%s: the NaN reached no result", what);
+                    free_result(&fast);
+                }
+                free_result(&ref);
+                cur_poison = NULL;
+            }
+}
 
 static void test_bf16(void) {
     variant bf = {LSTM_KERNELS_AVX512_BF16, 1, LSTM_BLAS_OFF, "avx512bf16"};
@@ -534,6 +661,7 @@ int main(int argc, char **argv) {
     add_variant(LSTM_KERNELS_AVX512, 3, LSTM_BLAS_ON, "avx512, BLAS, 3 threads");
     test_fixtures();
     test_fast_vs_reference();
+    test_nonfinite();
     test_bf16();
     /* the step API fuses the input product into the step's sum, the
      * sequence API sums it beforehand: with bfloat16 products too the two

@@ -10,6 +10,7 @@
 #include "lstm.h"
 #include "nn.h"
 
+#include <math.h>
 #include <string.h>
 
 static void test_set(lstm_kernels kset, int threads, const char *name) {
@@ -47,6 +48,36 @@ static void test_set(lstm_kernels kset, int threads, const char *name) {
         CHECK_CLOSE(dg, dw, n, 2e-6, 2e-6, "%s: cross-entropy gradient, %d x %d", name, N, C);
         free(z), free(got), free(want), free(dg), free(dw), free(t);
     }
+    /* NaN and the infinities: in one element of a row (first, middle, a
+     * vector's tail), each kernel gives what the reference gives, value by
+     * value: NaN where it gives NaN, the same infinities, close finite values */
+    float bad[] = {NAN, INFINITY, -INFINITY};
+    for (int b = 0; b < 3; b++)
+        for (int C = 5; C <= 37; C += 16) {
+            int N = 3;
+            size_t n = (size_t)N * C;
+            float z[3 * 37], got[3 * 37], want[3 * 37], dg[3 * 37], dw[3 * 37];
+            int32_t t[3] = {0, 2, 4};
+            for (size_t i = 0; i < n; i++)
+                z[i] = lstm_rng_normal(&rng);
+            z[0] = z[C + C / 2] = z[2 * C + C - 1] = bad[b];
+            nn_kernels_ref.log_softmax(NULL, want, z, N, C);
+            ctx->k->log_softmax(ctx, got, z, N, C);
+            for (size_t i = 0; i < n; i++)
+                dg[i] = dw[i] = 0.5f;
+            nn_kernels_ref.xent_backward(NULL, dw, want, t, N, C, -100, 0.25f);
+            ctx->k->xent_backward(ctx, dg, want, t, N, C, -100, 0.25f);
+            int same = 1;
+            for (size_t i = 0; i < n; i++) {
+                same &= isnan(got[i]) == isnan(want[i]) && isnan(dg[i]) == isnan(dw[i]);
+                same &= isnan(want[i]) || (isinf(want[i]) ? got[i] == want[i]
+                                                          : fabsf(got[i] - want[i]) <= 1e-5f);
+                same &= isnan(dw[i]) || (isinf(dw[i]) ? dg[i] == dw[i]
+                                                      : fabsf(dg[i] - dw[i]) <= 1e-5f);
+            }
+            CHECK(same, "%s: log-softmax and its gradient with %g in rows of %d: as the reference",
+                  name, (double)bad[b], C);
+        }
     lstm_ctx_free(lc);
 }
 

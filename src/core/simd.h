@@ -121,9 +121,14 @@ INLINE vf vmin(vf a, vf b) { return vsel(a < b, a, b); }
 INLINE vf vmax(vf a, vf b) { return vsel(a > b, a, b); }
 
 /* e^x for x clamped to [-87.3, 88.37], about 1 ulp: e^x = 2^n e^r with
- * |r| <= ln2/2 and Cephes' polynomial for e^r. */
+ * |r| <= ln2/2 and Cephes' polynomial for e^r. NaN and the infinities go
+ * on as in libm (NaN, 0, inf): the clamp keeps a NaN (vmax(lo, x) and
+ * vmin(hi, .) return their second operand when a comparison with NaN
+ * fails), and the infinities are put back after it. A NaN clamped away
+ * would have made sigmoid(NaN) = 1 and hidden it. */
 INLINE vf vexp(vf x) {
-    x = vmin(vmax(x, vset(-87.3f)), vset(88.37f));
+    vf in = x;
+    x = vmin(vset(88.37f), vmax(vset(-87.3f), x));
     vf t = x * 1.44269504088896341f;
     vf nf = (t + 12582912.0f) - 12582912.0f; /* round to nearest */
     vf r = x - nf * 0.693359375f;
@@ -136,7 +141,9 @@ INLINE vf vexp(vf x) {
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
     vi n = __builtin_convertvector(nf, vi);
-    return p * (vf)((n + 127) << 23);
+    vf e = p * (vf)((n + 127) << 23);
+    e = vsel(in == vset(-INFINITY), vset(0), e);
+    return vsel(in == vset(INFINITY), vset(INFINITY), e);
 }
 
 INLINE vf vsigmoid(vf x) { return 1.0f / (1.0f + vexp(-x)); }
