@@ -7,6 +7,7 @@
 #include "check.h"
 #include "lstm.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -250,6 +251,50 @@ static void test_damaged(void) {
     lstm_st_free(st);
 }
 
+/* A model whose weights are not all finite answers nothing: loading it
+ * (for eval, predict, sample) is refused, naming the tensor. */
+static void test_nonfinite_weights(void) {
+    lstm_model *m = train_small(LSTM_TASK_CLASSIFY, cls_text, 1, 1);
+    if (!m)
+        return;
+    char path[128];
+    snprintf(path, sizeof path, "%s/nan.st", tmpdir);
+    lstm_model_save(m, path, NULL);
+    lstm_model_free(m);
+    lstm_error err;
+    lstm_st *st = lstm_st_open(path, &err);
+    float bad[] = {NAN, INFINITY};
+    for (int b = 0; st && b < 2; b++) {
+        const lstm_st_tensor *t = lstm_st_find(st, "lstm.weight_hh_l0");
+        float *v = malloc(t->nbytes);
+        lstm_st_read_f32(st, t, v, t->numel, NULL);
+        v[5] = bad[b];
+        lstm_st_writer *w = lstm_st_writer_create(); /* the file, with v for t */
+        for (size_t i = 0; i < lstm_st_count(st); i++) {
+            const lstm_st_tensor *u = lstm_st_tensor_at(st, i);
+            lstm_st_writer_add(w, u->name, u->dtype, u->ndim, u->shape, u == t ? v : u->data,
+                               NULL);
+        }
+        for (size_t i = 0; i < lstm_st_meta_count(st); i++) {
+            const char *k, *val;
+            lstm_st_meta_at(st, i, &k, &val);
+            lstm_st_writer_meta(w, k, val, NULL);
+        }
+        void *buf;
+        size_t len;
+        lstm_st_writer_to_memory(w, &buf, &len, NULL);
+        lstm_model *back = lstm_model_from_memory(buf, len, "poisoned", &err);
+        CHECK(!back && err.status == LSTM_ERR_NONFINITE && strstr(err.msg, "lstm.weight_hh_l0") &&
+                  strstr(err.msg, "index 5"),
+              "a model with %g in a weight is refused: %s", (double)bad[b],
+              back ? "(loaded)" : err.msg);
+        lstm_model_free(back);
+        free(buf), free(v);
+        lstm_st_writer_free(w);
+    }
+    lstm_st_free(st);
+}
+
 int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/lstm-test-model-XXXXXX");
     if (!mkdtemp(tmpdir))
@@ -261,6 +306,7 @@ int main(void) {
     test_determinism();
     test_sample();
     test_damaged();
+    test_nonfinite_weights();
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (system(cmd) != 0)
