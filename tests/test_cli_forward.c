@@ -161,6 +161,61 @@ static void test_errors(void) {
     CHECK(access(out, F_OK) != 0, "no output file is left behind by failed runs");
 }
 
+/* --prefix: a file with two LSTMs ("a." basic, "b." layers2); --prefix b.
+ * runs the second, and without it the program refuses to guess. */
+static void test_prefix(void) {
+    lstm_error err;
+    lstm_st *a = lstm_st_open("tests/fixtures/lstm_basic.safetensors", &err);
+    lstm_st *b = lstm_st_open("tests/fixtures/lstm_layers2.safetensors", &err);
+    CHECK(a && b, "fixtures: %s", err.msg);
+    if (!a || !b) {
+        lstm_st_free(a), lstm_st_free(b);
+        return;
+    }
+    lstm_st_writer *mw = lstm_st_writer_create(), *iw = lstm_st_writer_create();
+    for (int k = 0; k < 2; k++) {
+        const lstm_st *st = k ? b : a;
+        for (size_t i = 0; i < lstm_st_count(st); i++) {
+            const char *n = lstm_st_tensor_at(st, i)->name;
+            char to[300];
+            snprintf(to, sizeof to, "%s.%s", k ? "b" : "a", n);
+            if (is_lstm_tensor(n))
+                copy_tensor(mw, st, n, to);
+        }
+    }
+    const char *inputs[] = {"input", "h0", "c0"};
+    for (int i = 0; i < 3; i++)
+        copy_tensor(iw, b, inputs[i], inputs[i]);
+    char model[512], input[512], output[512], args[2048], msg[2048];
+    snprintf(model, sizeof model, "%s/two.model", tmp);
+    snprintf(input, sizeof input, "%s/two.input", tmp);
+    snprintf(output, sizeof output, "%s/two.output", tmp);
+    lstm_st_writer_save(mw, model, &err);
+    lstm_st_writer_save(iw, input, &err);
+    lstm_st_writer_free(mw), lstm_st_writer_free(iw);
+
+    snprintf(args, sizeof args, "%s %s %s", model, input, output);
+    expect_error("two LSTMs without --prefix", args, "choose one with --prefix");
+    snprintf(args, sizeof args, "%s %s %s --prefix b.", model, input, output);
+    int rc = run(args, msg, sizeof msg);
+    CHECK(rc == 0, "--prefix b.: exit %d: %s", rc, msg);
+    lstm_st *out = rc == 0 ? lstm_st_open(output, &err) : NULL;
+    const char *names[3] = {"output", "h_n", "c_n"};
+    for (int k = 0; out && k < 3; k++) {
+        const lstm_st_tensor *g = lstm_st_find(out, names[k]), *w = lstm_st_find(b, names[k]);
+        CHECK(g && w && g->numel == w->numel, "--prefix b.: %s has layers2's shape", names[k]);
+        if (!g || !w || g->numel != w->numel)
+            continue;
+        float *x = malloc(sizeof(float) * g->numel), *y = malloc(sizeof(float) * w->numel);
+        lstm_st_read_f32(out, g, x, g->numel, NULL);
+        lstm_st_read_f32(b, w, y, w->numel, NULL);
+        CHECK_CLOSE(x, y, g->numel, 1e-5, 1e-4, "--prefix b.: %s is the b. LSTM's", names[k]);
+        free(x), free(y);
+    }
+    lstm_st_free(out);
+    lstm_st_free(a), lstm_st_free(b);
+}
+
 int main(void) {
     bin = getenv("LSTM_BIN");
     if (!bin)
@@ -183,6 +238,7 @@ int main(void) {
     snprintf(to, sizeof to, "%s/basic.input", tmp);
     rename(from, to);
     test_errors();
+    test_prefix();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
     if (system(cmd) != 0)

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <math.h>
 #include <string.h>
+#include <time.h>
 
 #define ATOL 1e-5
 #define RTOL 1e-4
@@ -356,6 +357,123 @@ static void test_fast_vs_reference(void) {
 }
 
 /* ------------------------------------------------------------------ */
+/* lstm_ctx_config takes effect. kernels: the context reports the set asked
+ * for, and each fast set's float sums give other bits than the reference
+ * (so its products really run there); blas: the product the context
+ * reports, and OpenBLAS's bits differ from the built-in product's;
+ * threads: the workers exist (threads - 1 of them in /proc/self/task). */
+
+static int os_threads(void) {
+    DIR *d = opendir("/proc/self/task");
+    if (!d)
+        return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+/* The process's thread count once it is `want`, waiting up to a second:
+ * OpenBLAS's own threads (started by earlier tests) may come and go in the
+ * background, so a single reading can be off by them. */
+static int threads_settle(int want) {
+    int n = os_threads();
+    for (int i = 0; i < 100 && n != want; i++) {
+        struct timespec ts = {0, 10000000};
+        nanosleep(&ts, NULL);
+        n = os_threads();
+    }
+    return n;
+}
+
+static int same_bits(const run_result *a, const run_result *b) {
+    return memcmp(a->y, b->y, sizeof(float) * a->ny) == 0 &&
+           memcmp(a->grad, b->grad, sizeof(float) * a->ngrad) == 0;
+}
+
+static void test_ctx_config(void) {
+    static const struct {
+        lstm_kernels k;
+        const char *name;
+    } sets[] = {{LSTM_KERNELS_REFERENCE, "reference"}, {LSTM_KERNELS_GENERIC, "generic"},
+                {LSTM_KERNELS_AVX2, "avx2"},           {LSTM_KERNELS_AVX512, "avx512"},
+                {LSTM_KERNELS_AVX512_BF16, "avx512bf16"}};
+    random_case rc = {{48, 64, 1, 1, 0, 0, 0, 0}, 6, 5, 0, 0};
+    run_result ref;
+    variant refv = {LSTM_KERNELS_REFERENCE, 1, LSTM_BLAS_OFF, "reference"};
+    run_random(&rc, &refv, &ref);
+    for (size_t i = 0; i < sizeof sets / sizeof *sets; i++) {
+        lstm_error err;
+        lstm_ctx_config cc = {1, sets[i].k, LSTM_BLAS_OFF};
+        lstm_ctx *ctx = lstm_ctx_create(&cc, &err);
+        if (!ctx) {
+            CHECK(err.status == LSTM_ERR_UNSUPPORTED, "%s: refused only as unsupported: %s",
+                  sets[i].name, err.msg);
+            continue;
+        }
+        CHECK(strcmp(lstm_ctx_kernels(ctx), sets[i].name) == 0 &&
+                  strcmp(lstm_ctx_gemm(ctx), "builtin") == 0,
+              "kernels %s, blas off: the context reports %s, %s", sets[i].name,
+              lstm_ctx_kernels(ctx), lstm_ctx_gemm(ctx));
+        lstm_ctx_free(ctx);
+        if (sets[i].k == LSTM_KERNELS_REFERENCE)
+            continue;
+        run_result r;
+        variant v = {sets[i].k, 1, LSTM_BLAS_OFF, sets[i].name};
+        run_random(&rc, &v, &r);
+        CHECK(!same_bits(&r, &ref), "kernels %s compute: other bits than the reference's",
+              sets[i].name);
+        free_result(&r);
+    }
+    free_result(&ref);
+
+    /* the product: with the generic kernels AUTO takes the BLAS when one
+     * is linked in, ON takes it, OFF never does */
+    int have_blas = strcmp(lstm_blas_name(), "none") != 0;
+    lstm_blas modes[3] = {LSTM_BLAS_AUTO, LSTM_BLAS_ON, LSTM_BLAS_OFF};
+    const char *want[3] = {have_blas ? lstm_blas_name() : "builtin",
+                           have_blas ? lstm_blas_name() : "builtin", "builtin"};
+    for (int i = 0; i < 3; i++) {
+        lstm_ctx_config cc = {1, LSTM_KERNELS_GENERIC, modes[i]};
+        lstm_ctx *ctx = lstm_ctx_create(&cc, NULL);
+        CHECK(ctx && strcmp(lstm_ctx_gemm(ctx), want[i]) == 0, "generic kernels, blas %d: %s",
+              (int)modes[i], ctx ? lstm_ctx_gemm(ctx) : "(no context)");
+        lstm_ctx_free(ctx);
+    }
+    if (have_blas) {
+        run_result on, off;
+        variant von = {LSTM_KERNELS_GENERIC, 1, LSTM_BLAS_ON, "generic, BLAS"}, voff = von;
+        voff.blas = LSTM_BLAS_OFF;
+        run_random(&rc, &von, &on);
+        run_random(&rc, &voff, &off);
+        CHECK(!same_bits(&on, &off), "blas on computes with the BLAS: other bits than off");
+        free_result(&on), free_result(&off);
+    }
+
+    /* threads: the caller and threads - 1 workers, gone with the context */
+    int before = os_threads();
+    lstm_ctx_config cc = {3, LSTM_KERNELS_GENERIC, LSTM_BLAS_OFF};
+    lstm_ctx *ctx = lstm_ctx_create(&cc, NULL);
+    int during = threads_settle(before + 2);
+    CHECK(ctx && lstm_ctx_threads(ctx) == 3, "threads 3: the context has 3");
+    if (before > 0)
+        CHECK(during == before + 2, "threads 3: two worker threads started (%d -> %d)", before,
+              during);
+    lstm_ctx_free(ctx);
+    int after = threads_settle(before);
+    if (before > 0)
+        CHECK(after == before, "threads 3: the workers end with the context (%d -> %d)", before,
+              after);
+    cc.threads = 0;
+    ctx = lstm_ctx_create(&cc, NULL);
+    CHECK(ctx && lstm_ctx_threads(ctx) == 1 && threads_settle(before) == before,
+          "threads 0: the caller alone");
+    lstm_ctx_free(ctx);
+}
+
+/* ------------------------------------------------------------------ */
 /* The bfloat16 kernels (products of bfloat16 operands, 8 significant bits,
  * summed in float) against the reference: each output and gradient tensor
  * within a relative distance ||got - want|| / ||want|| of 1e-2, about three
@@ -669,5 +787,6 @@ int main(int argc, char **argv) {
     add_variant(LSTM_KERNELS_AVX512_BF16, 2, LSTM_BLAS_OFF, "avx512bf16, 2 threads");
     test_step();
     test_errors();
+    test_ctx_config();
     return check_summary();
 }

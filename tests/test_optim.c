@@ -5,6 +5,11 @@
  * Tolerances: optimizer parameters after each of 6 steps 1e-6 + 1e-6 |want|
  * (the fixtures are float64; our float32 updates differ by rounding only);
  * clipping 1e-6 + 1e-5 |want|; schedules 1e-6 relative; layers 1e-5.
+ *
+ * The fixtures leave some hyper-parameters at torch's defaults (beta1,
+ * beta2, eps, alpha), so a library that ignored them would pass: those are
+ * checked against torch.optim's update rules written out here in double
+ * precision, which first must reproduce every fixture.
  */
 #include "check.h"
 #include "lstm.h"
@@ -124,6 +129,174 @@ static void test_optimizer(const char *file) {
     lstm_st_free(st);
 }
 
+
+/* ------------------------------------------------------------------ */
+/* torch.optim's update rules (PyTorch 1.13, single-tensor, no amsgrad,
+ * maximize off), in double: the reference for hyper-parameters the
+ * fixtures keep at their defaults. */
+
+typedef struct {
+    double m[32], v[32], b[32]; /* state per value: first/second moments, extra */
+} ref_state;
+
+static void ref_step(const lstm_optim_config *c, double *w, const double *g0, ref_state *s,
+                     int n, double lr, long step) {
+    for (int i = 0; i < n; i++) {
+        double g = g0[i];
+        switch (c->type) {
+        case LSTM_OPT_SGD: {
+            double d = g + c->weight_decay * w[i];
+            if (c->momentum != 0) {
+                s->m[i] = step == 1 ? d : c->momentum * s->m[i] + (1 - c->dampening) * d;
+                d = c->nesterov ? d + c->momentum * s->m[i] : s->m[i];
+            }
+            w[i] -= lr * d;
+            break;
+        }
+        case LSTM_OPT_ADAM:
+        case LSTM_OPT_ADAMW: {
+            if (c->type == LSTM_OPT_ADAMW)
+                w[i] *= 1 - lr * c->weight_decay;
+            else
+                g += c->weight_decay * w[i];
+            s->m[i] = c->beta1 * s->m[i] + (1 - c->beta1) * g;
+            s->v[i] = c->beta2 * s->v[i] + (1 - c->beta2) * g * g;
+            double bc1 = 1 - pow(c->beta1, (double)step), bc2 = 1 - pow(c->beta2, (double)step);
+            w[i] -= lr / bc1 * s->m[i] / (sqrt(s->v[i]) / sqrt(bc2) + c->eps);
+            break;
+        }
+        case LSTM_OPT_RMSPROP: {
+            g += c->weight_decay * w[i];
+            s->v[i] = c->alpha * s->v[i] + (1 - c->alpha) * g * g;
+            double avg;
+            if (c->centered) {
+                s->m[i] = c->alpha * s->m[i] + (1 - c->alpha) * g;
+                avg = sqrt(s->v[i] - s->m[i] * s->m[i]) + c->eps;
+            } else {
+                avg = sqrt(s->v[i]) + c->eps;
+            }
+            if (c->momentum > 0) {
+                s->b[i] = c->momentum * s->b[i] + g / avg;
+                w[i] -= lr * s->b[i];
+            } else {
+                w[i] -= lr * g / avg;
+            }
+            break;
+        }
+        case LSTM_OPT_ADADELTA: {
+            g += c->weight_decay * w[i];
+            s->v[i] = c->rho * s->v[i] + (1 - c->rho) * g * g;
+            double delta = sqrt(s->m[i] + c->eps) / sqrt(s->v[i] + c->eps) * g;
+            s->m[i] = c->rho * s->m[i] + (1 - c->rho) * delta * delta;
+            w[i] -= lr * delta;
+            break;
+        }
+        }
+    }
+}
+
+/* The reference must reproduce the torch fixture it is given. */
+static void check_reference(const char *file) {
+    lstm_st *st = open_fixture(file);
+    if (!st)
+        return;
+    const char *name = lstm_st_meta(st, "optimizer");
+    lstm_optim_config c = lstm_optim_defaults((lstm_optimizer)lstm_optimizer_parse(name));
+    c.lr = meta_f(st, "lr", c.lr);
+    c.momentum = meta_f(st, "momentum", c.momentum);
+    c.dampening = meta_f(st, "dampening", c.dampening);
+    c.nesterov = (int)meta_f(st, "nesterov", 0);
+    c.weight_decay = meta_f(st, "weight_decay", c.weight_decay);
+    c.beta1 = meta_f(st, "beta1", c.beta1);
+    c.beta2 = meta_f(st, "beta2", c.beta2);
+    c.eps = meta_f(st, "eps", c.eps);
+    c.alpha = meta_f(st, "alpha", c.alpha);
+    c.centered = (int)meta_f(st, "centered", 0);
+    c.rho = meta_f(st, "rho", c.rho);
+    int steps = (int)meta_f(st, "steps", 6);
+    double w[17], g[17];
+    ref_state rs;
+    memset(&rs, 0, sizeof rs);
+    float *v0 = get(st, "init.p0", NULL), *v1 = get(st, "init.p1", NULL);
+    for (int i = 0; i < 17; i++)
+        w[i] = i < 12 ? v0[i] : v1[i - 12];
+    free(v0), free(v1);
+    char n0[64], n1[64];
+    for (int k = 0; k < steps; k++) {
+        snprintf(n0, sizeof n0, "grad.%d.p0", k);
+        snprintf(n1, sizeof n1, "grad.%d.p1", k);
+        v0 = get(st, n0, NULL), v1 = get(st, n1, NULL);
+        for (int i = 0; i < 17; i++)
+            g[i] = i < 12 ? v0[i] : v1[i - 12];
+        free(v0), free(v1);
+        ref_step(&c, w, g, &rs, 17, c.lr, k + 1);
+    }
+    snprintf(n0, sizeof n0, "after.%d.p0", steps - 1);
+    float *want0 = get(st, n0, NULL);
+    snprintf(n0, sizeof n0, "after.%d.p1", steps - 1);
+    float *want1 = get(st, n0, NULL);
+    float want[17];
+    for (int i = 0; i < 17; i++)
+        want[i] = i < 12 ? want0[i] : want1[i - 12];
+    CHECK_CLOSE(w, want, 17u, 1e-6, 1e-6, "%s: the double reference reproduces torch", file);
+    free(want0), free(want1);
+    lstm_st_free(st);
+}
+
+/* Hyper-parameters far from torch's defaults, one optimizer each: the
+ * library against the reference over 6 steps, 1e-6 + 1e-6 |want| as for
+ * the fixtures (float32 updates, rounding only). */
+static void test_hyperparameters(void) {
+    struct {
+        const char *what;
+        lstm_optim_config c;
+    } cases[] = {
+        /* type, lr, momentum, dampening, nesterov, beta1, beta2, eps, alpha, centered, rho, wd */
+        {"adam beta1 0.5 beta2 0.8 eps 0.1", {LSTM_OPT_ADAM, 0.05f, 0, 0, 0, 0.5f, 0.8f, 0.1f, 0, 0, 0, 0}},
+        {"adam beta1 0.3 beta2 0.95 eps 1e-3 weight_decay 0.2",
+         {LSTM_OPT_ADAM, 0.05f, 0, 0, 0, 0.3f, 0.95f, 1e-3f, 0, 0, 0, 0.2f}},
+        {"adamw beta1 0.6 beta2 0.7 eps 0.05 weight_decay 0.3",
+         {LSTM_OPT_ADAMW, 0.05f, 0, 0, 0, 0.6f, 0.7f, 0.05f, 0, 0, 0, 0.3f}},
+        {"rmsprop alpha 0.5 eps 0.1", {LSTM_OPT_RMSPROP, 0.05f, 0, 0, 0, 0, 0, 0.1f, 0.5f, 0, 0, 0}},
+        {"rmsprop centered alpha 0.7 eps 1e-3 momentum 0.3",
+         {LSTM_OPT_RMSPROP, 0.05f, 0.3f, 0, 0, 0, 0, 1e-3f, 0.7f, 1, 0, 0}},
+        {"adadelta rho 0.5 eps 0.01 lr 0.7", {LSTM_OPT_ADADELTA, 0.7f, 0, 0, 0, 0, 0, 0.01f, 0, 0, 0.5f, 0}},
+        {"sgd momentum 0.5 dampening 0.5 weight_decay 0.1",
+         {LSTM_OPT_SGD, 0.1f, 0.5f, 0.5f, 0, 0, 0, 0, 0, 0, 0, 0.1f}},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        const lstm_optim_config *c = &cases[k].c;
+        lstm_error err;
+        lstm_params *p = lstm_params_create();
+        int64_t shape[1] = {9};
+        int ip = lstm_params_declare(p, "w", 1, shape, &err);
+        lstm_params_alloc(p, &err);
+        lstm_optim *o = lstm_optim_create(c, p, &err);
+        CHECK(o != NULL, "%s: create: %s", cases[k].what, err.msg);
+        if (!o) {
+            lstm_params_free(p);
+            continue;
+        }
+        lstm_rng rng;
+        lstm_rng_seed(&rng, 100 + k);
+        float *w = lstm_params_data(p, ip), *g = lstm_params_grad(p, ip);
+        double wd[9], gd[9];
+        ref_state rs;
+        memset(&rs, 0, sizeof rs);
+        for (int i = 0; i < 9; i++)
+            wd[i] = w[i] = lstm_rng_normal(&rng);
+        for (int step = 1; step <= 6; step++) {
+            for (int i = 0; i < 9; i++)
+                gd[i] = g[i] = lstm_rng_normal(&rng) * (i % 3 == 0 ? 0.01f : 1.0f);
+            lstm_optim_step(o, p, c->lr);
+            ref_step(c, wd, gd, &rs, 9, c->lr, step);
+        }
+        CHECK_CLOSE(w, wd, 9u, 1e-6, 1e-6, "%s: 6 steps as torch.optim", cases[k].what);
+        lstm_optim_free(o);
+        lstm_params_free(p);
+    }
+}
+
 static void test_clip(void) {
     lstm_st *st = open_fixture("clip.safetensors");
     if (!st)
@@ -164,6 +337,76 @@ static void test_clip(void) {
     lstm_st_free(st);
 }
 
+/* lstm_clip_grad_norm beyond the fixtures: below max_norm (even just
+ * below), with max_norm 0 or negative (off) and with zero gradients the
+ * gradients stay bit for bit; above, each is scaled by
+ * max_norm / (norm + 1e-6), to within a float rounding of the product. */
+static void test_clip_exact(void) {
+    struct {
+        const char *what;
+        double norm;      /* the gradients' norm */
+        double max_norm;  /* as a multiple of norm (0: 0) */
+        float max_abs;    /* max_norm itself when norm is 0 */
+        int clipped;
+    } cases[] = {
+        {"norm 0.5, max_norm 1", 0.5, 2, 0, 0},
+        {"norm just below max_norm (1 - 1e-4)", 3.0, 1.0001, 0, 0},
+        {"max_norm 0 (off), norm 40", 40, 0, 0, 0},
+        {"max_norm -1 (off), norm 40", 40, -1.0 / 40, 0, 0},
+        {"zero gradients, max_norm 1", 0, 0, 1, 0},
+        {"norm 40, max_norm 0.5", 40, 0.5 / 40, 0, 1},
+        {"norm 2, max_norm 1.999", 2, 0.9995, 0, 1},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        lstm_error err;
+        lstm_params *p = lstm_params_create();
+        int64_t sa[2] = {5, 3}, sb[1] = {11};
+        int ia = lstm_params_declare(p, "a", 2, sa, &err);
+        int ib = lstm_params_declare(p, "b", 1, sb, &err);
+        lstm_params_alloc(p, &err);
+        lstm_rng rng;
+        lstm_rng_seed(&rng, 40 + k);
+        float *ga = lstm_params_grad(p, ia), *gb = lstm_params_grad(p, ib);
+        float before[26];
+        double ss = 0;
+        for (int i = 0; i < 26; i++) {
+            before[i] = lstm_rng_normal(&rng);
+            ss += (double)before[i] * before[i];
+        }
+        for (int i = 0; i < 26; i++) /* scaled to the case's norm */
+            before[i] = (float)(before[i] * (cases[k].norm / sqrt(ss)));
+        ss = 0;
+        for (int i = 0; i < 26; i++)
+            ss += (double)before[i] * before[i];
+        double norm = sqrt(ss);
+        memcpy(ga, before, sizeof(float) * 15);
+        memcpy(gb, before + 15, sizeof(float) * 11);
+        float max_norm = cases[k].norm > 0 ? (float)(cases[k].max_norm * norm) : cases[k].max_abs;
+        float got = lstm_clip_grad_norm(p, max_norm);
+        CHECK(fabs(got - norm) <= 1e-6 * norm, "clip %s: returns the norm before clipping: %g, want %g",
+              cases[k].what, (double)got, norm);
+        float after[26];
+        memcpy(after, ga, sizeof(float) * 15);
+        memcpy(after + 15, gb, sizeof(float) * 11);
+        if (!cases[k].clipped) {
+            CHECK(memcmp(after, before, sizeof after) == 0, "clip %s: gradients untouched",
+                  cases[k].what);
+        } else {
+            double coef = max_norm / (norm + 1e-6), want[26], ss2 = 0;
+            for (int i = 0; i < 26; i++) {
+                want[i] = before[i] * coef;
+                ss2 += (double)after[i] * after[i];
+            }
+            /* one float rounding of the product: 2^-24 relative, 2^-23 allowed */
+            CHECK_CLOSE(after, want, 26u, 0, 1.2e-7, "clip %s: scaled by max_norm / (norm + 1e-6)",
+                        cases[k].what);
+            CHECK(fabs(sqrt(ss2) - max_norm * norm / (norm + 1e-6)) <= 1e-6 * max_norm,
+                  "clip %s: the norm after is max_norm (%g)", cases[k].what, sqrt(ss2));
+        }
+        lstm_params_free(p);
+    }
+}
+
 static void test_schedules(void) {
     lstm_st *st = open_fixture("schedules.safetensors");
     if (!st)
@@ -198,6 +441,15 @@ static void test_schedules(void) {
     lstm_schedule wu = {LSTM_SCHED_CONSTANT, 0.01f, 0, 0, 0, 0, 0, 4};
     CHECK(fabsf(lstm_schedule_lr(&wu, 0) - 0.0025f) < 1e-9f && lstm_schedule_lr(&wu, 4) == 0.01f,
           "linear warm-up");
+    CHECK(fabsf(lstm_schedule_lr(&wu, 2) - 0.0075f) < 1e-9f, "warm-up: 3/4 of the rate at t = 2 of 4");
+    /* the warm-up scales whatever the schedule gives */
+    lstm_schedule sw = {LSTM_SCHED_STEP, 0.1f, 0.5f, 1, 0, 0, 0, 3};
+    CHECK(fabsf(lstm_schedule_lr(&sw, 1) - 0.1f * 0.5f * 2 / 3) < 1e-8f,
+          "warm-up on a step schedule: 2/3 of 0.05 at t = 1");
+    /* cosine stays at min_lr after total */
+    lstm_schedule cs = {LSTM_SCHED_COSINE, 0.1f, 0, 0, 0, 8, 0.001f, 0};
+    CHECK(fabsf(lstm_schedule_lr(&cs, 20) - 0.001f) < 1e-9f, "cosine: min_lr after total (t = 20 of 8)");
+    CHECK(fabsf(lstm_schedule_lr(&cs, 4) - 0.0505f) < 1e-8f, "cosine: halfway at t = total / 2");
 }
 
 static void test_layers(void) {
@@ -243,7 +495,11 @@ int main(int argc, char **argv) {
                          "optim_adadelta.safetensors",  "optim_adadelta_wd.safetensors"};
     for (size_t i = 0; i < sizeof opt / sizeof *opt; i++)
         test_optimizer(opt[i]);
+    for (size_t i = 0; i < sizeof opt / sizeof *opt; i++)
+        check_reference(opt[i]);
+    test_hyperparameters();
     test_clip();
+    test_clip_exact();
     test_schedules();
     test_layers();
     return check_summary();
