@@ -677,7 +677,10 @@ LSTM_API lstm_status lstm_model_predict(lstm_model *m, lstm_ctx *ctx, const lstm
 /* lm: feeds `prime` (its bytes must all be in the vocabulary; empty: start
  * from a newline), then draws `length` bytes one at a time with the state
  * carried, from the softmax at `temperature` (> 0) restricted to the
- * `top_k` most likely bytes (0: all). Each byte drawn is passed to emit. */
+ * `top_k` most likely bytes (0: all). Each byte drawn is passed to emit
+ * (which may be NULL: the bytes are drawn and dropped). Generation starts
+ * from the zero state and a newline (when the text had newlines), then the
+ * prime: a state like the ones training saw. */
 LSTM_API lstm_status lstm_model_sample(lstm_model *m, lstm_ctx *ctx, const char *prime,
                                        size_t prime_len, size_t length, float temperature,
                                        int top_k, lstm_rng *rng,

@@ -388,7 +388,7 @@ int cmd_train(int argc, char **argv) {
         {"forget-bias", OPT_FLOAT, &mc.forget_bias, "F", "added to the forget gates' initial bias"},
         {"batch", OPT_INT, &tc.batch, "B", "batch size (lm: parallel streams)"},
         {"seq-len", OPT_INT, &tc.seq_len, "T", "lm: steps of truncated backpropagation"},
-        {"optimizer", OPT_STR, &optimizer, "NAME", "sgd, adam, adamw, rmsprop, adadelta"},
+        {"optimizer", OPT_STR, &optimizer, "NAME", "sgd, adam, adamw, rmsprop, adadelta (another than the default starts from PyTorch's settings for it)"},
         {"lr", OPT_FLOAT, &tc.optim.lr, "R", "learning rate"},
         {"momentum", OPT_FLOAT, &momentum, "M", "sgd, rmsprop momentum"},
         {"weight-decay", OPT_FLOAT, &weight_decay, "W", "weight decay"},
@@ -441,13 +441,14 @@ int cmd_train(int argc, char **argv) {
         if (o < 0)
             return cli_error(V, "unknown optimizer '%s': sgd, adam, adamw, rmsprop or adadelta",
                              optimizer);
-        float lr = tc.optim.lr;
-        int lr_given = 0;
-        for (int i = 1; i < argc; i++)
-            lr_given |= strncmp(argv[i], "--lr", 4) == 0 && (argv[i][4] == 0 || argv[i][4] == '=');
-        tc.optim = lstm_optim_defaults((lstm_optimizer)o);
-        if (lr_given)
-            tc.optim.lr = lr;
+        /* another optimizer starts from PyTorch's defaults for it (an --lr
+         * given is kept); naming the task's own keeps its tuned settings */
+        if ((lstm_optimizer)o != tc.optim.type) {
+            float lr = tc.optim.lr;
+            tc.optim = lstm_optim_defaults((lstm_optimizer)o);
+            if (given(argc - 1, argv + 1, "lr"))
+                tc.optim.lr = lr;
+        }
     }
     if (momentum >= 0)
         tc.optim.momentum = momentum;

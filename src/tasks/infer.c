@@ -51,6 +51,8 @@ lstm_status lstm_model_sample(lstm_model *m, lstm_ctx *ctx, const char *prime, s
                          m->ops->title);
     if (!(temperature > 0) || top_k < 0)
         return lstm_fail(err, LSTM_ERR_INVALID, "temperature must be > 0 and top-k >= 0");
+    if (prime_len && !prime)
+        return lstm_fail(err, LSTM_ERR_INVALID, "lstm_model_sample: prime is NULL");
     return m->ops->sample(m, ctx, prime, prime_len, length, temperature, top_k, rng, emit, arg,
                           err);
 }

@@ -414,7 +414,8 @@ static lstm_status sample(lstm_model *m, lstm_ctx *ctx, const char *prime, size_
         int id = i < nfeed ? feed[i] : draw(logits, V, top_k, rng, idx);
         if (i >= nfeed) {
             size_t len;
-            emit((unsigned char)vocab_string(f->vocab, id, &len)[0], arg);
+            if (emit)
+                emit((unsigned char)vocab_string(f->vocab, id, &len)[0], arg);
             if (i + 1 == nfeed + length)
                 break;
         }

@@ -255,13 +255,14 @@ same "--clip 1e6 (above every gradient norm) changes nothing" clip0.st clipbig.s
 differ "--clip 0.05 changes training" clip0.st clip05.st
 differ "--clip 0.05 and --clip 0.1 differ" clip05.st clip1.st
 
-# --optimizer: each trains another model; its torch.optim default lr unless --lr
+# --optimizer: each trains another model; another than the task's (Adam) starts
+# from its torch.optim default lr unless --lr, the task's own keeps its tuned lr
 for o in sgd adam adamw rmsprop adadelta; do
     run "--optimizer $o" "$L" train lm "${LM[@]}" --epochs 1 --optimizer $o --schedule constant --warmup 0 \
         --out opt-$o.st --log opt-$o.log
 done
 lr_is "--optimizer sgd: lr 0.01" opt-sgd.log 50 0.01
-lr_is "--optimizer adam: lr 0.001" opt-adam.log 50 0.001
+lr_is "--optimizer adam, the lm's own: its lr 4.5e-3 kept" opt-adam.log 50 0.0045
 lr_is "--optimizer adadelta: lr 1" opt-adadelta.log 50 1
 opts=(sgd adam adamw rmsprop adadelta)
 for i in 0 1 2 3; do
