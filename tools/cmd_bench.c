@@ -2,6 +2,8 @@
  * streaming of an LSTM with random weights, in PyTorch's vocabulary. */
 #include "cli.h"
 
+#include <jansson.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +44,7 @@ int cmd_bench(int argc, char **argv) {
         {"threads", OPT_INT, &threads, "N", "threads (2)"},
         {"precision", OPT_STR, &precision, "fp32|bf16", "bf16: products in bfloat16 (AVX-512 BF16), sums in float (fp32)"},
         {"repeat", OPT_INT, &repeat, "R", "timed runs after the warm-up; the median is printed (10)"},
-        {"json", OPT_FLAG, &json, NULL, "end with one JSON line"},
+        {"json", OPT_FLAG, &json, NULL, "print one JSON object of the figures instead of the text"},
         OPT_END};
     const char *pos[1];
     int npos;
@@ -128,20 +130,26 @@ int cmd_bench(int argc, char **argv) {
         double flops = forward_flops(&cfg, m == 2 ? 1 : T, B) * (m == 0 ? 3 : 1);
         struct rusage ru;
         getrusage(RUSAGE_SELF, &ru);
-        printf("%s I=%d H=%d L=%d%s%s B=%d T=%d threads=%d kernels=%s gemm=%s: %.3f ms%s, "
-               "%.1f GFLOP/s, peak RSS %.1f MiB (%.1f MiB above the start)\n",
-               mode, I, H, L, bidir ? " bidirectional" : "", P ? " proj" : "", B, T,
-               lstm_ctx_threads(ctx), lstm_ctx_kernels(ctx), lstm_ctx_gemm(ctx), med * 1e3,
-               m == 2 ? " per step" : "", flops / med * 1e-9, ru.ru_maxrss / 1024.0,
-               (ru.ru_maxrss - ru0.ru_maxrss) / 1024.0);
-        if (json)
-            printf("{\"impl\":\"lstm\",\"mode\":\"%s\",\"input\":%d,\"hidden\":%d,\"layers\":%d,"
-                   "\"bidirectional\":%d,\"proj\":%d,\"batch\":%d,\"steps\":%d,\"threads\":%d,"
-                   "\"kernels\":\"%s\",\"gemm\":\"%s\",\"ms\":%.6f,\"gflops\":%.3f,"
-                   "\"peak_rss_mib\":%.1f,\"peak_rss_over_start_mib\":%.1f}\n",
-                   mode, I, H, L, bidir, P, B, T, lstm_ctx_threads(ctx), lstm_ctx_kernels(ctx),
-                   lstm_ctx_gemm(ctx), med * 1e3, flops / med * 1e-9, ru.ru_maxrss / 1024.0,
+        if (!json) {
+            printf("%s I=%d H=%d L=%d%s%s B=%d T=%d threads=%d kernels=%s gemm=%s: %.3f ms%s, "
+                   "%.1f GFLOP/s, peak RSS %.1f MiB (%.1f MiB above the start)\n",
+                   mode, I, H, L, bidir ? " bidirectional" : "", P ? " proj" : "", B, T,
+                   lstm_ctx_threads(ctx), lstm_ctx_kernels(ctx), lstm_ctx_gemm(ctx), med * 1e3,
+                   m == 2 ? " per step" : "", flops / med * 1e-9, ru.ru_maxrss / 1024.0,
                    (ru.ru_maxrss - ru0.ru_maxrss) / 1024.0);
+        } else { /* stdout holds this one JSON document and nothing else */
+            json_t *o = json_pack(
+                "{s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:s, s:s, s:f, s:f, s:f, s:f}",
+                "impl", "lstm", "mode", mode, "input", I, "hidden", H, "layers", L,
+                "bidirectional", bidir, "proj", P, "batch", B, "steps", T, "threads",
+                lstm_ctx_threads(ctx), "kernels", lstm_ctx_kernels(ctx), "gemm",
+                lstm_ctx_gemm(ctx), "ms", med * 1e3, "gflops", flops / med * 1e-9,
+                "peak_rss_mib", ru.ru_maxrss / 1024.0, "peak_rss_over_start_mib",
+                (ru.ru_maxrss - ru0.ru_maxrss) / 1024.0);
+            if (!o || json_dumpf(o, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER) || puts("") == EOF)
+                status = cli_error(V, "cannot write the JSON to standard output");
+            json_decref(o);
+        }
     }
     free(x), free(y), free(dy), free(dx), free(h), free(c), free(times);
     lstm_rnn_free(rnn);
