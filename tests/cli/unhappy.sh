@@ -102,25 +102,7 @@ grep -q "no figure was measured" err && ! grep -q "best valid" err && ok ||
 [ "$(grep -c '"start"' two.log)" -eq 2 ] && ok || bad "--log-append adds to it"
 "$L" plot two.log --out two.svg 2>/dev/null && grep -q "2 runs in this log" two.svg && ok ||
     bad "lstm plot draws two runs of one log apart"
-# kill -9 during checkpoint writes: the files left always load, and the
-# temporary files of killed writes are removed by the next save
-for i in 1 2 3 4 5 6; do
-    "$L" train lm "${LM[@]}" --epochs 50 --valid-every 5 --out k.st --checkpoint k.ck --quiet \
-        ${resume:-} 2>/dev/null &
-    pid=$!
-    sleep "0.$((RANDOM % 9 + 1))"
-    kill -9 $pid 2>/dev/null
-    wait $pid 2>/dev/null
-    [ -f k.ck ] && resume="--resume k.ck"
-done
-if [ -f k.ck ]; then
-    "$L" eval k.st lmv.txt >/dev/null 2>&1 && ok || bad "after kill -9: the best model evaluates"
-    "$L" train lm "${LM[@]}" --epochs 50 --valid-every 5 --out k.st --checkpoint k.ck --resume k.ck \
-        --time-limit 2 --quiet 2>err && ok || bad "after kill -9: the checkpoint resumes: $(cat err)"
-    ls k.ck.tmp.* >/dev/null 2>&1 && bad "temporary files of killed saves remain: $(ls k.ck.tmp.*)" || ok
-else
-    bad "no checkpoint was written before the kills"
-fi
+# kill -9 during checkpoint writes: tests/cli/kill.sh
 
 # ---- data files that are fine elsewhere --------------------------------------
 printf '\xef\xbb\xbf__label__ham hello there friend\n__label__spam buy cheap pills now\n__label__ham see you at lunch\n__label__spam cheap offer now\n' >bom.txt
