@@ -117,15 +117,38 @@ static char *dir_of(const char *file) {
     return dir;
 }
 
-/* Creates path + ".tmp.PID.XXXXXX" with O_EXCL. Unlike mkstemp (mode 0600)
- * the file gets 0666 less the umask, as a plain fopen would give the
- * result. The PID in the name lets a later save tell a temporary file left
- * by a killed process (remove_stale) from one being written right now. */
+/* When process pid started, in clock ticks after boot (field 22 of
+ * /proc/PID/stat), or 0 when that cannot be read (no /proc, no such
+ * process). A PID is reused once processes wrap around pid_max (32768
+ * here); a PID and its start time name one process. */
+static unsigned long long proc_start(long pid) {
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = 0;
+    char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+    for (int field = 2; p && field < 22; field++)
+        p = strchr(p + 1, ' ');
+    return p ? strtoull(p + 1, NULL, 10) : 0;
+}
+
+/* Creates path + ".tmp.PID-START.XXXXXX" with O_EXCL. Unlike mkstemp
+ * (mode 0600) the file gets 0666 less the umask, as a plain fopen would
+ * give the result. The process's PID and start time in the name let a
+ * later save tell a temporary file left by a killed process (remove_stale)
+ * from one being written right now. */
 static int create_temp(const char *path, char *tmp, size_t size) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^
                  ((uint64_t)getpid() << 40) ^ (uint64_t)(uintptr_t)tmp;
+    unsigned long long start = proc_start((long)getpid());
     for (int attempt = 0; attempt < 100; attempt++) {
         /* splitmix64 step: a different name on each try */
         x += 0x9e3779b97f4a7c15ull;
@@ -133,7 +156,7 @@ static int create_temp(const char *path, char *tmp, size_t size) {
         z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
         z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
         z ^= z >> 31;
-        snprintf(tmp, size, "%s.tmp.%ld.%06llx", path, (long)getpid(),
+        snprintf(tmp, size, "%s.tmp.%ld-%llu.%06llx", path, (long)getpid(), start,
                  (unsigned long long)(z & 0xffffff));
         int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
         if (fd >= 0 || errno != EEXIST)
@@ -144,10 +167,10 @@ static int create_temp(const char *path, char *tmp, size_t size) {
 
 /* Removes the temporary files of earlier saves of `file` that a process
  * killed while writing left behind (kill -9 gives it no chance to clean
- * up): FILE.tmp.PID.XXXXXX whose PID is no running process, and
- * FILE.tmp.XXXXXX (the names before the PID was in them) older than ten
- * minutes. Best effort: failures are ignored. A process of the same PID on
- * another machine sharing the folder is not told apart. */
+ * up): FILE.tmp.PID-START.XXXXXX when no process of that PID and start time
+ * runs, and FILE.tmp.XXXXXX (the names before the PID was in them) older
+ * than ten minutes. Best effort: failures are ignored. A process on another
+ * machine sharing the folder is not told apart. */
 static void remove_stale(const char *file) {
     char *dir = dir_of(file);
     if (!dir)
@@ -167,9 +190,14 @@ static void remove_stale(const char *file) {
         char path[4096];
         if (snprintf(path, sizeof path, "%s/%s", dir, nm) >= (int)sizeof path)
             continue;
+        unsigned long long start = 0;
+        if (end > rest && *end == '-')
+            start = strtoull(end + 1, &end, 10);
         if (end > rest && *end == '.' && strlen(end + 1) == 6) {
-            stale = pid > 0 && pid != (long)getpid() && kill((pid_t)pid, 0) != 0 &&
-                    errno == ESRCH;
+            int gone = kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+            /* the PID now names another process (it wrapped around) */
+            int reused = !gone && start && proc_start(pid) != start;
+            stale = pid > 0 && pid != (long)getpid() && (gone || reused);
         } else if (strlen(rest) == 6 && strspn(rest, "0123456789abcdef") == 6) {
             struct stat sb;
             stale = stat(path, &sb) == 0 && S_ISREG(sb.st_mode) && time(NULL) - sb.st_mtime > 600;
@@ -235,7 +263,7 @@ lstm_status lstm_write_file_parts(const char *path, const lstm_file_part *parts,
         real = realpath(path, NULL);
     const char *file = real ? real : path;
     remove_stale(file);
-    size_t tsize = strlen(file) + 40;
+    size_t tsize = strlen(file) + 64;
     char *tmp = malloc(tsize);
     if (!tmp) {
         free(real);
