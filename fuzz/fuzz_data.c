@@ -54,6 +54,8 @@ static void check_labels(const lstm_dataset *ds, const int *ids, size_t n, int f
  * or lines (lm) to v. in/len: the file, when ds was read from it. */
 static void walk(const lstm_dataset *ds, lstm_vocab *v, const uint8_t *in, size_t len) {
     size_t count = lstm_dataset_count(ds), tokens = lstm_dataset_tokens(ds);
+    if (in && len >= 3 && memcmp(in, "\xEF\xBB\xBF", 3) == 0) /* skipped by the readers */
+        in += 3, len -= 3;
     FUZZ_ASSERT(ds->name);
     if (ds->task == LSTM_TASK_LM) {
         FUZZ_ASSERT(count == ds->nbytes && tokens == ds->nbytes && ds->nbytes > 0);
