@@ -15,7 +15,7 @@
 # static table that nothing writes into .data.rel.ro, so the sanitizer
 # build (which keeps every global where its declaration puts it) is checked
 # too; tests/run.sh runs this for each build directory it is given.
-set -u
+set -u -o pipefail
 build=${1:-build}
 lib=$build/liblstm.a
 

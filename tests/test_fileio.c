@@ -14,6 +14,8 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -213,6 +215,58 @@ static void test_read(void) {
     CHECK(lstm_read_file(NULL, &buf, &len, &err) == LSTM_ERR_INVALID, "NULL path: %s", err.msg);
 }
 
+/* When process pid started (field 22 of /proc/PID/stat), or 0. */
+static unsigned long long start_of(long pid) {
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f)
+        fclose(f);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');
+    for (int field = 2; p && field < 22; field++)
+        p = strchr(p + 1, ' ');
+    return p ? strtoull(p + 1, NULL, 10) : 0;
+}
+
+static int exists(const char *path) { return access(path, F_OK) == 0; }
+
+/* A save removes the temporary files that killed writers left beside its
+ * file, and only those: a live writer's survives. */
+static void test_stale_temporaries(void) {
+    long parent = (long)getppid();
+    unsigned long long ps = start_of(parent);
+    if (!ps) {
+        printf("ok skipping the temporary-file names: no /proc\n");
+        return;
+    }
+    char live[128], reused[128], dead[128], old[128], young[128], other[128];
+    snprintf(live, sizeof live, "%s.tmp.%ld-%llu.a1b2c3", tmp_path("t.bin"), parent, ps);
+    snprintf(reused, sizeof reused, "%s.tmp.%ld-%llu.a1b2c3", tmp_path("t.bin"), parent, ps + 1);
+    /* a PID no process has: above the kernel's largest (4194304 on 64-bit) */
+    snprintf(dead, sizeof dead, "%s.tmp.%ld-%llu.a1b2c3", tmp_path("t.bin"), 4999999L, ps);
+    snprintf(old, sizeof old, "%s.tmp.0a1b2c", tmp_path("t.bin"));
+    snprintf(young, sizeof young, "%s.tmp.0d1e2f", tmp_path("t.bin"));
+    snprintf(other, sizeof other, "%s.tmp.%ld-%llu.a1b2c3", tmp_path("u.bin"), 4999999L, ps);
+    const char *all[] = {live, reused, dead, old, young, other};
+    for (int i = 0; i < 6; i++)
+        put_file(all[i], "x");
+    struct timespec times[2] = {{time(NULL) - 3600, 0}, {time(NULL) - 3600, 0}};
+    utimensat(AT_FDCWD, old, times, 0);
+    lstm_error err;
+    CHECK(lstm_write_file_atomic(tmp_path("t.bin"), "data", 4, &err) == LSTM_OK, "save: %s",
+          err.msg);
+    CHECK(exists(live), "a live writer's temporary file survives a save");
+    CHECK(!exists(reused), "one whose PID now names another process (start time) is removed");
+    CHECK(!exists(dead), "one whose writer is gone is removed");
+    CHECK(!exists(old), "an old-style name older than ten minutes is removed");
+    CHECK(exists(young), "a recent old-style name survives");
+    CHECK(exists(other), "another file's temporaries are not touched");
+    for (int i = 0; i < 6; i++)
+        unlink(all[i]);
+}
+
 static void cleanup(void) {
     const char *names[] = {"a.bin",    "b.bin",        "target.bin", "link.bin", "dangling.bin",
                            "relative.bin", "keep.bin", "read.bin"};
@@ -231,6 +285,7 @@ int main(void) {
     test_write();
     test_write_failures();
     test_read();
+    test_stale_temporaries();
     cleanup();
     return check_summary();
 }

@@ -3,6 +3,7 @@
 #include "cli.h"
 
 #include <jansson.h>
+#include <math.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,9 @@
 #include <sys/resource.h>
 
 static const char *V = "bench";
+
+/* A number for JSON: NaN and infinities (which JSON lacks) become null. */
+static json_t *num(double x) { return isfinite(x) ? json_real(x) : json_null(); }
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -139,11 +143,11 @@ int cmd_bench(int argc, char **argv) {
                    (ru.ru_maxrss - ru0.ru_maxrss) / 1024.0);
         } else { /* stdout holds this one JSON document and nothing else */
             json_t *o = json_pack(
-                "{s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:s, s:s, s:f, s:f, s:f, s:f}",
+                "{s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:s, s:s, s:o, s:o, s:f, s:f}",
                 "impl", "lstm", "mode", mode, "input", I, "hidden", H, "layers", L,
                 "bidirectional", bidir, "proj", P, "batch", B, "steps", T, "threads",
                 lstm_ctx_threads(ctx), "kernels", lstm_ctx_kernels(ctx), "gemm",
-                lstm_ctx_gemm(ctx), "ms", med * 1e3, "gflops", flops / med * 1e-9,
+                lstm_ctx_gemm(ctx), "ms", num(med * 1e3), "gflops", num(flops / med * 1e-9),
                 "peak_rss_mib", ru.ru_maxrss / 1024.0, "peak_rss_over_start_mib",
                 (ru.ru_maxrss - ru0.ru_maxrss) / 1024.0);
             if (!o || json_dumpf(o, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER) || puts("") == EOF)

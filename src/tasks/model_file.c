@@ -223,17 +223,23 @@ lstm_model *model_from_st(const lstm_st *st, int strict, lstm_error *err) {
             lstm_model_free(m);
             return NULL;
         }
-        m->nlabels = vocab_size(lv);
-        m->labels = calloc((size_t)m->nlabels, sizeof(char *));
-        for (int i = 0; m->labels && i < m->nlabels; i++) {
+        int n = vocab_size(lv);
+        m->labels = calloc((size_t)n, sizeof(char *));
+        for (int i = 0; m->labels && i < n; i++) {
             size_t len;
             const char *s = vocab_string(lv, i, &len);
-            if ((m->labels[i] = malloc(len + 1))) {
-                memcpy(m->labels[i], s, len);
-                m->labels[i][len] = 0;
-            }
+            if (!(m->labels[i] = malloc(len + 1)))
+                break;
+            memcpy(m->labels[i], s, len);
+            m->labels[i][len] = 0;
+            m->nlabels = i + 1;
         }
         vocab_free(lv);
+        if (m->nlabels != n) { /* lstm_model_free frees the nlabels made */
+            lstm_fail(err, LSTM_ERR_NOMEM, "%s: out of memory for the labels", file);
+            lstm_model_free(m);
+            return NULL;
+        }
     }
     if (model_declare(m, err) || check_tensors(m, st, err) || lstm_params_alloc(m->p, err) ||
         lstm_params_read(m->p, st, "", strict, err)) {

@@ -72,7 +72,7 @@ expect "--out that is a folder" 1 "is a folder" "$L" train lm --train missing.tx
 # best model so far evaluates and the checkpoint resumes
 for sig in INT TERM; do
     rm -f sig.st sig.ck sig.log
-    "$L" train lm "${LM[@]}" --epochs 50 --valid-every 20 --out sig.st --checkpoint sig.ck \
+    "$L" train lm "${LM[@]}" --epochs 3 --valid-every 20 --out sig.st --checkpoint sig.ck \
         --log sig.log --quiet 2>err &
     pid=$!
     for _ in $(seq 100); do grep -q '"valid"' sig.log 2>/dev/null && break; sleep 0.1; done
@@ -85,11 +85,26 @@ for sig in INT TERM; do
     "$L" eval sig.st lmv.txt >/dev/null 2>&1 && ok || bad "SIG$sig: the best model evaluates"
     "$L" eval sig.ck lmv.txt >/dev/null 2>&1 && ok || bad "SIG$sig: eval accepts the checkpoint (its best weights)"
 done
-"$L" train lm "${LM[@]}" --epochs 50 --valid-every 20 --time-limit 1 --out res.st --resume sig.ck --quiet 2>err &&
-    ok || bad "the checkpoint written at SIGTERM resumes: $(cat err)"
+# the checkpoint resumes and trains to the run's end (3 epochs of 299
+# steps), validating where an uninterrupted run validates; the log of the
+# resumed run is added to the interrupted one's
+stopped=$(grep '"end"' sig.log | sed 's/.*"step":\([0-9]*\).*/\1/')
+"$L" train lm "${LM[@]}" --epochs 3 --valid-every 20 --out res.st --resume sig.ck --log sig.log \
+    --quiet 2>err && ok || bad "the checkpoint written at SIGTERM resumes: $(cat err)"
+ended=$(grep '"end"' sig.log | tail -n 1 | sed 's/.*"step":\([0-9]*\).*/\1/')
+[ "$(grep -c '"start"' sig.log)" -eq 2 ] && ok || bad "--resume adds to the log it resumes"
+[ "${stopped:-0}" -gt 0 ] && [ "${ended:-0}" -eq 897 ] && ok ||
+    bad "the resumed run trains from step ${stopped:-?} to the end (897): ended at ${ended:-?}"
+grep '"valid"' sig.log | sed 's/.*"step":\([0-9]*\).*/\1/' |
+    awk '$1 % 20 && $1 != 897 { bad = 1 } END { exit bad }' && ok ||
+    bad "validations at multiples of --valid-every, before and after the resume"
+# a seed of 2^63 or more (here -1: 2^64 - 1) is kept in a checkpoint that resumes
+"$L" train lm "${LM[@]}" --epochs 1 --seed -1 --valid-every 100 --out s.st --checkpoint s.ck \
+    --quiet 2>err && "$L" train lm "${LM[@]}" --epochs 1 --seed -1 --valid-every 100 --out s.st \
+    --resume s.ck --quiet 2>err && ok || bad "a checkpoint with seed -1 resumes: $(cat err)"
 "$L" sample sig.ck --length 5 >/dev/null 2>&1 && ok || bad "sample accepts a checkpoint"
 expect "--resume with options that contradict the checkpoint names them" 1 "--hidden (the checkpoint's: 32), --lr" \
-    "$L" train lm "${LM[@]}" --hidden 64 --lr 0.5 --epochs 50 --out res.st --resume sig.ck
+    "$L" train lm "${LM[@]}" --hidden 64 --lr 0.5 --epochs 3 --out res.st --resume sig.ck
 # a run that ends before its first validation reports no figure
 "$L" train lm "${LM[@]}" --time-limit 0.01 --out tl.st 2>err >/dev/null
 grep -q "no figure was measured" err && ! grep -q "best valid" err && ok ||
