@@ -53,6 +53,18 @@ BLAS_CFLAGS := $(shell pkg-config --cflags openblas) -DLSTM_HAVE_OPENBLAS
 BLAS_LIBS   := $(shell pkg-config --libs openblas)
 endif
 
+# MPI (Open MPI: openmpi-bin, libopenmpi-dev) for data-parallel training
+# under mpirun: when pkg-config finds it, or MPI=1; MPI=0 builds without.
+# Only the program links it (tools/mpi.c); the library knows no transport.
+MPI ?= auto
+ifeq ($(MPI),auto)
+MPI := $(shell pkg-config --exists ompi-c 2>/dev/null && echo 1 || echo 0)
+endif
+ifeq ($(MPI),1)
+MPI_CFLAGS := $(shell pkg-config --cflags ompi-c) -DLSTM_HAVE_MPI
+MPI_LIBS   := $(shell pkg-config --libs ompi-c)
+endif
+
 # Jansson parses and writes JSON (safetensors headers, logs). Required.
 JSON_CFLAGS := $(shell pkg-config --cflags jansson 2>/dev/null)
 JSON_LIBS   := $(shell pkg-config --libs jansson 2>/dev/null || echo -ljansson)
@@ -124,17 +136,17 @@ $(BUILD)/f64/%.o: src/core/%.c $(HEADERS) | $(BUILD)/f64
 
 # The program sees the public header only.
 $(BUILD)/tools/%.o: tools/%.c include/lstm.h $(wildcard tools/*.h) | $(BUILD)/tools
-	$(CC) $(INC_public) $(CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
+	$(CC) $(INC_public) $(CPPFLAGS) $(ALL_CFLAGS) $(MPI_CFLAGS) -c $< -o $@
 
 $(STATIC): $(LIB_OBJS)
 	rm -f $@
 	ar rcs $@ $^
 
 $(SHARED): $(LIB_OBJS)
-	$(CC) -shared $(SANFLAGS) $(LDFLAGS) -Wl,-soname,liblstm.so.0 -o $@ $^ $(LIBS)
+	$(CC) -shared $(SANFLAGS) $(LDFLAGS) -Wl,-soname,liblstm.so.1 -o $@ $^ $(LIBS)
 
 $(BUILD)/lstm: $(CLI_OBJS) $(STATIC)
-	$(CC) $(SANFLAGS) $(LDFLAGS) -o $@ $(CLI_OBJS) $(STATIC) $(LIBS)
+	$(CC) $(SANFLAGS) $(LDFLAGS) -o $@ $(CLI_OBJS) $(STATIC) $(LIBS) $(MPI_LIBS)
 
 lstm: $(BUILD)/lstm
 	cp $< $@
@@ -196,14 +208,14 @@ demo: lstm
 install: all
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig
 	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/liblstm.a
-	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/liblstm.so.0
-	ln -sf liblstm.so.0 $(DESTDIR)$(LIBDIR)/liblstm.so
+	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/liblstm.so.1
+	ln -sf liblstm.so.1 $(DESTDIR)$(LIBDIR)/liblstm.so
 	install -m 644 include/lstm.h $(DESTDIR)$(INCDIR)/lstm.h
 	install -m 644 $(BUILD)/lstm.pc $(DESTDIR)$(LIBDIR)/pkgconfig/lstm.pc
 	install -m 755 $(BUILD)/lstm $(DESTDIR)$(BINDIR)/lstm
 
 uninstall:
-	rm -f $(DESTDIR)$(LIBDIR)/liblstm.a $(DESTDIR)$(LIBDIR)/liblstm.so $(DESTDIR)$(LIBDIR)/liblstm.so.0 \
+	rm -f $(DESTDIR)$(LIBDIR)/liblstm.a $(DESTDIR)$(LIBDIR)/liblstm.so $(DESTDIR)$(LIBDIR)/liblstm.so.1 \
 	      $(DESTDIR)$(INCDIR)/lstm.h $(DESTDIR)$(LIBDIR)/pkgconfig/lstm.pc $(DESTDIR)$(BINDIR)/lstm
 
 clean:

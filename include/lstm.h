@@ -51,7 +51,12 @@ extern "C" {
 #define LSTM_API
 #endif
 
-#define LSTM_VERSION "0.1.0"
+/* 0.2.0: lstm_cross_entropy_forward/backward take a context first (a
+ * program built against 0.1 must be rebuilt: the soname is liblstm.so.1);
+ * added lstm_fail, lstm_ok, lstm_read_file, lstm_write_file_atomic,
+ * lstm_params_set, lstm_schedule_rate, lstm_checkpoint_config, lstm_comm,
+ * LSTM_ERR_NONFINITE, and fields of lstm_train_config and lstm_eval. */
+#define LSTM_VERSION "0.2.0"
 
 /* ------------------------------------------------------------------ */
 /* Status and errors                                                   */
@@ -710,6 +715,23 @@ typedef struct {
 
 typedef void (*lstm_event_fn)(const lstm_event *ev, void *arg);
 
+/* Data-parallel training across processes (one rank each): every rank
+ * holds the whole model and takes its share of every global batch (lm: of
+ * the parallel streams; classify, tag: of the examples of each batch); the
+ * gradients are summed over the ranks before clipping and the optimizer
+ * step, so every rank holds the same weights after every step. The library
+ * knows no transport: the caller fills this with one (the lstm program:
+ * MPI's allreduce). Both functions are collective: every rank calls them in
+ * the same order with the same n. */
+typedef struct {
+    int rank, size; /* this process's rank in [0, size) */
+    void *arg;      /* passed to the functions */
+    /* buf[0..n) on every rank becomes the sum over the ranks; 0, or
+     * nonzero when the transport failed */
+    int (*allreduce_float)(float *buf, size_t n, void *arg);
+    int (*allreduce_double)(double *buf, size_t n, void *arg);
+} lstm_comm;
+
 typedef struct {
     int epochs;            /* 0: until the time limit (one of the two is needed) */
     double time_limit;     /* seconds, validation included (0: none) */
@@ -739,6 +761,11 @@ typedef struct {
      * validation (the checkpoint is written when one is asked for), and the
      * END event's message is "interrupted" */
     int (*should_stop)(void *arg);
+    /* the ranks of a data-parallel job (see lstm_comm), or NULL: one
+     * process. Rank 0 alone emits events and writes out and checkpoint;
+     * the stop decisions (time limit, should_stop, patience, a figure that
+     * is not finite) are taken together, so no rank stops alone. */
+    const lstm_comm *comm;
     /* validation runs on this context (NULL: the training one): a float
      * context when training in bfloat16, so that the figures selected on
      * are the ones lstm_model_evaluate gives later */

@@ -6,7 +6,8 @@
 # there. npm is installed only when no npm is on the PATH: a Node.js installed
 # from elsewhere brings its own, and Debian's npm package would conflict with it.
 #
-#   scripts/install-deps.sh            # build and test dependencies
+#   scripts/install-deps.sh            # build dependencies
+#   scripts/install-deps.sh --mpi      # and Open MPI, for training on several processes
 #   scripts/install-deps.sh --demo     # and npm, for make demo
 #   scripts/install-deps.sh PKG...     # and these Debian packages too
 set -eu
@@ -14,7 +15,8 @@ pkgs=(build-essential pkg-config libjansson-dev libopenblas-dev)
 for a in "$@"; do
     case $a in
     --demo) command -v npm >/dev/null 2>&1 || pkgs+=(npm) ;;
-    -h | --help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --mpi) pkgs+=(openmpi-bin libopenmpi-dev) ;;
+    -h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "install-deps.sh: unknown option $a" >&2; exit 2 ;;
     *) pkgs+=("$a") ;;
     esac

@@ -47,6 +47,16 @@ int cli_nproc(void);
 /* Wall-clock seconds since an arbitrary point. */
 double cli_now(void);
 
+/* Data-parallel training (mpi.c). cli_comm_start: when the launcher
+ * started several processes, MPI is initialised and comm filled (1); one
+ * process: comm untouched (0); launched as several but built without MPI
+ * (-2) or MPI failed to start (-1). cli_comm_abort ends every rank of the
+ * job (after an error on one); cli_comm_end finalises. */
+int cli_launched_ranks(void);
+int cli_comm_start(lstm_comm *comm, int *argc, char ***argv);
+void cli_comm_end(const lstm_comm *comm);
+void cli_comm_abort(const lstm_comm *comm, int status);
+
 typedef int (*verb_fn)(int argc, char **argv);
 
 int cmd_forward(int argc, char **argv);

@@ -32,6 +32,7 @@ typedef struct {
     int bar_shown;
     int last_best;       /* the last validation was a new best */
     int best_saved;      /* --out holds a best model of this run */
+    int interrupted;     /* the run ended on a signal (END: "interrupted") */
 } progress;
 
 static void fmt_time(char *buf, size_t n, double s) {
@@ -183,6 +184,8 @@ static void on_event(const lstm_event *ev, void *arg) {
     log_event(pr, ev);
     if (ev->type == LSTM_EV_VALID)
         pr->best_saved |= ev->best; /* --out was written before the event */
+    if (ev->type == LSTM_EV_END && ev->message)
+        pr->interrupted = strncmp(ev->message, "interrupted", 11) == 0;
     if (pr->quiet)
         return;
     switch (ev->type) {
@@ -369,7 +372,7 @@ int cmd_train(int argc, char **argv) {
         {"threads", OPT_INT, &threads, "N", "threads (default: all processors)"},
         {"precision", OPT_STR, &precision, "auto|fp32|bf16", "products in bfloat16 (float sums; validation in float): auto = where the processor has AVX-512 BF16"},
         {"log", OPT_STR, &log_path, "FILE", "write the metrics as JSON lines (for lstm plot); a new file"},
-        {"log-append", OPT_FLAG, &log_append, NULL, "add to the --log file instead (lstm plot draws each run apart)"},
+        {"log-append", OPT_FLAG, &log_append, NULL, "add to the --log file instead (lstm plot draws each run apart; --resume always adds)"},
         {"checkpoint", OPT_STR, &tc.checkpoint, "FILE", "save the whole training state at each validation"},
         {"checkpoint-every", OPT_DOUBLE, &tc.checkpoint_every, "SECONDS", "and at least this often (300)"},
         {"resume", OPT_STR, &tc.resume, "FILE", "continue from a checkpoint (same data)"},
@@ -485,6 +488,24 @@ int cmd_train(int argc, char **argv) {
     if (tc.resume && check_resume(argc - 1, argv + 1, &mc, &tc))
         return 1;
 
+    /* several processes under mpirun: one data-parallel job (tools/mpi.c) */
+    lstm_comm comm = {0, 1, NULL, NULL, NULL};
+    int mpi = cli_comm_start(&comm, NULL, NULL);
+    if (mpi == -2)
+        return cli_error(V, "started as %d processes (mpirun), but this lstm was built without "
+                            "MPI: each would train a model of its own. Rebuild with MPI "
+                            "(apt-get install libopenmpi-dev; make MPI=1), or run one process",
+                         cli_launched_ranks());
+    if (mpi < 0)
+        return cli_error(V, "started under mpirun, but MPI did not start");
+    if (mpi > 0) {
+        tc.comm = &comm;
+        if (comm.rank != 0) { /* one voice, one writer: rank 0 */
+            quiet = 1;
+            log_path = NULL;
+        }
+    }
+
     int status = 1;
     lstm_error err;
     lstm_dataset *train = NULL, *valid = NULL, *rest = NULL;
@@ -509,7 +530,8 @@ int cmd_train(int argc, char **argv) {
         train = rest;
         rest = NULL;
     }
-    if (log_path && !(pr.log = open_log(log_path, log_append))) {
+    /* a resumed run adds to the log of the run it resumes */
+    if (log_path && !(pr.log = open_log(log_path, log_append || tc.resume))) {
         cli_error(V, "%s: cannot open the log for writing", log_path);
         goto done;
     }
@@ -543,14 +565,17 @@ int cmd_train(int argc, char **argv) {
             cli_error(V, "%s", err.msg);
         goto done;
     }
-    if (lstm_model_save(model, out, &err)) {
+    if (comm.rank == 0 && lstm_model_save(model, out, &err)) {
         cli_error(V, "%s", err.msg);
         goto done;
     }
     status = 0;
-    if (stop_signal) { /* the shell's convention: 128 + the signal */
+    /* the shell's convention: 128 + the signal, when the run ended on it (a
+     * signal during the last validation or save leaves a finished run) */
+    if (stop_signal && (pr.interrupted || comm.rank != 0)) {
         status = 128 + stop_signal;
-        fprintf(stderr, "lstm train: stopped by %s: the best model so far is in %s%s%s\n",
+        if (comm.rank == 0)
+            fprintf(stderr, "lstm train: stopped by %s: the best model so far is in %s%s%s\n",
                 stop_signal == SIGINT ? "SIGINT" : "SIGTERM", out,
                 tc.checkpoint ? ", the training state in " : "",
                 tc.checkpoint ? tc.checkpoint : "");
@@ -558,6 +583,12 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "model written to %s\n", out);
     }
 done:
+    if (status == 1 && comm.size > 1) {
+        /* a rank that fails ends the whole job, at once, saying which */
+        fprintf(stderr, "lstm train: rank %d of %d failed (above): ending the job\n", comm.rank,
+                comm.size);
+        cli_comm_abort(&comm, 1);
+    }
     if (pr.log)
         fclose(pr.log);
     lstm_model_free(model);
@@ -566,5 +597,6 @@ done:
     lstm_dataset_free(train);
     lstm_dataset_free(valid);
     lstm_dataset_free(rest);
+    cli_comm_end(&comm);
     return status;
 }

@@ -319,13 +319,14 @@ lstm_status model_batch_run(lstm_model *m, lstm_ctx *ctx, const model_batch *b, 
     st->loss_sum = loss;
     st->count = count;
     st->correct = correct;
+    long denom = b->loss_count > 0 ? b->loss_count : count;
     if (!training || count == 0)
         return LSTM_OK;
 
     /* backward of the mean loss */
     memset(m->dlogits, 0, sizeof(float) * (size_t)rows * m->nout);
     lstm_cross_entropy_backward(ctx, m->dlogits, m->logits, b->targets, rows, m->nout, -100,
-                                1.0f / (float)count);
+                                1.0f / (float)denom);
     float *din = pooled ? m->dpooled : m->dY;
     memset(din, 0, sizeof(float) * (size_t)rows * m->out_dim);
     lstm_linear_backward(ctx, din, lstm_params_grad(m->p, m->dec_w),

@@ -366,26 +366,56 @@ lstm_status seq_train_epoch(trainer *t, lstm_error *err) {
     return LSTM_OK;
 }
 
+/* Batch k of the epoch is examples order[kB, kB + nb); in a data-parallel
+ * job of N ranks, rank r takes the slice [r nb/N, (r+1) nb/N) of them,
+ * which may be empty for a short last batch. The loss is the mean over the
+ * targets of the whole batch, so that the ranks' gradients add up to the
+ * one-process gradient. */
 lstm_status seq_train_batch(trainer *t, long k, model_batch *b, long *tokens, lstm_error *err) {
     seq_state *q = t->task;
     const lstm_model *m = t->m;
+    const encoded_set *e = &q->enc;
     size_t B = (size_t)t->tc.batch, at = (size_t)k * B;
-    int nb = q->enc.n - at < B ? (int)(q->enc.n - at) : (int)B;
-    lstm_status s = encoded_make_batch(m, &q->enc, q->order + at, nb, b, &q->scratch, &q->cap, err);
+    size_t nb = e->n - at < B ? e->n - at : B;
+    size_t lo = nb * (size_t)t->rank / (size_t)t->nranks;
+    size_t hi = nb * (size_t)(t->rank + 1) / (size_t)t->nranks;
+    long count = 0;
+    *tokens = 0;
+    for (size_t j = at; j < at + nb; j++) { /* the whole batch's targets and tokens */
+        size_t ex = q->order[j], s0 = e->start[ex], len = e->start[ex + 1] - s0;
+        *tokens += len ? (long)len : 1;
+        if (m->ops->pooled)
+            count += e->targets[ex] >= 0;
+        else
+            for (size_t i = 0; i < len; i++)
+                count += e->targets[s0 + i] >= 0;
+    }
+    if (hi == lo) {
+        memset(b, 0, sizeof *b);
+        return LSTM_OK;
+    }
+    lstm_status s = encoded_make_batch(m, e, q->order + at + lo, (int)(hi - lo), b, &q->scratch,
+                                       &q->cap, err);
     if (s)
         return s;
-    *tokens = 0;
-    for (int j = 0; j < nb; j++)
-        *tokens += b->lengths[j];
+    b->loss_count = count;
     /* word dropout: rare words sometimes become <unk>, so that <unk>
-     * (every word unseen in training) gets an embedding worth having */
-    size_t N = (size_t)b->T * b->B;
-    for (int fi = 0; fi < m->nfeat; fi++)
-        for (size_t i = 0; q->unk_p[fi] && i < N; i++) {
-            int32_t id = b->ids[fi][i];
-            if (id > UNK_ID && lstm_rng_uniform(&t->drop) < q->unk_p[fi][id])
-                b->ids[fi][i] = UNK_ID;
-        }
+     * (every word unseen in training) gets an embedding worth having. The
+     * draws of an example come from the seed, the step and its place in
+     * the epoch, so that they do not depend on which rank runs it (nor on
+     * the examples before it): N ranks draw what one process draws. */
+    for (int j = 0; j < b->B; j++) {
+        lstm_rng r;
+        lstm_rng_seed(&r, t->tc.seed * 0xD6E8FEB86659FD93ULL ^ (uint64_t)t->step * 0x9E3779B97F4A7C15ULL ^
+                              (uint64_t)(at + lo + (size_t)j) * 0xC2B2AE3D27D4EB4FULL);
+        for (int fi = 0; fi < m->nfeat; fi++)
+            for (int tt = 0; q->unk_p[fi] && tt < b->lengths[j]; tt++) {
+                size_t i = (size_t)tt * b->B + (size_t)j;
+                int32_t id = b->ids[fi][i];
+                if (id > UNK_ID && lstm_rng_uniform(&r) < q->unk_p[fi][id])
+                    b->ids[fi][i] = UNK_ID;
+            }
+    }
     return LSTM_OK;
 }
 

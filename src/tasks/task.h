@@ -45,6 +45,9 @@ typedef struct {
     int32_t *ids[MAX_FEATURES]; /* (T*B) per feature; PAD_ID past a length */
     int *lengths;               /* (B) or NULL (all T) */
     int32_t *targets;           /* pooled: (B); else (T*B); -100 where ignored */
+    long loss_count;            /* the loss is the sum over this many targets (those
+                                   of the whole global batch when the ranks share it);
+                                   0: the batch's own */
     float *h0, *c0;             /* the carried state (L,B,.), or NULL */
     float *hn, *cn;             /* where the state after the batch goes, or NULL */
 } model_batch;
@@ -112,6 +115,8 @@ typedef struct trainer {
     double train_secs, train_tokens; /* for an estimate of the first validation's time */
     double valid_tokens;             /* (in the model's tokens) */
     uint64_t hash;
+    int rank, nranks;    /* of a data-parallel job (tc.comm), or 0 and 1 */
+    double clock;        /* rank 0's elapsed() at the last step: every rank's clock */
     void *task;
     /* events */
     double ev_loss;
@@ -166,9 +171,13 @@ struct task_ops {
 
     /* Training (train.c calls these, in this order). setup sizes t->task,
      * the batches and t->steps_per_epoch; epoch runs before each epoch;
-     * batch fills batch k of the epoch; after runs after each step; save
-     * and load add and read the task's state in checkpoints (or NULL:
-     * none); the valid set's size in the model's tokens, for estimates. */
+     * batch fills this rank's share of batch k of the epoch (b->B may be
+     * 0 for a rank whose share of a short last batch is empty) and sets
+     * b->loss_count to the targets of the whole batch, and *tokens to its
+     * tokens; after runs after each step; save and load add and read the
+     * task's state in checkpoints (or NULL: none; save is called on every
+     * rank, since it may gather); the valid set's size in the model's
+     * tokens, for estimates. */
     lstm_status (*train_setup)(trainer *t, lstm_error *err);
     lstm_status (*train_epoch)(trainer *t, lstm_error *err);
     lstm_status (*train_batch)(trainer *t, long k, model_batch *b, long *tokens, lstm_error *err);

@@ -125,17 +125,20 @@ static int32_t *encode_bytes(const lstm_model *m, const unsigned char *bytes, si
 /* ------------------------------------------------------------------ */
 /* Training: B streams, stream j reading the j-th B-th of the text; batch k
  * of an epoch is unroll k of every stream. Each epoch starts from a zero
- * state; within it the state is carried (not its gradient). */
+ * state; within it the state is carried (not its gradient). In a
+ * data-parallel job of N ranks, rank r runs streams [r B/N, (r+1) B/N). */
 
 typedef struct {
     int32_t *ids;
     size_t nids;
+    int B, first;           /* this rank's streams: B of them, from stream `first` */
     float *h, *c, *h2, *c2; /* (L,B,H): room for the h of a projection too */
     int32_t *in;            /* a batch's inputs and targets */
 } lm_state;
 
 static size_t state_size(const trainer *t) {
-    return (size_t)t->m->cfg.layers * t->tc.batch * t->m->cfg.hidden;
+    const lm_state *q = t->task;
+    return (size_t)t->m->cfg.layers * q->B * t->m->cfg.hidden;
 }
 
 static lstm_status train_setup(trainer *t, lstm_error *err) {
@@ -144,6 +147,13 @@ static lstm_status train_setup(trainer *t, lstm_error *err) {
     if (!q)
         return lstm_fail(err, LSTM_ERR_NOMEM, "out of memory");
     t->task = q;
+    if (c->batch % t->nranks != 0)
+        return lstm_fail(err, LSTM_ERR_INVALID,
+                         "%d streams (--batch) cannot be shared evenly by %d ranks: give a "
+                         "batch that %d divides",
+                         c->batch, t->nranks, t->nranks);
+    q->B = c->batch / t->nranks;
+    q->first = t->rank * q->B;
     q->ids = encode_bytes(t->m, t->train->bytes, t->train->nbytes, NULL);
     q->nids = t->train->nbytes;
     size_t seg = q->nids / (size_t)c->batch;
@@ -158,7 +168,7 @@ static lstm_status train_setup(trainer *t, lstm_error *err) {
     size_t n = state_size(t);
     q->h = calloc(n, sizeof(float)), q->c = calloc(n, sizeof(float));
     q->h2 = calloc(n, sizeof(float)), q->c2 = calloc(n, sizeof(float));
-    q->in = malloc(sizeof(int32_t) * 2 * (size_t)c->seq_len * c->batch);
+    q->in = malloc(sizeof(int32_t) * 2 * (size_t)c->seq_len * q->B);
     if (!q->h || !q->c || !q->h2 || !q->c2 || !q->in)
         return lstm_fail(err, LSTM_ERR_NOMEM, "out of memory");
     return LSTM_OK;
@@ -178,8 +188,8 @@ static lstm_status train_batch(trainer *t, long k, model_batch *b, long *tokens,
                                lstm_error *err) {
     (void)err;
     lm_state *q = t->task;
-    int T = t->tc.seq_len, B = t->tc.batch;
-    size_t seg = q->nids / (size_t)B;
+    int T = t->tc.seq_len, B = q->B;
+    size_t seg = q->nids / (size_t)t->tc.batch;
     memset(b, 0, sizeof *b);
     b->T = T;
     b->B = B;
@@ -187,12 +197,13 @@ static lstm_status train_batch(trainer *t, long k, model_batch *b, long *tokens,
     b->targets = q->in + (size_t)T * B;
     for (int tt = 0; tt < T; tt++)
         for (int j = 0; j < B; j++) {
-            size_t pos = (size_t)j * seg + (size_t)k * T + tt;
+            size_t pos = (size_t)(q->first + j) * seg + (size_t)k * T + tt;
             q->in[(size_t)tt * B + j] = q->ids[pos];
             b->targets[(size_t)tt * B + j] = q->ids[pos + 1];
         }
     b->h0 = q->h, b->c0 = q->c, b->hn = q->h2, b->cn = q->c2;
-    *tokens = (long)T * B;
+    b->loss_count = (long)T * t->tc.batch; /* every stream's targets */
+    *tokens = (long)T * t->tc.batch;
     return LSTM_OK;
 }
 
@@ -203,30 +214,62 @@ static void train_after(trainer *t) {
     memcpy(q->c, q->c2, sizeof(float) * state_size(t));
 }
 
-/* The carried state, train.h (L,B,Hout) and train.c (L,B,H). */
+/* The state of all B streams (L,B,F) from each rank's (L,Bl,F): each rank
+ * puts its rows in a zeroed buffer, and the sum over the ranks is the whole. */
+static int gather_state(const trainer *t, const float *mine, float *all, int F) {
+    const lm_state *q = t->task;
+    int L = t->m->cfg.layers, B = t->tc.batch;
+    memset(all, 0, sizeof(float) * (size_t)L * B * F);
+    for (int l = 0; l < L; l++)
+        memcpy(all + ((size_t)l * B + q->first) * F, mine + (size_t)l * q->B * F,
+               sizeof(float) * (size_t)q->B * F);
+    const lstm_comm *comm = t->tc.comm;
+    return t->nranks > 1 ? comm->allreduce_float(all, (size_t)L * B * F, comm->arg) : 0;
+}
+
+/* The carried state of all streams, train.h (L,B,Hout) and train.c (L,B,H),
+ * gathered from the ranks; added to w on the rank that writes (w not NULL). */
 static lstm_status train_save(const trainer *t, lstm_st_writer *w, lstm_error *err) {
     const lm_state *q = t->task;
     const lstm_model_config *mc = &t->m->cfg;
-    int64_t hs[3] = {mc->layers, t->tc.batch, mc->proj ? mc->proj : mc->hidden};
+    int Ho = mc->proj ? mc->proj : mc->hidden;
+    int64_t hs[3] = {mc->layers, t->tc.batch, Ho};
     int64_t cs[3] = {mc->layers, t->tc.batch, mc->hidden};
-    lstm_status s = lstm_st_writer_add(w, "train.h", LSTM_DT_F32, 3, hs, q->h, err);
-    if (!s)
-        s = lstm_st_writer_add(w, "train.c", LSTM_DT_F32, 3, cs, q->c, err);
+    float *h = malloc(sizeof(float) * (size_t)mc->layers * t->tc.batch * Ho);
+    float *c = malloc(sizeof(float) * (size_t)mc->layers * t->tc.batch * mc->hidden);
+    lstm_status s = h && c ? LSTM_OK : lstm_fail(err, LSTM_ERR_NOMEM, "out of memory");
+    if (!s && (gather_state(t, q->h, h, Ho) || gather_state(t, q->c, c, mc->hidden)))
+        s = lstm_fail(err, LSTM_ERR_IO, "gathering the carried state from the ranks failed");
+    if (!s && w)
+        s = lstm_st_writer_add(w, "train.h", LSTM_DT_F32, 3, hs, h, err);
+    if (!s && w)
+        s = lstm_st_writer_add(w, "train.c", LSTM_DT_F32, 3, cs, c, err);
+    free(h), free(c);
     return s;
 }
 
+/* This rank's streams of the checkpoint's carried state (written with any
+ * number of ranks: it holds every stream). */
 static lstm_status train_load(trainer *t, const lstm_st *st, lstm_error *err) {
     lm_state *q = t->task;
     const lstm_model_config *mc = &t->m->cfg;
-    size_t nh = (size_t)mc->layers * t->tc.batch * (mc->proj ? mc->proj : mc->hidden);
+    int L = mc->layers, B = t->tc.batch, Ho = mc->proj ? mc->proj : mc->hidden, H = mc->hidden;
     const lstm_st_tensor *ht = lstm_st_find(st, "train.h"), *ct = lstm_st_find(st, "train.c");
-    lstm_status s = LSTM_OK;
-    if (!ht || !ct || (s = lstm_st_read_f32(st, ht, q->h, nh, err)) ||
-        (s = lstm_st_read_f32(st, ct, q->c, state_size(t), err))) {
+    float *h = malloc(sizeof(float) * (size_t)L * B * Ho), *c = malloc(sizeof(float) * (size_t)L * B * H);
+    lstm_status s = h && c ? LSTM_OK : lstm_fail(err, LSTM_ERR_NOMEM, "out of memory");
+    if (!s && (!ht || !ct || (s = lstm_st_read_f32(st, ht, h, (size_t)L * B * Ho, err)) ||
+               (s = lstm_st_read_f32(st, ct, c, (size_t)L * B * H, err)))) {
         if (!s)
             s = lstm_fail(err, LSTM_ERR_FORMAT, "%s: no carried state (train.h, train.c)",
                           lstm_st_name(st));
     }
+    for (int l = 0; !s && l < L; l++) {
+        memcpy(q->h + (size_t)l * q->B * Ho, h + ((size_t)l * B + q->first) * Ho,
+               sizeof(float) * (size_t)q->B * Ho);
+        memcpy(q->c + (size_t)l * q->B * H, c + ((size_t)l * B + q->first) * H,
+               sizeof(float) * (size_t)q->B * H);
+    }
+    free(h), free(c);
     return s;
 }
 

@@ -54,7 +54,7 @@ static uint64_t data_hash(const lstm_dataset *ds) {
 static double elapsed(const trainer *t) { return t->elapsed_before + now() - t->t0; }
 
 static void emit(trainer *t, lstm_event *ev) {
-    if (!t->tc.on_event)
+    if (!t->tc.on_event || t->rank != 0) /* one voice for the job */
         return;
     /* the epoch under way, or at an epoch's end the one just finished */
     ev->epoch = t->epoch + (t->batch_in_epoch > 0 || t->epoch == 0);
@@ -81,8 +81,9 @@ static float current_lr(const trainer *t) {
     double progress = 0;
     if (c->epochs > 0)
         progress = (double)t->step / (double)(c->epochs * t->steps_per_epoch);
-    if (c->time_limit > 0 && elapsed(t) / c->time_limit > progress)
-        progress = elapsed(t) / c->time_limit;
+    double now_s = t->nranks > 1 ? t->clock : elapsed(t); /* one clock for every rank */
+    if (c->time_limit > 0 && now_s / c->time_limit > progress)
+        progress = now_s / c->time_limit;
     if (progress > 1)
         progress = 1;
     lstm_schedule s = {.type = c->schedule, .lr = c->optim.lr, .gamma = c->decay, .step_size = 1,
@@ -103,9 +104,19 @@ static lstm_status train_batch(trainer *t, long k, batch_stats *st, long *tokens
     lstm_status s;
     model_batch b;
     lstm_params_zero_grad(m->p);
+    memset(st, 0, sizeof *st);
     if ((s = ops->train_batch(t, k, &b, tokens, err)) ||
-        (s = model_batch_run(m, t->ctx, &b, 1, &t->drop, st, err)))
+        (b.B > 0 && (s = model_batch_run(m, t->ctx, &b, 1, &t->drop, st, err))))
         return s;
+    if (t->nranks > 1) { /* the sum over the ranks of the gradients and the counts */
+        const lstm_comm *c = t->tc.comm;
+        double sums[3] = {st->loss_sum, (double)st->count, (double)st->correct};
+        if (c->allreduce_float(lstm_params_grad_all(m->p), lstm_params_size(m->p), c->arg) ||
+            c->allreduce_double(sums, 3, c->arg))
+            return lstm_fail(err, LSTM_ERR_IO, "step %ld: summing the gradients over the ranks "
+                                               "failed", t->step + 1);
+        st->loss_sum = sums[0], st->count = (long)sums[1], st->correct = (long)sums[2];
+    }
     if (ops->train_after)
         ops->train_after(t);
     /* the norm before clipping (max_norm 0: measured, not clipped) */
@@ -141,6 +152,20 @@ static double metric_value(const trainer *t, const lstm_eval *e) {
 
 static lstm_status save_checkpoint(trainer *t, lstm_error *err);
 
+/* Before a save: the weights are all finite (a finite but huge update can
+ * overflow them, and a file that holds them is of no use). */
+static lstm_status weights_finite(const trainer *t, lstm_error *err) {
+    const float *w = lstm_params_data_all(t->m->p);
+    size_t n = lstm_params_size(t->m->p);
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(w[i]))
+            return lstm_fail(err, LSTM_ERR_NONFINITE,
+                             "step %ld: the weights are no longer finite: training diverged (try "
+                             "a lower --lr or --clip); nothing was saved from this step",
+                             t->step);
+    return LSTM_OK;
+}
+
 static lstm_status validate(trainer *t, int *stop, lstm_error *err) {
     double t0 = now();
     lstm_eval e;
@@ -157,8 +182,8 @@ static lstm_status validate(trainer *t, int *stop, lstm_error *err) {
                          t->step, isnan(loss) ? "NaN" : "infinite");
     int is_best = better(t, value, loss);
     if (is_best) {
-        if ((s = lstm_params_copy(t->best, t->m->p, err)) ||
-            (t->tc.out && (s = lstm_model_save(t->m, t->tc.out, err))))
+        if ((s = weights_finite(t, err)) || (s = lstm_params_copy(t->best, t->m->p, err)) ||
+            (t->tc.out && t->rank == 0 && (s = lstm_model_save(t->m, t->tc.out, err))))
             return s;
         t->have_best = 1;
         t->best_value = value;
@@ -262,14 +287,14 @@ static int field_set(trainer *t, size_t i, json_t *v) {
         x = json_number_value(v);
     else
         return -1;
-    if (!(x >= ckpt_fields[i].lo && x <= ckpt_fields[i].hi))
+    /* a u64 is written as a signed 64-bit integer: any integer is one */
+    if (ckpt_fields[i].type == F_U64 ? !json_is_integer(v)
+                                     : !(x >= ckpt_fields[i].lo && x <= ckpt_fields[i].hi))
         return -1;
     switch (ckpt_fields[i].type) {
     case F_INT: *(int *)p = (int)x; break;
     case F_LONG: *(long *)p = (long)x; break;
-    case F_U64: /* written as a signed 64-bit integer */
-        *(uint64_t *)p = json_is_integer(v) ? (uint64_t)json_integer_value(v) : (uint64_t)x;
-        break;
+    case F_U64: *(uint64_t *)p = (uint64_t)json_integer_value(v); break;
     case F_FLOAT: *(float *)p = (float)x; break;
     case F_DOUBLE: *(double *)p = x; break;
     case F_BOOL: *(int *)p = x != 0; break;
@@ -278,6 +303,14 @@ static int field_set(trainer *t, size_t i, json_t *v) {
 }
 
 static lstm_status save_checkpoint(trainer *t, lstm_error *err) {
+    lstm_status fin = weights_finite(t, err);
+    if (fin)
+        return fin;
+    if (t->rank != 0) { /* only rank 0 writes; the others give their part of the state */
+        lstm_status s = t->m->ops->train_save ? t->m->ops->train_save(t, NULL, err) : LSTM_OK;
+        t->last_checkpoint = elapsed(t);
+        return s;
+    }
     lstm_st_writer *w = lstm_st_writer_create();
     if (!w)
         return lstm_fail(err, LSTM_ERR_NOMEM, "out of memory");
@@ -401,6 +434,15 @@ static lstm_status check_train_config(const lstm_train_config *c, lstm_error *er
     if (c->batch < 1 || c->batch > 65536 || c->seq_len < 1 || c->seq_len > 1000000)
         return lstm_fail(err, LSTM_ERR_INVALID, "batch %d and sequence length %d must be >= 1",
                          c->batch, c->seq_len);
+    const float finite[] = {c->optim.lr, c->optim.momentum, c->optim.dampening, c->optim.beta1,
+                            c->optim.beta2, c->optim.eps, c->optim.alpha, c->optim.rho,
+                            c->optim.weight_decay, c->clip, c->lr_min, c->decay};
+    for (size_t i = 0; i < sizeof finite / sizeof finite[0]; i++)
+        if (!isfinite(finite[i]))
+            return lstm_fail(err, LSTM_ERR_INVALID,
+                             "a rate, a factor or a bound of the training is not finite");
+    if (!(c->time_limit >= 0) || c->time_limit == INFINITY)
+        return lstm_fail(err, LSTM_ERR_INVALID, "the time limit is not a finite number of seconds");
     if (!(c->optim.lr > 0) || !(c->clip >= 0) || !(c->lr_min >= 0 && c->lr_min <= 1) ||
         c->warmup < 0 || c->patience < 0 || c->valid_every < 0 || c->valid_streams < 0)
         return lstm_fail(err, LSTM_ERR_INVALID,
@@ -433,6 +475,20 @@ lstm_model *lstm_train(const lstm_model_config *mc, const lstm_train_config *tc,
         lstm_rng_seed(&t.drop, tc->seed ^ 0xD1B54A32D192ED03ULL);
     }
     t.ops = t.m->ops;
+    t.nranks = 1;
+    if (tc->comm) {
+        const lstm_comm *c = tc->comm;
+        if (c->size < 1 || c->rank < 0 || c->rank >= c->size || !c->allreduce_float ||
+            !c->allreduce_double) {
+            s = lstm_fail(err, LSTM_ERR_INVALID, "lstm_train: comm: rank %d of %d, or a NULL "
+                                                 "function", c->rank, c->size);
+            goto fail;
+        }
+        t.rank = c->rank, t.nranks = c->size;
+        /* each rank its own dropout masks (rank 0: those of one process) */
+        if (t.rank > 0)
+            lstm_rng_seed(&t.drop, lstm_rng_next(&t.drop) ^ (uint64_t)t.rank * 0x9E3779B97F4A7C15ULL);
+    }
     if (train->task != t.m->cfg.task || (valid && valid->task != t.m->cfg.task)) {
         s = lstm_fail(err, LSTM_ERR_INVALID, "the data sets are not for a %s model",
                       lstm_task_name(t.m->cfg.task));
@@ -479,6 +535,7 @@ lstm_model *lstm_train(const lstm_model_config *mc, const lstm_train_config *tc,
             goto fail;
         while (!stop && t.batch_in_epoch < t.steps_per_epoch) {
             /* stop in time for a last validation and the save */
+            int time_up = 0, ckpt_due = 0;
             if (t.tc.time_limit > 0) {
                 /* before the first validation, guess it from the training speed:
                  * a forward costs about a third of a training step per token */
@@ -486,10 +543,31 @@ lstm_model *lstm_train(const lstm_model_config *mc, const lstm_train_config *tc,
                 if (valid && vsecs == 0 && t.train_tokens > 0)
                     vsecs = 0.4 * t.valid_tokens * t.train_secs / t.train_tokens;
                 double reserve = (valid ? vsecs * 1.2 + 1 : 0.5) + step_secs * 1.5;
-                if (elapsed(&t) + reserve >= t.tc.time_limit) {
-                    stop = 2;
+                time_up = elapsed(&t) + reserve >= t.tc.time_limit;
+            }
+            if (t.nranks > 1) {
+                /* decisions taken together: rank 0's clock (the time limit,
+                 * checkpoints, the schedule), any rank's signal */
+                const lstm_comm *c = t.tc.comm;
+                double d[4] = {t.rank == 0 ? time_up : 0,
+                               t.tc.should_stop && t.tc.should_stop(t.tc.event_arg),
+                               t.rank == 0 && t.tc.checkpoint && t.tc.checkpoint_every > 0 &&
+                                   elapsed(&t) - t.last_checkpoint >= t.tc.checkpoint_every,
+                               t.rank == 0 ? elapsed(&t) : 0};
+                if (c->allreduce_double(d, 4, c->arg)) {
+                    s = lstm_fail(err, LSTM_ERR_IO, "step %ld: the ranks could not agree on "
+                                                    "whether to go on", t.step + 1);
+                    goto fail;
+                }
+                time_up = d[0] > 0, ckpt_due = d[2] > 0, t.clock = d[3];
+                if (d[1] > 0) {
+                    stop = 3;
                     break;
                 }
+            }
+            if (time_up) {
+                stop = 2;
+                break;
             }
             double b0 = now();
             batch_stats st;
@@ -516,15 +594,18 @@ lstm_model *lstm_train(const lstm_model_config *mc, const lstm_train_config *tc,
                 emit(&t, &ev);
                 t.ev_loss = 0, t.ev_count = 0, t.ev_tokens = 0, t.ev_time = e;
             }
-            if (t.tc.should_stop && t.tc.should_stop(t.tc.event_arg)) {
+            if (t.nranks == 1 && t.tc.should_stop && t.tc.should_stop(t.tc.event_arg)) {
                 stop = 3;
                 break;
             }
             if (t.tc.checkpoint && t.tc.checkpoint_every > 0 &&
-                elapsed(&t) - t.last_checkpoint >= t.tc.checkpoint_every &&
+                (t.nranks > 1 ? ckpt_due
+                              : elapsed(&t) - t.last_checkpoint >= t.tc.checkpoint_every) &&
                 (s = save_checkpoint(&t, err)))
                 goto fail;
-            if (valid && t.tc.valid_every > 0 && since_valid >= t.tc.valid_every) {
+            /* at every multiple of valid_every: where an uninterrupted run
+             * validates, whatever step a resumed one started from */
+            if (valid && t.tc.valid_every > 0 && t.step % t.tc.valid_every == 0) {
                 since_valid = 0;
                 if ((s = validate(&t, &stop, err)))
                     goto fail;
