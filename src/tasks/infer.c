@@ -27,7 +27,7 @@ lstm_status lstm_model_evaluate(lstm_model *m, lstm_ctx *ctx, const lstm_dataset
     if (ds->task != m->cfg.task)
         return lstm_fail(err, LSTM_ERR_INVALID, "%s: a %s data set for a %s model", ds->name,
                          lstm_task_name(ds->task), lstm_task_name(m->cfg.task));
-    return m->ops->evaluate(m, ctx, ds, streams, out, err);
+    return m->ops->evaluate(m, ctx, ds, streams, NULL, out, err);
 }
 
 lstm_status lstm_model_predict(lstm_model *m, lstm_ctx *ctx, const lstm_dataset *ds, int *labels,

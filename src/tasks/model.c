@@ -55,6 +55,22 @@ lstm_status model_check_config(const lstm_model_config *c, lstm_error *err) {
     return LSTM_OK;
 }
 
+lstm_status task_sum_stats(const lstm_comm *comm, batch_stats *st, double *extra, size_t n,
+                           lstm_error *err) {
+    double *v = malloc(sizeof(double) * (3 + n));
+    if (!v)
+        return lstm_fail(err, LSTM_ERR_NOMEM, "out of memory");
+    v[0] = st->loss_sum, v[1] = (double)st->count, v[2] = (double)st->correct;
+    for (size_t i = 0; i < n; i++)
+        v[3 + i] = extra[i];
+    int bad = comm->allreduce_double(v, 3 + n, comm->arg);
+    st->loss_sum = v[0], st->count = (long)v[1], st->correct = (long)v[2];
+    for (size_t i = 0; i < n; i++)
+        extra[i] = v[3 + i];
+    free(v);
+    return bad ? lstm_fail(err, LSTM_ERR_IO, "summing figures over the ranks failed") : LSTM_OK;
+}
+
 int task_argmax(const float *x, int n) {
     int best = 0;
     for (int c = 1; c < n; c++)

@@ -127,12 +127,20 @@ lstm_status encoded_make_batch(const lstm_model *m, const encoded_set *e, const 
 
 lstm_status encoded_run(lstm_model *m, lstm_ctx *ctx, const encoded_set *e, int B,
                         batch_stats *total, batch_visit visit, void *arg, lstm_error *err) {
+    return encoded_run_share(m, ctx, e, B, 0, 1, total, visit, arg, err);
+}
+
+lstm_status encoded_run_share(lstm_model *m, lstm_ctx *ctx, const encoded_set *e, int B, int rank,
+                              int nranks, batch_stats *total, batch_visit visit, void *arg,
+                              lstm_error *err) {
     size_t *order = encoded_length_order(e);
     void *scratch = NULL;
     size_t cap = 0;
     lstm_status s = order ? LSTM_OK : lstm_fail(err, LSTM_ERR_NOMEM, "out of memory");
     memset(total, 0, sizeof *total);
     for (size_t i = 0; !s && i < e->n; i += (size_t)B) {
+        if ((i / (size_t)B) % (size_t)nranks != (size_t)rank)
+            continue;
         int nb = e->n - i < (size_t)B ? (int)(e->n - i) : B;
         model_batch b;
         batch_stats st;
@@ -197,8 +205,8 @@ static lstm_status unknown_labels(const lstm_model *m, const lstm_dataset *ds,
 }
 
 lstm_status seq_evaluate(lstm_model *m, lstm_ctx *ctx, const lstm_dataset *ds,
-                         const int *ds_labels, size_t n, eval_visit visit, lstm_eval *out,
-                         lstm_error *err) {
+                         const int *ds_labels, size_t n, eval_visit visit, const lstm_comm *comm,
+                         lstm_eval *out, lstm_error *err) {
     encoded_set e;
     lstm_status s = unknown_labels(m, ds, ds_labels, n, out, err);
     if (s || (s = m->ops->encode(m, ds, &e, err))) {
@@ -207,8 +215,25 @@ lstm_status seq_evaluate(lstm_model *m, lstm_ctx *ctx, const lstm_dataset *ds,
     }
     batch_stats total;
     eval_arg a = {&e, visit, out};
-    s = encoded_run(m, ctx, &e, 64, &total, eval_batch, &a, err);
+    int rank = comm ? comm->rank : 0, nranks = comm ? comm->size : 1;
+    s = encoded_run_share(m, ctx, &e, 64, rank, nranks, &total, eval_batch, &a, err);
     encoded_free(&e);
+    if (!s && nranks > 1) { /* every rank's share summed: the counts, the task's figures */
+        size_t nc = out->confusion ? (size_t)out->nlabels * out->nlabels : 0;
+        double *x = malloc(sizeof(double) * (2 + nc));
+        if (!x)
+            s = lstm_fail(err, LSTM_ERR_NOMEM, "out of memory");
+        else {
+            x[0] = (double)out->unseen_tokens, x[1] = out->unseen_accuracy;
+            for (size_t i = 0; i < nc; i++)
+                x[2 + i] = (double)out->confusion[i];
+            s = task_sum_stats(comm, &total, x, 2 + nc, err);
+            out->unseen_tokens = (size_t)x[0], out->unseen_accuracy = x[1];
+            for (size_t i = 0; i < nc; i++)
+                out->confusion[i] = (long)x[2 + i];
+            free(x);
+        }
+    }
     if (s) {
         lstm_eval_free(out);
         return s;

@@ -187,9 +187,12 @@ struct task_ops {
     double (*valid_tokens)(const trainer *t, const lstm_dataset *valid);
     void (*train_free)(trainer *t);
 
-    /* Inference (infer.c checks the arguments common to every task). */
+    /* Inference (infer.c checks the arguments common to every task).
+     * evaluate: with comm (the ranks of a training job, or NULL), each rank
+     * evaluates its share and the figures are summed, so that every rank
+     * gets the whole set's. */
     lstm_status (*evaluate)(lstm_model *m, lstm_ctx *ctx, const lstm_dataset *ds, int streams,
-                            lstm_eval *out, lstm_error *err);
+                            const lstm_comm *comm, lstm_eval *out, lstm_error *err);
     /* or NULL: the task does not predict labels */
     lstm_status (*predict)(lstm_model *m, lstm_ctx *ctx, const lstm_dataset *ds, int *labels,
                            float *probs, lstm_error *err);
@@ -225,6 +228,11 @@ lstm_status model_check_config(const lstm_model_config *c, lstm_error *err);
  * log-probabilities are left in m->logits. */
 lstm_status model_batch_run(lstm_model *m, lstm_ctx *ctx, const model_batch *b, int training,
                             lstm_rng *rng, batch_stats *st, lstm_error *err);
+
+/* st and extra[0..n) summed over the ranks of comm (every rank gets the
+ * sums). */
+lstm_status task_sum_stats(const lstm_comm *comm, batch_stats *st, double *extra, size_t n,
+                           lstm_error *err);
 
 /* The index of the largest of x[0..n) (the first of equals); n >= 1. */
 int task_argmax(const float *x, int n);
@@ -270,6 +278,10 @@ typedef void (*batch_visit)(const lstm_model *m, const model_batch *b, const siz
                             const float *logp, void *arg);
 lstm_status encoded_run(lstm_model *m, lstm_ctx *ctx, const encoded_set *e, int B,
                         batch_stats *total, batch_visit visit, void *arg, lstm_error *err);
+/* The same over the batches k with k % nranks == rank. */
+lstm_status encoded_run_share(lstm_model *m, lstm_ctx *ctx, const encoded_set *e, int B, int rank,
+                              int nranks, batch_stats *total, batch_visit visit, void *arg,
+                              lstm_error *err);
 
 /* The training operations of the sequence tasks (those with
  * task_ops.encode): batches grouped by length in a shuffled order per
@@ -292,8 +304,8 @@ lstm_status seq_predict(lstm_model *m, lstm_ctx *ctx, const lstm_dataset *ds, in
 typedef void (*eval_visit)(const lstm_model *m, const encoded_set *e, const model_batch *b,
                            const size_t *order, const float *logp, lstm_eval *out);
 lstm_status seq_evaluate(lstm_model *m, lstm_ctx *ctx, const lstm_dataset *ds,
-                         const int *ds_labels, size_t n, eval_visit visit, lstm_eval *out,
-                         lstm_error *err);
+                         const int *ds_labels, size_t n, eval_visit visit, const lstm_comm *comm,
+                         lstm_eval *out, lstm_error *err);
 
 /* ------------------------------------------------------------------ */
 /* data.c: helpers the tasks' parsers share. */

@@ -541,12 +541,12 @@ static void visit_confusion(const lstm_model *m, const encoded_set *e, const mod
 }
 
 static lstm_status evaluate(lstm_model *m, lstm_ctx *ctx, const lstm_dataset *ds, int streams,
-                            lstm_eval *out, lstm_error *err) {
+                            const lstm_comm *comm, lstm_eval *out, lstm_error *err) {
     (void)streams;
     out->nlabels = m->nlabels;
     if (!(out->confusion = calloc((size_t)m->nlabels * m->nlabels, sizeof(long))))
         return lstm_fail(err, LSTM_ERR_NOMEM, "out of memory");
-    return seq_evaluate(m, ctx, ds, ds->doc_label, ds->ndocs, visit_confusion, out, err);
+    return seq_evaluate(m, ctx, ds, ds->doc_label, ds->ndocs, visit_confusion, comm, out, err);
 }
 
 const task_ops task_classify = {

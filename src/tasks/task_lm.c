@@ -292,8 +292,11 @@ static void train_free(trainer *t) {
 /* Evaluation */
 
 /* lm: S streams over the ids, each carrying its state; the summed NLL. */
+/* S streams over the ids, each carrying its state; the summed NLL of
+ * streams [s0, s1) (a rank's share when the ranks of a job share the
+ * validation: the rest after the last full segment goes with stream S-1). */
 static lstm_status eval_lm(lstm_model *m, lstm_ctx *ctx, const int32_t *ids, size_t n, int S,
-                           batch_stats *total, lstm_error *err) {
+                           int s0, int s1, batch_stats *total, lstm_error *err) {
     memset(total, 0, sizeof *total);
     if (n < 2)
         return LSTM_OK;
@@ -302,41 +305,46 @@ static lstm_status eval_lm(lstm_model *m, lstm_ctx *ctx, const int32_t *ids, siz
         S = (int)preds;
     if (S < 1)
         S = 1;
+    if (s1 > S)
+        s1 = S;
+    if (s0 >= s1)
+        return LSTM_OK; /* no stream for this rank */
+    int Sl = s1 - s0;
     size_t seg = preds / (size_t)S; /* every stream predicts seg bytes; the last also the rest */
     int L = m->cfg.layers, H = m->cfg.hidden, Ho = m->cfg.proj ? m->cfg.proj : H;
     const int chunk = 128;
-    float *h = calloc((size_t)L * S * Ho, sizeof(float)), *c = calloc((size_t)L * S * H, sizeof(float));
-    float *h2 = calloc((size_t)L * S * Ho, sizeof(float)), *c2 = calloc((size_t)L * S * H, sizeof(float));
-    int32_t *in = malloc(sizeof(int32_t) * (size_t)chunk * S * 2);
+    float *h = calloc((size_t)L * Sl * Ho, sizeof(float)), *c = calloc((size_t)L * Sl * H, sizeof(float));
+    float *h2 = calloc((size_t)L * Sl * Ho, sizeof(float)), *c2 = calloc((size_t)L * Sl * H, sizeof(float));
+    int32_t *in = malloc(sizeof(int32_t) * (size_t)chunk * Sl * 2);
     lstm_status s = h && c && h2 && c2 && in ? LSTM_OK : lstm_fail(err, LSTM_ERR_NOMEM, "out of memory");
     size_t done = 0; /* predictions made by each stream */
     while (!s && done < seg) {
         int T = seg - done < (size_t)chunk ? (int)(seg - done) : chunk;
-        model_batch b = {.T = T, .B = S, .targets = in + (size_t)chunk * S, .h0 = h, .c0 = c,
+        model_batch b = {.T = T, .B = Sl, .targets = in + (size_t)chunk * Sl, .h0 = h, .c0 = c,
                          .hn = h2, .cn = c2};
         b.ids[0] = in;
         for (int t = 0; t < T; t++)
-            for (int j = 0; j < S; j++) {
-                size_t pos = (size_t)j * seg + done + t;
-                in[(size_t)t * S + j] = ids[pos];
-                b.targets[(size_t)t * S + j] = ids[pos + 1];
+            for (int j = 0; j < Sl; j++) {
+                size_t pos = (size_t)(s0 + j) * seg + done + t;
+                in[(size_t)t * Sl + j] = ids[pos];
+                b.targets[(size_t)t * Sl + j] = ids[pos + 1];
             }
         batch_stats st;
         if (!(s = model_batch_run(m, ctx, &b, 0, NULL, &st, err))) {
             total->loss_sum += st.loss_sum;
             total->count += st.count;
             total->correct += st.correct;
-            memcpy(h, h2, sizeof(float) * (size_t)L * S * Ho);
-            memcpy(c, c2, sizeof(float) * (size_t)L * S * H);
+            memcpy(h, h2, sizeof(float) * (size_t)L * Sl * Ho);
+            memcpy(c, c2, sizeof(float) * (size_t)L * Sl * H);
         }
         done += (size_t)T;
     }
-    /* the rest, on the last stream: its state is row S-1 of each layer */
-    size_t rest_at = (size_t)S * seg, rest = preds - rest_at;
+    /* the rest, on the last stream: its state is row Sl-1 of each layer */
+    size_t rest_at = (size_t)S * seg, rest = s1 == S ? preds - rest_at : 0;
     if (!s && rest) {
         for (int l = 0; l < L; l++) {
-            memcpy(h2 + (size_t)l * Ho, h + ((size_t)l * S + S - 1) * Ho, sizeof(float) * Ho);
-            memcpy(c2 + (size_t)l * H, c + ((size_t)l * S + S - 1) * H, sizeof(float) * H);
+            memcpy(h2 + (size_t)l * Ho, h + ((size_t)l * Sl + Sl - 1) * Ho, sizeof(float) * Ho);
+            memcpy(c2 + (size_t)l * H, c + ((size_t)l * Sl + Sl - 1) * H, sizeof(float) * H);
         }
         for (size_t at = 0; !s && at < rest; at += (size_t)chunk) {
             int T = rest - at < (size_t)chunk ? (int)(rest - at) : chunk;
@@ -362,15 +370,20 @@ static lstm_status eval_lm(lstm_model *m, lstm_ctx *ctx, const int32_t *ids, siz
 }
 
 static lstm_status evaluate(lstm_model *m, lstm_ctx *ctx, const lstm_dataset *ds, int streams,
-                            lstm_eval *out, lstm_error *err) {
+                            const lstm_comm *comm, lstm_eval *out, lstm_error *err) {
     batch_stats total;
     size_t unknown;
     int32_t *ids = encode_bytes(m, ds->bytes, ds->nbytes, &unknown);
     if (!ids)
         return lstm_fail(err, LSTM_ERR_NOMEM, "out of memory");
-    lstm_status s = eval_lm(m, ctx, ids, ds->nbytes, streams > 0 ? streams : 1, &total, err);
+    /* the ranks of a job share the streams, then sum their figures */
+    int S = streams > 0 ? streams : 1, r = comm ? comm->rank : 0, N = comm ? comm->size : 1;
+    lstm_status s = eval_lm(m, ctx, ids, ds->nbytes, S, (int)((long)S * r / N),
+                            (int)((long)S * (r + 1) / N), &total, err);
     free(ids);
     if (s)
+        return s;
+    if (N > 1 && (s = task_sum_stats(comm, &total, NULL, 0, err)))
         return s;
     out->unknown = unknown;
     out->tokens = (size_t)total.count;

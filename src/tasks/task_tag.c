@@ -375,11 +375,11 @@ static void visit_unseen(const lstm_model *m, const encoded_set *e, const model_
 }
 
 static lstm_status evaluate(lstm_model *m, lstm_ctx *ctx, const lstm_dataset *ds, int streams,
-                            lstm_eval *out, lstm_error *err) {
+                            const lstm_comm *comm, lstm_eval *out, lstm_error *err) {
     (void)streams;
     out->nlabels = m->nlabels;
     lstm_status s =
-        seq_evaluate(m, ctx, ds, ds->word_tag, ds->nwords, visit_unseen, out, err);
+        seq_evaluate(m, ctx, ds, ds->word_tag, ds->nwords, visit_unseen, comm, out, err);
     if (!s && out->unseen_tokens)
         out->unseen_accuracy /= (double)out->unseen_tokens;
     return s;

@@ -170,7 +170,11 @@ static lstm_status validate(trainer *t, int *stop, lstm_error *err) {
     double t0 = now();
     lstm_eval e;
     lstm_ctx *ctx = t->tc.valid_ctx ? t->tc.valid_ctx : t->ctx;
-    lstm_status s = lstm_model_evaluate(t->m, ctx, t->valid, t->tc.valid_streams, &e, err);
+    /* the ranks of a job share the validation and sum their figures */
+    memset(&e, 0, sizeof e);
+    e.task = t->m->cfg.task;
+    lstm_status s = t->m->ops->evaluate(t->m, ctx, t->valid, t->tc.valid_streams,
+                                        t->nranks > 1 ? t->tc.comm : NULL, &e, err);
     if (s)
         return s;
     double value = metric_value(t, &e), loss = e.loss;
