@@ -707,6 +707,7 @@ typedef struct {
     double loss;          /* TRAIN: mean training loss since the last event; VALID: valid loss */
     double lr;
     double tokens_per_s;  /* TRAIN: since the last TRAIN event, over training time only */
+    double comm_seconds;  /* TRAIN, END: seconds spent so far summing over the ranks (0: one process) */
     const char *metric;   /* VALID, END: "bpc" or "accuracy" */
     double value;         /* VALID: the metric; END: the best one */
     int best;             /* VALID: a new best */

@@ -61,6 +61,8 @@ static void log_event(progress *pr, const lstm_event *ev) {
         json_object_set_new(o, "loss", num(ev->loss));
         json_object_set_new(o, "lr", num(ev->lr));
         json_object_set_new(o, "tokens_per_s", num(ev->tokens_per_s));
+        if (ev->comm_seconds > 0)
+            json_object_set_new(o, "comm_seconds", num(ev->comm_seconds));
     }
     if (ev->type == LSTM_EV_VALID) {
         json_object_set_new(o, "loss", num(ev->loss));

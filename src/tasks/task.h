@@ -117,6 +117,7 @@ typedef struct trainer {
     uint64_t hash;
     int rank, nranks;    /* of a data-parallel job (tc.comm), or 0 and 1 */
     double clock;        /* rank 0's elapsed() at the last step: every rank's clock */
+    double comm_secs;    /* spent in the sums of the gradients and counts */
     void *task;
     /* events */
     double ev_loss;

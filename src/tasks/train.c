@@ -110,9 +110,11 @@ static lstm_status train_batch(trainer *t, long k, batch_stats *st, long *tokens
         return s;
     if (t->nranks > 1) { /* the sum over the ranks of the gradients and the counts */
         const lstm_comm *c = t->tc.comm;
-        double sums[3] = {st->loss_sum, (double)st->count, (double)st->correct};
-        if (c->allreduce_float(lstm_params_grad_all(m->p), lstm_params_size(m->p), c->arg) ||
-            c->allreduce_double(sums, 3, c->arg))
+        double sums[3] = {st->loss_sum, (double)st->count, (double)st->correct}, c0 = now();
+        int bad = c->allreduce_float(lstm_params_grad_all(m->p), lstm_params_size(m->p), c->arg) ||
+                  c->allreduce_double(sums, 3, c->arg);
+        t->comm_secs += now() - c0;
+        if (bad)
             return lstm_fail(err, LSTM_ERR_IO, "step %ld: summing the gradients over the ranks "
                                                "failed", t->step + 1);
         st->loss_sum = sums[0], st->count = (long)sums[1], st->correct = (long)sums[2];
@@ -594,7 +596,8 @@ lstm_model *lstm_train(const lstm_model_config *mc, const lstm_train_config *tc,
                 lstm_event ev = {.type = LSTM_EV_TRAIN,
                                  .loss = t.ev_count ? t.ev_loss / t.ev_count : 0,
                                  .lr = current_lr(&t),
-                                 .tokens_per_s = e > t.ev_time ? t.ev_tokens / (e - t.ev_time) : 0};
+                                 .tokens_per_s = e > t.ev_time ? t.ev_tokens / (e - t.ev_time) : 0,
+                                 .comm_seconds = t.comm_secs};
                 emit(&t, &ev);
                 t.ev_loss = 0, t.ev_count = 0, t.ev_tokens = 0, t.ev_time = e;
             }
@@ -638,7 +641,7 @@ lstm_model *lstm_train(const lstm_model_config *mc, const lstm_train_config *tc,
     snprintf(why, sizeof why, "%s%s",
              interrupted ? "interrupted" : stop == 2 ? "time limit reached" : stop ? "early stop" : "done",
              valid && !t.have_best ? " before the first validation: no figure was measured" : "");
-    lstm_event end = {.type = LSTM_EV_END, .metric = valid && t.have_best ? t.ops->metric : NULL,
+    lstm_event end = {.type = LSTM_EV_END, .comm_seconds = t.comm_secs, .metric = valid && t.have_best ? t.ops->metric : NULL,
                       .value = t.have_best ? t.best_value : NAN, .message = why};
     emit(&t, &end);
     lstm_model *m = t.m;
