@@ -483,12 +483,6 @@ int cmd_train(int argc, char **argv) {
         return cli_error(V, "--valid-portion must be between 0 and 1");
     if (log_append && !log_path)
         return cli_error(V, "--log-append goes with --log FILE");
-    /* the files the run will write, before hours of reading and training */
-    if (check_writable("out", out) || (tc.checkpoint && check_writable("checkpoint", tc.checkpoint)) ||
-        (log_path && check_writable("log", log_path)))
-        return 1;
-    if (tc.resume && check_resume(argc - 1, argv + 1, &mc, &tc))
-        return 1;
 
     /* several processes under mpirun: one data-parallel job (tools/mpi.c) */
     lstm_comm comm = {0, 1, NULL, NULL, NULL};
@@ -506,6 +500,15 @@ int cmd_train(int argc, char **argv) {
             quiet = 1;
             log_path = NULL;
         }
+    }
+    /* the files the run will write, before hours of reading and training:
+     * rank 0's alone (only it writes; other machines need not have the folders) */
+    if ((comm.rank == 0 && (check_writable("out", out) ||
+                            (tc.checkpoint && check_writable("checkpoint", tc.checkpoint)) ||
+                            (log_path && check_writable("log", log_path)))) ||
+        (tc.resume && check_resume(argc - 1, argv + 1, &mc, &tc))) {
+        cli_comm_abort(&comm, 1);
+        return 1;
     }
 
     int status = 1;
