@@ -723,7 +723,12 @@ typedef void (*lstm_event_fn)(const lstm_event *ev, void *arg);
  * step, so every rank holds the same weights after every step. The library
  * knows no transport: the caller fills this with one (the lstm program:
  * MPI's allreduce). Both functions are collective: every rank calls them in
- * the same order with the same n. */
+ * the same order with the same n. Every rank must call lstm_train with the
+ * same data and configuration (checkpoint, valid, resume included: rank 0
+ * writes, but every rank takes part in a checkpoint); lstm_train compares
+ * them first and fails on every rank when they differ. When lstm_train
+ * fails on one rank, the others may be waiting in a collective: the caller
+ * must end the job (MPI_Abort), as the lstm program does. */
 typedef struct {
     int rank, size; /* this process's rank in [0, size) */
     void *arg;      /* passed to the functions */

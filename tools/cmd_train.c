@@ -570,14 +570,17 @@ int cmd_train(int argc, char **argv) {
             cli_error(V, "%s", err.msg);
         goto done;
     }
-    if (comm.rank == 0 && lstm_model_save(model, out, &err)) {
+    /* the model returned is the best one, which --out already holds when a
+     * validation chose it: no second write (under mpirun, a signal gives
+     * the ranks about a second before SIGKILL) */
+    if (comm.rank == 0 && !pr.best_saved && lstm_model_save(model, out, &err)) {
         cli_error(V, "%s", err.msg);
         goto done;
     }
     status = 0;
     /* the shell's convention: 128 + the signal, when the run ended on it (a
      * signal during the last validation or save leaves a finished run) */
-    if (stop_signal && (pr.interrupted || comm.rank != 0)) {
+    if (stop_signal && pr.interrupted) { /* rank 0 knows; the other ranks exit 0 */
         status = 128 + stop_signal;
         if (comm.rank == 0)
             fprintf(stderr, "lstm train: stopped by %s: the best model so far is in %s%s%s\n",

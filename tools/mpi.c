@@ -11,7 +11,9 @@
 /* The number of processes the launcher (mpirun, srun) started, from the
  * environment it gives them; 1 when not launched so. */
 int cli_launched_ranks(void) {
-    static const char *vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "SLURM_NTASKS"};
+    /* the launcher's per-process variables (Open MPI, MPICH/Hydra, PMIx);
+     * not SLURM_NTASKS, which a whole batch allocation sees */
+    static const char *vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"};
     for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
         const char *v = getenv(vars[i]);
         if (v && atoi(v) > 1)
@@ -62,7 +64,11 @@ int cli_comm_start(lstm_comm *comm, int *argc, char ***argv) {
 }
 
 void cli_comm_end(const lstm_comm *comm) {
-    if (comm->size > 1)
+    int started = 0, ended = 0;
+    (void)comm;
+    MPI_Initialized(&started);
+    MPI_Finalized(&ended);
+    if (started && !ended)
         MPI_Finalize();
 }
 

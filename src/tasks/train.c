@@ -491,6 +491,33 @@ lstm_model *lstm_train(const lstm_model_config *mc, const lstm_train_config *tc,
             goto fail;
         }
         t.rank = c->rank, t.nranks = c->size;
+        /* every rank must run the same job: same data (its hash), model,
+         * batches and files asked for, or the collectives below would not
+         * match (a hang or a wrong sum). The sum of each value over the ranks
+         * is N times it on every rank exactly when they agree. */
+        if (t.nranks > 1) {
+            double mine[6] = {(double)(t.hash & 0xffffff), (double)(t.hash >> 40),
+                              (double)lstm_model_size(t.m), (double)t.tc.batch * 1e3 + t.tc.seq_len,
+                              (double)(valid != NULL) + 2.0 * (t.tc.checkpoint != NULL),
+                              (double)(tc->resume != NULL)};
+            double sum[6];
+            memcpy(sum, mine, sizeof sum);
+            if (c->allreduce_double(sum, 6, c->arg)) {
+                s = lstm_fail(err, LSTM_ERR_IO, "the ranks could not compare their jobs");
+                goto fail;
+            }
+            for (int i = 0; i < 6; i++)
+                if (sum[i] != mine[i] * t.nranks) {
+                    s = lstm_fail(err, LSTM_ERR_INVALID,
+                                  "rank %d of %d: the ranks do not run the same job (%s differ): "
+                                  "give every rank the same data, options and files",
+                                  t.rank, t.nranks,
+                                  i < 2 ? "the training data" : i == 2 ? "the models"
+                                  : i == 3 ? "the batches" : i == 4 ? "--valid or --checkpoint"
+                                  : "--resume");
+                    goto fail;
+                }
+        }
         /* each rank its own dropout masks (rank 0: those of one process) */
         if (t.rank > 0)
             lstm_rng_seed(&t.drop, lstm_rng_next(&t.drop) ^ (uint64_t)t.rank * 0x9E3779B97F4A7C15ULL);

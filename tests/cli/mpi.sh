@@ -41,7 +41,7 @@ head -c 20000 "$data/brown-text-valid.txt" >lmv.txt
 head -n 4000 "$data/brown-pos-train.tsv" >tag.tsv
 head -n 1200 "$data/brown-pos-valid.tsv" >tagv.tsv
 awk 'NR % 2 { print "__label__a " $0 } !(NR % 2) { print "__label__b " toupper($0) }' lm.txt |
-    head -n 300 >cls.txt
+    head -n 289 >cls.txt # 18 batches of 16 and one of 1: a rank with an empty share
 head -n 60 cls.txt >clsv.txt
 LM=(lm --train lm.txt --valid lmv.txt --hidden 32 --embedding 8 --batch 8 --seq-len 25 --epochs 1
     --valid-every 60 --lr 1e-2)
@@ -76,8 +76,12 @@ for _ in $(seq 200); do
 done
 kill -TERM $pid
 wait $pid
+grep -q '"message":"interrupted' part.log && ok || bad "the one-process run was interrupted midway"
 "${MPIRUN[@]}" -np 2 "$L" train "${LONG[@]}" --out part.st --checkpoint part.ck --resume part.ck \
-    --log part.log --log-append 2>err && ok || bad "a one-process checkpoint resumes under two ranks: $(tail -3 err)"
+    --log part.log 2>err && ok || bad "a one-process checkpoint resumes under two ranks: $(tail -3 err)"
+# the resumed run trained: train events after the "(resumed)" start
+awk '/resumed/ { r = 1 } r && /"train"/ { n++ } END { exit !(n > 0) }' part.log && ok ||
+    bad "the resumed run trained"
 "$L" eval whole.st lmv.txt --json >w.json 2>/dev/null
 "$L" eval part.st lmv.txt --json >p.json 2>/dev/null
 close "resume across rank counts: final bpc" "$(sed 's/.*"bpc":\([0-9.e-]*\).*/\1/' p.json)" \
@@ -87,7 +91,7 @@ close "resume across rank counts: final bpc" "$(sed 's/.*"bpc":\([0-9.e-]*\).*/\
 "${MPIRUN[@]}" -np 2 "$L" train "${LONG[@]}" --epochs 50 --out k.st >out 2>err &
 mp=$!
 sleep 1.5
-victim=$(pgrep -f "lstm train lm.*--out k.st" | tail -n 1)
+victim=$(pgrep -f "^$L train lm.*--out k.st" | tail -n 1) # a rank, not mpirun
 t0=$(date +%s)
 [ -n "$victim" ] && kill -9 "$victim"
 for _ in $(seq 300); do kill -0 $mp 2>/dev/null || break; sleep 0.05; done
@@ -97,7 +101,23 @@ rc=$?
 [ $rc -ne 0 ] && ok || bad "a job with a killed rank exits non-zero"
 grep -qE "rank [0-9].*(signal 9|Killed)" err && ok || bad "mpirun names the killed rank: $(tail -5 err)"
 [ $(($(date +%s) - t0)) -le 15 ] && ok || bad "the job took more than 15 s to end"
-[ -z "$(pgrep -f 'lstm train lm.*--out k.st')" ] && ok || bad "ranks left running after the job ended"
+[ -z "$(pgrep -f "^$L train lm.*--out k.st")" ] && ok || bad "ranks left running after the job ended"
+
+# an error on one rank only, midway (rank 0 cannot write --out: a folder
+# took its name after the start) ends the whole job, naming the rank
+mkdir -p od
+"${MPIRUN[@]}" -np 2 "$L" train "${LONG[@]}" --epochs 50 --valid-every 300 --out od/m.st --log od.log \
+    >out 2>err &
+mp=$!
+for _ in $(seq 200); do grep -q '"start"' od.log 2>/dev/null && break; sleep 0.05; done
+mkdir od/m.st
+for _ in $(seq 300); do kill -0 $mp 2>/dev/null || break; sleep 0.05; done
+kill -0 $mp 2>/dev/null && { bad "the job still runs 15 s after rank 0 failed"; kill -9 $mp; }
+wait $mp
+rc=$?
+[ $rc -ne 0 ] && grep -q "rank 0 of 2 failed" err && ok ||
+    bad "a failure on rank 0 alone ends the job, naming the rank: exit $rc, $(head -4 err)"
+[ -z "$(pgrep -f "^$L train lm.*--out od/m.st")" ] && ok || bad "ranks left running after rank 0 failed"
 
 # an error on the ranks (here: 9 streams for 2 ranks) ends the job with it
 "${MPIRUN[@]}" -np 2 "$L" train "${LM[@]}" --batch 9 --out x.st >out 2>err
