@@ -628,10 +628,6 @@ lstm_model *lstm_train(const lstm_model_config *mc, const lstm_train_config *tc,
                 emit(&t, &ev);
                 t.ev_loss = 0, t.ev_count = 0, t.ev_tokens = 0, t.ev_time = e;
             }
-            if (t.nranks == 1 && t.tc.should_stop && t.tc.should_stop(t.tc.event_arg)) {
-                stop = 3;
-                break;
-            }
             if (t.tc.checkpoint && t.tc.checkpoint_every > 0 &&
                 (t.nranks > 1 ? ckpt_due
                               : elapsed(&t) - t.last_checkpoint >= t.tc.checkpoint_every) &&
@@ -643,6 +639,13 @@ lstm_model *lstm_train(const lstm_model_config *mc, const lstm_train_config *tc,
                 since_valid = 0;
                 if ((s = validate(&t, &stop, err)))
                     goto fail;
+            }
+            /* a signal ends the run after the step's validation, if it has
+             * one, so that a resumed run misses none (several ranks agree on
+             * it before each step instead) */
+            if (t.nranks == 1 && t.tc.should_stop && t.tc.should_stop(t.tc.event_arg)) {
+                stop = 3;
+                break;
             }
         }
         if (stop >= 2) /* time limit, interrupted: within the epoch */
