@@ -105,6 +105,12 @@ static lstm_status train_batch(trainer *t, long k, batch_stats *st, long *tokens
     model_batch b;
     lstm_params_zero_grad(m->p);
     memset(st, 0, sizeof *st);
+    /* the dropout masks of a step come from the seed, the step and the rank
+     * alone: a resumed run draws what the uninterrupted one drew, with any
+     * number of ranks, and nothing of the generator needs saving */
+    lstm_rng_seed(&t->drop, t->tc.seed * 0xD1B54A32D192ED03ULL ^
+                                (uint64_t)t->step * 0x9E3779B97F4A7C15ULL ^
+                                (uint64_t)t->rank * 0xC2B2AE3D27D4EB4FULL ^ 0x5851F42D4C957F2DULL);
     if ((s = ops->train_batch(t, k, &b, tokens, err)) ||
         (b.B > 0 && (s = model_batch_run(m, t->ctx, &b, 1, &t->drop, st, err))))
         return s;
@@ -518,9 +524,6 @@ lstm_model *lstm_train(const lstm_model_config *mc, const lstm_train_config *tc,
                     goto fail;
                 }
         }
-        /* each rank its own dropout masks (rank 0: those of one process) */
-        if (t.rank > 0)
-            lstm_rng_seed(&t.drop, lstm_rng_next(&t.drop) ^ (uint64_t)t.rank * 0x9E3779B97F4A7C15ULL);
     }
     if (train->task != t.m->cfg.task || (valid && valid->task != t.m->cfg.task)) {
         s = lstm_fail(err, LSTM_ERR_INVALID, "the data sets are not for a %s model",

@@ -87,6 +87,22 @@ awk '/resumed/ { r = 1 } r && /"train"/ { n++ } END { exit !(n > 0) }' part.log 
 close "resume across rank counts: final bpc" "$(sed 's/.*"bpc":\([0-9.e-]*\).*/\1/' p.json)" \
     "$(sed 's/.*"bpc":\([0-9.e-]*\).*/\1/' w.json)"
 
+# with dropout on (the tagger's default), a two-rank run stopped by SIGTERM
+# to its ranks and resumed under two ranks ends with the bytes of an
+# uninterrupted one: every step's masks come from the seed, step and rank
+TD=(tag --train tag.tsv --valid tagv.tsv --hidden 16 --embedding 16 --batch 16 --epochs 4
+    --threads 1 --quiet)
+"${MPIRUN[@]}" -np 2 "$L" train "${TD[@]}" --out td-whole.st 2>/dev/null
+"${MPIRUN[@]}" -np 2 "$L" train "${TD[@]}" --out td.st --checkpoint td.ck --log td.log 2>/dev/null &
+mp=$!
+for _ in $(seq 200); do grep -q '"valid"' td.log 2>/dev/null && break; sleep 0.05; done
+pkill -TERM -f "^$L train tag.*--out td.st"
+wait $mp
+grep -q '"message":"interrupted' td.log && ok || bad "the two-rank tag run was interrupted"
+"${MPIRUN[@]}" -np 2 "$L" train "${TD[@]}" --out td.st --checkpoint td.ck --resume td.ck 2>err ||
+    bad "the two-rank checkpoint resumes: $(tail -3 err)"
+cmp -s td.st td-whole.st && ok || bad "stopped and resumed under two ranks, with dropout: the uninterrupted bytes"
+
 # a rank killed with kill -9 ends the whole job within seconds, naming it
 "${MPIRUN[@]}" -np 2 "$L" train "${LONG[@]}" --epochs 50 --out k.st >out 2>err &
 mp=$!
