@@ -89,13 +89,15 @@ close "resume across rank counts: final bpc" "$(sed 's/.*"bpc":\([0-9.e-]*\).*/\
 
 # with dropout on (the tagger's default), a two-rank run stopped by SIGTERM
 # to its ranks and resumed under two ranks ends with the bytes of an
-# uninterrupted one: every step's masks come from the seed, step and rank
-TD=(tag --train tag.tsv --valid tagv.tsv --hidden 16 --embedding 16 --batch 16 --epochs 4
+# uninterrupted one: every step's masks come from the seed, step and rank.
+# An epoch takes about 15 ms here; 60 of them leave the signal, sent at the
+# first validation, a second to land on a busy machine.
+TD=(tag --train tag.tsv --valid tagv.tsv --hidden 16 --embedding 16 --batch 16 --epochs 60
     --threads 1 --quiet)
 "${MPIRUN[@]}" -np 2 "$L" train "${TD[@]}" --out td-whole.st 2>/dev/null
 "${MPIRUN[@]}" -np 2 "$L" train "${TD[@]}" --out td.st --checkpoint td.ck --log td.log 2>/dev/null &
 mp=$!
-for _ in $(seq 200); do grep -q '"valid"' td.log 2>/dev/null && break; sleep 0.05; done
+for _ in $(seq 1000); do grep -q '"valid"' td.log 2>/dev/null && break; sleep 0.01; done
 pkill -TERM -f "^$L train tag.*--out td.st"
 wait $mp
 grep -q '"message":"interrupted' td.log && ok || bad "the two-rank tag run was interrupted"
