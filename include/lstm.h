@@ -350,6 +350,13 @@ typedef struct {
     int bidirectional; /* 1: D = 2 */
     int proj_size;     /* 0, or 0 < P < H */
     float dropout;     /* on the output of every layer but the last, when training */
+    /* Options of ONNX's LSTM operator that torch.nn.LSTM lacks; all 0 there.
+     * Not built yet: lstm_rnn_config_check refuses them with
+     * LSTM_ERR_UNSUPPORTED until the cell computes them (issue 14). */
+    int peephole;      /* 1: weight_peephole_l{k} (3H), p_i, p_f, p_o: i and f
+                          add p * c_{t-1} to their pre-activation, o adds p * c_t */
+    float clip;        /* > 0: ONNX's `clip`, the cell clip threshold; 0: none */
+    int input_forget;  /* 1: ONNX's `input_forget`, coupled gates: f = 1 - i */
 } lstm_rnn_config;
 
 /* input_size, hidden_size given; one layer, bias, everything else off. */

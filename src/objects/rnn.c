@@ -74,6 +74,9 @@ lstm_status lstm_rnn_config_check(const lstm_rnn_config *c, lstm_error *err) {
         return lstm_fail(err, LSTM_ERR_INVALID, "dropout %g is not in [0, 1)", (double)c->dropout);
     if ((c->bias | 1) != 1 || (c->batch_first | 1) != 1 || (c->bidirectional | 1) != 1)
         return lstm_fail(err, LSTM_ERR_INVALID, "bias, batch_first and bidirectional are 0 or 1");
+    if (c->peephole || c->clip != 0 || c->input_forget)
+        return lstm_fail(err, LSTM_ERR_UNSUPPORTED,
+                         "peephole, clip and input_forget are not supported yet");
     return lstm_ok(err);
 }
 
