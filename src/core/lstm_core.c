@@ -18,7 +18,10 @@
  *                                             dh_{t-1} = dpre W_hh
  *   after the loop: dW_ih = sum_t dpre^T x, dW_hh = sum_t dpre^T h_{t-1},
  *   db = sum_t dpre, dx = dpre W_ih. The kernels' side is in nn.h above
- *   nn_cell_fwd / nn_cell_bwd.
+ *   nn_cell_fwd / nn_cell_bwd. ONNX's options (peephole, clip,
+ *   input_forget; nn_cell_opts in nn.h) change only the cell's pointwise
+ *   part: the loops pass them on, and add the peephole gradients that the
+ *   cell's backward sums per direction to dW_peep after the loop.
  *
  * How a batch is laid out. The input is copied once into time-major order
  * (T,B,.) with the sequences sorted by length, longest first, as
