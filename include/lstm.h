@@ -654,6 +654,12 @@ typedef struct {
     int max_length;    /* classify: tokens kept from the start of a text (0: all) */
     int char_features; /* tag: suffix and word-shape embeddings beside the word's */
     float forget_bias; /* added to the forget gates' bias at initialisation (0: PyTorch's) */
+    /* ONNX's LSTM options (lstm_rnn_config's peephole, clip, input_forget);
+     * a model file records them (lstm.config, and lstm.clip /
+     * lstm.input_forget for `lstm forward`) only when set */
+    int peephole;      /* 1: peephole weights lstm.weight_peephole_l{k} */
+    float cell_clip;   /* > 0: the gates' pre-activations clamped to +-cell_clip */
+    int input_forget;  /* 1: coupled input and forget gates, f = 1 - i */
 } lstm_model_config;
 
 /* The defaults of each task (what `lstm train TASK` uses without options). */
