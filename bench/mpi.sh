@@ -3,9 +3,12 @@
 # task's defaults (lstm train TASK with the corpora of ../shared/data or DATA, laid
 # out as scripts/brown.sh and scripts/spam.sh write them), run for SECONDS
 # (default 60; TASKS="lm tag" to choose) as 1 rank x 1 thread, 1 rank x 2 threads and 2 ranks x 1 thread
-# (mpirun); prints tokens per second (the median of the log's training events
-# after the first two) and, for 2 ranks, the time spent summing gradients over the
-# ranks per step and its share of a step. Needs a build with MPI and mpirun.
+# (mpirun), and 2 ranks x 1 thread again with --no-overlap; prints tokens per
+# second (the median of the log's training events after the first two) and, for 2
+# ranks, the time per step spent summing gradients over the ranks: after the
+# backward (--no-overlap), and what the backward leaves exposed when the sums run
+# during it (the default); "hidden" is 1 - exposed / after. Needs a build with MPI
+# and mpirun.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 SECS=${1:-60}
@@ -21,8 +24,10 @@ tps() { grep '"train"' "$1" | sed 's/.*"tokens_per_s":\([0-9.e+]*\).*/\1/' | tai
 comm() { grep '"train"' "$1" | tail -n 1 | sed 's/.*"step":\([0-9]*\).*"comm_seconds":\([0-9.e+-]*\).*/\1 \2/'; }
 echo "# data-parallel speed, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $SECS s a run, load $(cut -d' ' -f1 /proc/loadavg)"
 echo
-echo "| task | 1 rank x 1 thread | 1 rank x 2 threads | 2 ranks x 1 thread | 2x1 / 1x1 | allreduce per step | share of the step |"
-echo "|---|---:|---:|---:|---:|---:|---:|"
+echo "| task | 1 rank x 1 thread | 1 rank x 2 threads | 2 ranks x 1 thread | 2x1 / 1x1 | sums after the backward, per step | exposed when overlapped, per step | hidden |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+# milliseconds per step of comm_seconds in a log
+msper() { set -- $(comm "$1"); awk -v c="${2:-0}" -v n="${1:-0}" 'BEGIN { if (n > 0) printf "%.2f", 1000 * c / n; else print "n/a" }'; }
 # the lm validates on 100 kB of its valid text, so that a short run's time
 # limit does not keep most of it in reserve for a 15 s validation
 head -c 100000 "$DATA/brown-text/valid.txt" >"$tmp/lm-valid.txt"
@@ -38,8 +43,9 @@ for task in ${TASKS:-lm tag classify}; do
     ./lstm train $task $a --time-limit "$SECS" --threads 2 --quiet --out "$tmp/m.st" --log "$tmp/12.log" --valid-every 100000
     # shellcheck disable=SC2086
     $MPIRUN -np 2 ./lstm train $task $a --time-limit "$SECS" --threads 1 --quiet --out "$tmp/m.st" --log "$tmp/21.log" --valid-every 100000
+    # shellcheck disable=SC2086
+    $MPIRUN -np 2 ./lstm train $task $a --time-limit "$SECS" --threads 1 --quiet --out "$tmp/m.st" --log "$tmp/21n.log" --valid-every 100000 --no-overlap
     t11=$(tps "$tmp/11.log") t12=$(tps "$tmp/12.log") t21=$(tps "$tmp/21.log")
-    set -- $(comm "$tmp/21.log")
-    steps=${1:-0} cs=${2:-0}
-    echo "| $task | $t11 | $t12 | $t21 | $(awk -v a="$t21" -v b="$t11" 'BEGIN { printf "%.2f", a / b }') | $(awk -v c="$cs" -v n="$steps" 'BEGIN { if (n > 0) printf "%.1f ms", 1000 * c / n; else print "n/a" }') | $(awk -v c="$cs" -v n="$steps" -v s="$SECS" 'BEGIN { if (n > 0) printf "%.0f%%", 100 * c / s; else print "n/a" }') |"
+    after=$(msper "$tmp/21n.log") exposed=$(msper "$tmp/21.log")
+    echo "| $task | $t11 | $t12 | $t21 | $(awk -v a="$t21" -v b="$t11" 'BEGIN { printf "%.2f", a / b }') | $after ms | $exposed ms | $(awk -v a="$after" -v e="$exposed" 'BEGIN { if (a > 0) printf "%.0f%%", 100 * (1 - e / a); else print "n/a" }') |"
 done

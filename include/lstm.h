@@ -432,6 +432,16 @@ typedef struct {
     float *dx;            /* like x, or NULL: then not computed; overwritten */
     float *dh0;           /* like h0, or NULL; overwritten */
     float *dc0;           /* like c0, or NULL; overwritten */
+    /* Optional hooks, for overlapping work on the gradients (e.g. summing
+     * them over processes) with the rest of the backward; called on the
+     * calling thread. layer_done(hook_arg, l): the gradients of layer l's
+     * tensors (every direction) are final; called for l = L-1 down to 0.
+     * progress(hook_arg): between time steps, a chance to move such work
+     * on (not called from a bidirectional layer whose directions run on
+     * two threads). Either may be NULL. */
+    void (*layer_done)(void *hook_arg, int layer);
+    void (*progress)(void *hook_arg);
+    void *hook_arg;
 } lstm_rnn_grads;
 
 /* Runs the module over a whole batch of sequences. With `training`,
@@ -750,7 +760,9 @@ typedef struct {
     double loss;          /* TRAIN: mean training loss since the last event; VALID: valid loss */
     double lr;
     double tokens_per_s;  /* TRAIN: since the last TRAIN event, over training time only */
-    double comm_seconds;  /* TRAIN, END: seconds spent so far summing over the ranks (0: one process) */
+    double comm_seconds;  /* TRAIN, END: seconds spent so far summing over the ranks that the
+                             backward did not hide: the whole sums without overlap, the
+                             calls to the comm and the final wait with it (0: one process) */
     const char *metric;   /* VALID, END: "bpc" or "accuracy" */
     double value;         /* VALID: the metric; END: the best one */
     int best;             /* VALID: a new best */
@@ -779,6 +791,23 @@ typedef struct {
      * nonzero when the transport failed */
     int (*allreduce_float)(float *buf, size_t n, void *arg);
     int (*allreduce_double)(double *buf, size_t n, void *arg);
+    /* Optional, the three or none: the gradients summed while the backward
+     * runs (DDP's and Horovod's buckets). lstm_train starts one sum per
+     * group of tensors as soon as the backward has finished them (the
+     * output layer, then each LSTM layer from the top, then the
+     * embeddings), in the same order on every rank.
+     * start_allreduce_float starts summing buf[0..n) in place and returns
+     * at once; lstm_train leaves buf alone until wait_all. progress lets
+     * the sums started move on (MPI advances its nonblocking collectives
+     * only inside its calls); lstm_train calls it between the time steps
+     * and the layers of the backward, from the thread that called
+     * lstm_train. wait_all returns once every sum started has ended. Each
+     * returns 0, or nonzero when the transport failed. With NULL here, the
+     * gradients are summed by one allreduce_float after the backward. The
+     * sums are the same either way (the same additions per element). */
+    int (*start_allreduce_float)(float *buf, size_t n, void *arg);
+    int (*progress)(void *arg);
+    int (*wait_all)(void *arg);
 } lstm_comm;
 
 typedef struct {

@@ -211,7 +211,8 @@ static void lstm_grad_case(const char *name, nn_lstm_dims d, int T, int B, int b
     /* analytic */
     real *dx = zeros(c.nx), *dh0 = zeros(c.nh), *dc0 = zeros(c.nc);
     lstm_loss(&c);
-    nn_lstm_grads g = {c.wy, c.whn, c.wcn, dx, use_h0 ? dh0 : NULL, use_h0 ? dc0 : NULL};
+    nn_lstm_grads g = {.dy = c.wy, .dhn = c.whn, .dcn = c.wcn, .dx = dx,
+                       .dh0 = use_h0 ? dh0 : NULL, .dc0 = use_h0 ? dc0 : NULL};
     CHECK(nn_lstm_backward(&ctx, &d, c.tab, c.ws, &g) == 0, "%s: backward ran", name);
     CHECK(nn_lstm_backward(&ctx, &d, c.tab, c.ws, &g) == -1,
           "%s: a second backward without forward is refused", name);

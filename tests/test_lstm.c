@@ -136,7 +136,7 @@ static void run_fixture(const char *path, const variant *var) {
 
     float *dx = calloc(nx, sizeof(float)), *dh0 = calloc(nh, sizeof(float));
     float *dc0 = calloc(nc, sizeof(float));
-    lstm_rnn_grads g = {gy, ghn, gcn, dx, h0 ? dh0 : NULL, h0 ? dc0 : NULL};
+    lstm_rnn_grads g = {.dy = gy, .dhn = ghn, .dcn = gcn, .dx = dx, .dh0 = h0 ? dh0 : NULL, .dc0 = h0 ? dc0 : NULL};
     CHECK(lstm_rnn_backward(rnn, ctx, p, &g, &err) == LSTM_OK, "%s: backward: %s", path, err.msg);
     float *want = get(st, "grad.input", NULL);
     CHECK_CLOSE(dx, want, nx, ATOL, RTOL, "%s [%s]: grad input", path, var->name);
@@ -411,7 +411,7 @@ static void run_random(const random_case *rc, const variant *v, run_result *out)
     lstm_rng drop;
     lstm_rng_seed(&drop, 5);
     CHECK(lstm_rnn_forward(rnn, ctx, p, &io, 1, &drop, &err) == LSTM_OK, "forward: %s", err.msg);
-    lstm_rnn_grads g = {gy, out->hn, out->cn, out->dx, out->dh0, out->dc0};
+    lstm_rnn_grads g = {.dy = gy, .dhn = out->hn, .dcn = out->cn, .dx = out->dx, .dh0 = out->dh0, .dc0 = out->dc0};
     CHECK(lstm_rnn_backward(rnn, ctx, p, &g, &err) == LSTM_OK, "backward: %s", err.msg);
     out->ngrad = lstm_params_size(p);
     out->grad = malloc(sizeof(float) * out->ngrad);
@@ -818,6 +818,107 @@ static void test_step(void) {
 /* ------------------------------------------------------------------ */
 /* Argument checks and call order. */
 
+/* lstm_rnn_grads' hooks: layer_done(l) comes for l = L-1 down to 0, and
+ * at that moment layer l's gradients are already the final ones (a copy
+ * taken then equals them after the backward); progress comes between
+ * steps, and with no hooks the gradients are the same bits. */
+typedef struct {
+    lstm_params *p;
+    int L, D, calls, order_ok, progress;
+    float *snap;       /* the whole gradient buffer, per layer_done call */
+    int snapped[8];
+} hook_log;
+
+static void on_layer(void *arg, int layer) {
+    hook_log *h = arg;
+    h->order_ok &= layer == h->L - 1 - h->calls;
+    if (layer >= 0 && layer < 8) {
+        memcpy(h->snap + (size_t)layer * lstm_params_size(h->p), lstm_params_grad_all(h->p),
+               sizeof(float) * lstm_params_size(h->p));
+        h->snapped[layer] = 1;
+    }
+    h->calls++;
+}
+
+static void on_progress(void *arg) { ((hook_log *)arg)->progress++; }
+
+static void test_backward_hooks(void) {
+    lstm_error err;
+    for (int bidir = 0; bidir < 2; bidir++) {
+        int T = 6, B = 3, I = 5, H = 7, L = 3, D = bidir + 1;
+        lstm_ctx_config cc = {0};
+        cc.threads = 1;
+        lstm_ctx *ctx = lstm_ctx_create(&cc, &err);
+        lstm_params *p = lstm_params_create();
+        lstm_rnn_config cfg = lstm_rnn_config_default(I, H);
+        cfg.num_layers = L;
+        cfg.bidirectional = bidir;
+        cfg.proj_size = 4;
+        lstm_rnn *rnn = lstm_rnn_create(&cfg, p, "", &err);
+        lstm_params_alloc(p, &err);
+        lstm_rng rng;
+        lstm_rng_seed(&rng, 11);
+        lstm_rnn_reset_parameters(rnn, p, &rng);
+        size_t nx = (size_t)T * B * I, ny = (size_t)T * B * D * 4, np = lstm_params_size(p);
+        float *x = malloc(sizeof(float) * nx), *y = malloc(sizeof(float) * ny);
+        float *dy = malloc(sizeof(float) * ny), *dx = malloc(sizeof(float) * nx);
+        float *plain = malloc(sizeof(float) * np);
+        for (size_t i = 0; i < nx; i++)
+            x[i] = (float)sin(0.37 * (double)i);
+        for (size_t i = 0; i < ny; i++)
+            dy[i] = (float)cos(0.21 * (double)i);
+        int len[3] = {6, 2, 4};
+        hook_log h = {.p = p, .L = L, .D = D, .order_ok = 1};
+        h.snap = malloc(sizeof(float) * np * L);
+        for (int hooked = 0; hooked < 2; hooked++) {
+            lstm_params_zero_grad(p);
+            lstm_rnn_io io = {T, B, x, len, NULL, NULL, y, NULL, NULL};
+            lstm_rnn_grads g = {.dy = dy, .dx = dx};
+            if (hooked)
+                g.layer_done = on_layer, g.progress = on_progress, g.hook_arg = &h;
+            CHECK(lstm_rnn_forward(rnn, ctx, p, &io, 1, &rng, &err) == LSTM_OK &&
+                      lstm_rnn_backward(rnn, ctx, p, &g, &err) == LSTM_OK,
+                  "hooks (bidirectional %d): forward and backward: %s", bidir, err.msg);
+            if (!hooked)
+                memcpy(plain, lstm_params_grad_all(p), sizeof(float) * np);
+        }
+        const float *gr = lstm_params_grad_all(p);
+        CHECK(h.calls == L && h.order_ok, "hooks (bidirectional %d): layer_done for L-1..0, "
+              "%d calls", bidir, h.calls);
+        CHECK(h.progress >= T * D, "hooks (bidirectional %d): progress between steps (%d calls)",
+              bidir, h.progress);
+        CHECK(memcmp(plain, gr, sizeof(float) * np) == 0,
+              "hooks (bidirectional %d): the same gradients with and without them", bidir);
+        for (int l = 0; l < L; l++) {
+            int final = h.snapped[l];
+            for (int dir = 0; dir < D && final; dir++) {
+                static const char *const kinds[] = {"weight_ih_l", "weight_hh_l", "bias_ih_l",
+                                                    "bias_hh_l", "weight_hr_l"};
+                for (int k = 0; k < 5 && final; k++) {
+                    char name[64];
+                    snprintf(name, sizeof name, "%s%d%s", kinds[k], l, dir ? "_reverse" : "");
+                    int i = lstm_params_find(p, name);
+                    size_t off = (size_t)(lstm_params_grad(p, i) - gr);
+                    final = i >= 0 &&
+                            memcmp(h.snap + (size_t)l * np + off, gr + off,
+                                   sizeof(float) * lstm_params_numel(p, i)) == 0;
+                    /* and not all zero: the layer had been computed by then */
+                    int any = 0;
+                    for (size_t e = 0; final && e < lstm_params_numel(p, i); e++)
+                        any |= h.snap[(size_t)l * np + off + e] != 0;
+                    final = final && any;
+                }
+            }
+            CHECK(final, "hooks (bidirectional %d): at layer_done(%d) its gradients are final",
+                  bidir, l);
+        }
+        free(h.snap), free(x), free(y), free(dy), free(dx), free(plain);
+        lstm_rnn_free(rnn);
+        lstm_params_free(p);
+        lstm_ctx_free(ctx);
+    }
+}
+
 static void test_errors(void) {
     lstm_error err;
     lstm_ctx *ctx = lstm_ctx_create(NULL, &err);
@@ -838,7 +939,7 @@ static void test_errors(void) {
     bad_len[1] = 0;
     CHECK(lstm_rnn_forward(rnn, ctx, p, &io, 0, NULL, &err) == LSTM_ERR_INVALID,
           "a length of 0 is refused: %s", err.msg);
-    lstm_rnn_grads g = {y, NULL, NULL, NULL, NULL, NULL};
+    lstm_rnn_grads g = {.dy = y};
     CHECK(lstm_rnn_backward(rnn, ctx, p, &g, &err) == LSTM_ERR_STATE,
           "backward after a failed forward is refused: %s", err.msg);
     io.lengths = NULL;
@@ -929,6 +1030,7 @@ int main(int argc, char **argv) {
     add_variant(LSTM_KERNELS_AVX512_BF16, 2, LSTM_BLAS_OFF, "avx512bf16, 2 threads");
     test_step();
     test_errors();
+    test_backward_hooks();
     test_ctx_config();
     return check_summary();
 }

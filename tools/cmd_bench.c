@@ -118,7 +118,7 @@ int cmd_bench(int argc, char **argv) {
             lstm_rnn_io io = {T, B, x, NULL, NULL, NULL, y, NULL, NULL};
             status = lstm_rnn_forward(rnn, ctx, p, &io, m == 0, &rng, &err) != LSTM_OK;
             if (!status && m == 0) {
-                lstm_rnn_grads g = {dy, NULL, NULL, dx, NULL, NULL};
+                lstm_rnn_grads g = {.dy = dy, .dx = dx};
                 status = lstm_rnn_backward(rnn, ctx, p, &g, &err) != LSTM_OK;
             }
         }

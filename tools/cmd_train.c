@@ -365,6 +365,7 @@ int cmd_train(int argc, char **argv) {
     const char *optimizer = NULL, *schedule = NULL, *tokens = NULL, *precision = "auto";
     double valid_portion = 0.05;
     int threads = 0, quiet = 0, epochs = -1, no_char = 0, seed = 1, log_append = 0;
+    int no_overlap = 0;
     float weight_decay = -1, momentum = -1, beta2 = -1;
     cli_opt opts[] = {
         {"train", OPT_STR, &train_path, "FILE", "training data (required)"},
@@ -382,6 +383,7 @@ int cmd_train(int argc, char **argv) {
         {"checkpoint-every", OPT_DOUBLE, &tc.checkpoint_every, "SECONDS", "and at least this often (300)"},
         {"resume", OPT_STR, &tc.resume, "FILE", "continue from a checkpoint (same data)"},
         {"quiet", OPT_FLAG, &quiet, NULL, "no progress output"},
+        {"no-overlap", OPT_FLAG, &no_overlap, NULL, "under mpirun: sum the gradients after the backward, not during it"},
         {"layers", OPT_INT, &mc.layers, "N", "LSTM layers"},
         {"hidden", OPT_INT, &mc.hidden, "H", "LSTM hidden size (per direction)"},
         {"proj", OPT_INT, &mc.proj, "P", "LSTM projection size (0: none)"},
@@ -491,7 +493,7 @@ int cmd_train(int argc, char **argv) {
         return cli_error(V, "--log-append goes with --log FILE");
 
     /* several processes under mpirun: one data-parallel job (tools/mpi.c) */
-    lstm_comm comm = {0, 1, NULL, NULL, NULL};
+    lstm_comm comm = {.rank = 0, .size = 1};
     int mpi = cli_comm_start(&comm, NULL, NULL);
     if (mpi == -2)
         return cli_error(V, "started as %d processes (mpirun), but this lstm was built without "
@@ -502,6 +504,8 @@ int cmd_train(int argc, char **argv) {
         return cli_error(V, "started under mpirun, but MPI did not start");
     if (mpi > 0) {
         tc.comm = &comm;
+        if (no_overlap)
+            comm.start_allreduce_float = NULL, comm.progress = NULL, comm.wait_all = NULL;
         if (comm.rank != 0) { /* one voice, one writer: rank 0 */
             quiet = 1;
             log_path = NULL;

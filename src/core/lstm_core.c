@@ -364,6 +364,7 @@ typedef struct {
     const nn_lstm_grads *g;
     const nn_lstm_weights *w;
     int l;
+    int on_caller; /* the loop runs on the calling thread: it may call g->progress */
     real *Y;
     const real *dY;
 } loop_args;
@@ -567,6 +568,8 @@ static void backward_loop(const nn_ctx *ctx, void *p, int dir) {
         }
         if (M > 0) /* dh = dy + the carry; the carry becomes dh_prev */
             k->cell_backward(ctx, &cb);
+        if (g->progress && la->on_caller)
+            g->progress(g->hook_arg);
         /* finished rows contribute nothing to the products below */
         if (M < B) {
             memset(Gt + (size_t)M * 4 * H, 0, sizeof(real) * (B - M) * 4 * H);
@@ -620,7 +623,8 @@ int nn_lstm_backward(const nn_ctx *ctx, const nn_lstm_dims *d, const nn_lstm_wei
         const real *X = l == 0 ? ws->xin : ws->X[l] ? ws->X[l] : ws->Y[l - 1];
         int need_dx = l > 0 || g->dx;
         real *dX = l == 0 && ws->direct && g->dx ? g->dx : bufs[nb];
-        loop_args la = {.d = d, .ws = ws, .g = g, .w = w, .l = l, .dY = dY};
+        loop_args la = {.d = d, .ws = ws, .g = g, .w = w, .l = l, .dY = dY,
+                        .on_caller = !(d->D == 2 && nn_pool_size(ctx->pool) == 2)};
         each_direction(ctx, d->D, backward_loop, &la);
         for (int dir = 0; dir < d->D; dir++) {
             int ld = l * d->D + dir;
@@ -647,12 +651,14 @@ int nn_lstm_backward(const nn_ctx *ctx, const nn_lstm_dims *d, const nn_lstm_wei
                 wt->dw_peep[r] += sc->dpsum[r];
             if (P && wt->dw_hr)
                 k->gemm(ctx, 1, 0, P, H, (int)TB, 1, sc->dHp, P, a->R, H, 1, wt->dw_hr, H);
-            if (need_dx)
-                /* one product over all steps: the plain GEMM packs W_ih as it
-                 * goes, so no second packed copy of it is kept */
-                k->gemm(ctx, 0, 0, (int)TB, In, 4 * H, 1, a->G, 4 * H, wt->w_ih, In,
-                        dir == 0 ? 0 : 1, dX, In);
         }
+        if (g->layer_done) /* before dX: the caller's work overlaps it too */
+            g->layer_done(g->hook_arg, l);
+        for (int dir = 0; need_dx && dir < d->D; dir++)
+            /* one product over all steps: the plain GEMM packs W_ih as it
+             * goes, so no second packed copy of it is kept */
+            k->gemm(ctx, 0, 0, (int)TB, In, 4 * H, 1, ws->act[l * d->D + dir].G, 4 * H,
+                    w[l * d->D + dir].w_ih, In, dir == 0 ? 0 : 1, dX, In);
         if (l > 0) {
             if (ws->mask[l])
                 for (size_t i = 0; i < TB * In; i++)

@@ -246,6 +246,11 @@ typedef struct {
 typedef struct {
     const real *dy, *dhn, *dcn;
     real *dx, *dh0, *dc0;
+    /* lstm_rnn_grads' hooks (either may be NULL): layer l's weight
+     * gradients are final; a chance for the caller's work between steps */
+    void (*layer_done)(void *arg, int layer);
+    void (*progress)(void *arg);
+    void *hook_arg;
 } nn_lstm_grads;
 
 /* Working memory of one model: activations kept for backward and scratch.

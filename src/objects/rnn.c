@@ -358,7 +358,8 @@ lstm_status lstm_rnn_backward(lstm_rnn *r, lstm_ctx *ctx, lstm_params *p, const 
     if ((s = bind(r, p, err)))
         return s;
     nn_lstm_grads ng = {.dy = g->dy, .dhn = g->dhn, .dcn = g->dcn, .dx = g->dx, .dh0 = g->dh0,
-                        .dc0 = g->dc0};
+                        .dc0 = g->dc0, .layer_done = g->layer_done, .progress = g->progress,
+                        .hook_arg = g->hook_arg};
     int rc = nn_lstm_backward(nc, &r->dims, r->w, r->ws, &ng);
     if (rc == -2)
         return lstm_fail(err, LSTM_ERR_NOMEM, "out of memory packing weights for backward");

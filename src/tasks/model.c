@@ -303,8 +303,49 @@ static void mul_inplace(float *x, const float *mask, size_t n) {
         x[i] *= mask[i];
 }
 
+/* The tensors lie in the buffer in the order declared (embeddings, the
+ * LSTM's layers, the decoder); the backward finishes them in the opposite
+ * order. */
+int model_grad_stages(const lstm_model *m, size_t *from, size_t *to) {
+    lstm_params *p = m->p;
+    const float *base = lstm_params_grad_all(p);
+    int L = m->cfg.layers, n = 0;
+    size_t end = lstm_params_size(p);
+    for (int l = L; l >= -1; l--) { /* L: the decoder; -1: the embeddings */
+        size_t at = 0;
+        if (l == L)
+            at = (size_t)(lstm_params_grad(p, m->dec_w) - base);
+        else if (l >= 0) {
+            char name[64];
+            snprintf(name, sizeof name, "lstm.weight_ih_l%d", l);
+            at = (size_t)(lstm_params_grad(p, lstm_params_find(p, name)) - base);
+        }
+        from[n] = at;
+        to[n] = end;
+        end = at;
+        n++;
+    }
+    return n;
+}
+
+typedef struct {
+    const model_hooks *hk;
+    int L;
+} layer_hook;
+
+static void on_layer_done(void *arg, int layer) {
+    const layer_hook *h = arg;
+    h->hk->ready(h->hk->arg, h->L - layer); /* stage 1 is the top layer */
+}
+
+static void on_progress(void *arg) {
+    const layer_hook *h = arg;
+    h->hk->progress(h->hk->arg);
+}
+
 lstm_status model_batch_run(lstm_model *m, lstm_ctx *ctx, const model_batch *b, int training,
-                            lstm_rng *rng, batch_stats *st, lstm_error *err) {
+                            lstm_rng *rng, const model_hooks *hooks, batch_stats *st,
+                            lstm_error *err) {
     int T = b->T, B = b->B;
     size_t N = (size_t)T * B;
     int pooled = m->ops->pooled;
@@ -355,17 +396,27 @@ lstm_status model_batch_run(lstm_model *m, lstm_ctx *ctx, const model_batch *b, 
     lstm_linear_backward(ctx, din, lstm_params_grad(m->p, m->dec_w),
                          lstm_params_grad(m->p, m->dec_b), m->dlogits, feats, dw, rows, m->out_dim,
                          m->nout);
+    if (hooks)
+        hooks->ready(hooks->arg, 0);
     if (pooled) {
         memset(m->dY, 0, sizeof(float) * N * m->out_dim);
         lstm_mean_pool_backward(m->dY, m->dpooled, b->lengths, T, B, m->out_dim);
     }
     if (p > 0)
         mul_inplace(m->dY, m->Ymask, N * m->out_dim);
+    layer_hook lh = {hooks, m->cfg.layers};
     lstm_rnn_grads g = {.dy = m->dY, .dx = m->dX};
+    if (hooks) {
+        g.layer_done = on_layer_done;
+        g.progress = hooks->progress ? on_progress : NULL;
+        g.hook_arg = &lh;
+    }
     if ((s = lstm_rnn_backward(m->rnn, ctx, m->p, &g, err)))
         return s;
     if (p > 0)
         mul_inplace(m->dX, m->Xmask, N * m->in_dim);
     embed_backward(m, b, N);
+    if (hooks)
+        hooks->ready(hooks->arg, m->cfg.layers + 1);
     return LSTM_OK;
 }

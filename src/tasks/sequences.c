@@ -145,7 +145,7 @@ lstm_status encoded_run_share(lstm_model *m, lstm_ctx *ctx, const encoded_set *e
         model_batch b;
         batch_stats st;
         if (!(s = encoded_make_batch(m, e, order + i, nb, &b, &scratch, &cap, err)) &&
-            !(s = model_batch_run(m, ctx, &b, 0, NULL, &st, err))) {
+            !(s = model_batch_run(m, ctx, &b, 0, NULL, NULL, &st, err))) {
             total->loss_sum += st.loss_sum;
             total->count += st.count;
             total->correct += st.correct;

@@ -227,8 +227,25 @@ lstm_status model_check_config(const lstm_model_config *c, lstm_error *err);
 /* Runs a batch; with `training`, dropout is applied (rng), the gradients
  * of the mean loss are accumulated into m->p's gradients. The batch's
  * log-probabilities are left in m->logits. */
+/* What a training batch's backward tells its caller as it goes, for
+ * summing the gradients over ranks while it runs: ready(arg, s) once the
+ * tensors of stage s (model_grad_stages) have their final gradients,
+ * stages in order; progress(arg) between the time steps. */
+typedef struct {
+    void (*ready)(void *arg, int stage);
+    void (*progress)(void *arg);
+    void *arg;
+} model_hooks;
 lstm_status model_batch_run(lstm_model *m, lstm_ctx *ctx, const model_batch *b, int training,
-                            lstm_rng *rng, batch_stats *st, lstm_error *err);
+                            lstm_rng *rng, const model_hooks *hooks, batch_stats *st,
+                            lstm_error *err);
+/* The stages of the backward, in the order it finishes them: the decoder,
+ * the LSTM's layers from the top, the embeddings. Stage s's gradients are
+ * [from[s], to[s]) of m->p's gradient buffer (padding included; together
+ * the stages cover it). Returns the number of stages, layers + 2 (16 + 2
+ * at most). */
+#define MODEL_MAX_STAGES 18
+int model_grad_stages(const lstm_model *m, size_t *from, size_t *to);
 
 /* st and extra[0..n) summed over the ranks of comm (every rank gets the
  * sums). */

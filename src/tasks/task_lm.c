@@ -330,7 +330,7 @@ static lstm_status eval_lm(lstm_model *m, lstm_ctx *ctx, const int32_t *ids, siz
                 b.targets[(size_t)t * Sl + j] = ids[pos + 1];
             }
         batch_stats st;
-        if (!(s = model_batch_run(m, ctx, &b, 0, NULL, &st, err))) {
+        if (!(s = model_batch_run(m, ctx, &b, 0, NULL, NULL, &st, err))) {
             total->loss_sum += st.loss_sum;
             total->count += st.count;
             total->correct += st.correct;
@@ -356,7 +356,7 @@ static lstm_status eval_lm(lstm_model *m, lstm_ctx *ctx, const int32_t *ids, siz
                 b.targets[t] = ids[rest_at + at + t + 1];
             }
             batch_stats st;
-            if (!(s = model_batch_run(m, ctx, &b, 0, NULL, &st, err))) {
+            if (!(s = model_batch_run(m, ctx, &b, 0, NULL, NULL, &st, err))) {
                 total->loss_sum += st.loss_sum;
                 total->count += st.count;
                 total->correct += st.correct;

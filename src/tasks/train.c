@@ -96,6 +96,38 @@ static float current_lr(const trainer *t) {
     return lstm_schedule_rate(&s, at, t->step);
 }
 
+/* The gradients summed over the ranks while the backward runs: each stage
+ * (model_grad_stages) is started as soon as the backward has finished it,
+ * in the stages' order on every rank (a rank with an empty share starts
+ * them all at once), and the step waits for them after the backward. */
+typedef struct {
+    trainer *t;
+    size_t from[MODEL_MAX_STAGES], to[MODEL_MAX_STAGES];
+    int n, started, failed;
+} overlap;
+
+static void overlap_ready(void *arg, int stage) {
+    overlap *o = arg;
+    const lstm_comm *c = o->t->tc.comm;
+    float *g = lstm_params_grad_all(o->t->m->p);
+    double c0 = now();
+    for (; o->started <= stage && o->started < o->n; o->started++) {
+        size_t a = o->from[o->started], b = o->to[o->started];
+        if (b > a && !o->failed && c->start_allreduce_float(g + a, b - a, c->arg))
+            o->failed = 1;
+    }
+    o->t->comm_secs += now() - c0;
+}
+
+static void overlap_progress(void *arg) {
+    overlap *o = arg;
+    const lstm_comm *c = o->t->tc.comm;
+    double c0 = now();
+    if (!o->failed && c->progress(c->arg))
+        o->failed = 1;
+    o->t->comm_secs += now() - c0;
+}
+
 /* One optimizer step on batch k of the current epoch; returns its stats. */
 static lstm_status train_batch(trainer *t, long k, batch_stats *st, long *tokens,
                                lstm_error *err) {
@@ -111,14 +143,31 @@ static lstm_status train_batch(trainer *t, long k, batch_stats *st, long *tokens
     lstm_rng_seed(&t->drop, t->tc.seed * 0xD1B54A32D192ED03ULL ^
                                 (uint64_t)t->step * 0x9E3779B97F4A7C15ULL ^
                                 (uint64_t)t->rank * 0xC2B2AE3D27D4EB4FULL ^ 0x5851F42D4C957F2DULL);
+    const lstm_comm *c = t->nranks > 1 ? t->tc.comm : NULL;
+    overlap ov = {.t = t};
+    model_hooks hooks = {overlap_ready, overlap_progress, &ov};
+    int overlapped = c && c->start_allreduce_float;
+    if (overlapped)
+        ov.n = model_grad_stages(m, ov.from, ov.to);
     if ((s = ops->train_batch(t, k, &b, tokens, err)) ||
-        (b.B > 0 && (s = model_batch_run(m, t->ctx, &b, 1, &t->drop, st, err))))
+        (b.B > 0 && (s = model_batch_run(m, t->ctx, &b, 1, &t->drop, overlapped ? &hooks : NULL,
+                                         st, err))))
         return s;
-    if (t->nranks > 1) { /* the sum over the ranks of the gradients and the counts */
-        const lstm_comm *c = t->tc.comm;
-        double sums[3] = {st->loss_sum, (double)st->count, (double)st->correct}, c0 = now();
-        int bad = c->allreduce_float(lstm_params_grad_all(m->p), lstm_params_size(m->p), c->arg) ||
-                  c->allreduce_double(sums, 3, c->arg);
+    if (c) { /* the sum over the ranks of the gradients and the counts */
+        double sums[3] = {st->loss_sum, (double)st->count, (double)st->correct};
+        int bad;
+        if (overlapped) {
+            overlap_ready(&ov, ov.n - 1); /* what the backward did not start */
+            double c0 = now();
+            bad = ov.failed || c->wait_all(c->arg);
+            t->comm_secs += now() - c0;
+        } else {
+            double c0 = now();
+            bad = c->allreduce_float(lstm_params_grad_all(m->p), lstm_params_size(m->p), c->arg);
+            t->comm_secs += now() - c0;
+        }
+        double c0 = now();
+        bad = bad || c->allreduce_double(sums, 3, c->arg);
         t->comm_secs += now() - c0;
         if (bad)
             return lstm_fail(err, LSTM_ERR_IO, "step %ld: summing the gradients over the ranks "
@@ -490,10 +539,12 @@ lstm_model *lstm_train(const lstm_model_config *mc, const lstm_train_config *tc,
     t.nranks = 1;
     if (tc->comm) {
         const lstm_comm *c = tc->comm;
+        int nb = !!c->start_allreduce_float + !!c->progress + !!c->wait_all;
         if (c->size < 1 || c->rank < 0 || c->rank >= c->size || !c->allreduce_float ||
-            !c->allreduce_double) {
-            s = lstm_fail(err, LSTM_ERR_INVALID, "lstm_train: comm: rank %d of %d, or a NULL "
-                                                 "function", c->rank, c->size);
+            !c->allreduce_double || (nb != 0 && nb != 3)) {
+            s = lstm_fail(err, LSTM_ERR_INVALID,
+                          "lstm_train: comm: rank %d of %d, a NULL allreduce, or some but not "
+                          "all of the overlap functions", c->rank, c->size);
             goto fail;
         }
         t.rank = c->rank, t.nranks = c->size;

@@ -4,7 +4,8 @@
 # validation figure within 1e-3 relative, the float sums being taken in
 # another order), the same job twice gives the same bytes, a checkpoint
 # written by one process resumes under two ranks, a killed rank ends the
-# job within seconds naming it, an error on the ranks ends the job. Runs
+# job within seconds naming it, an error on the ranks ends the job, and
+# summing the gradients during the backward changes no bit (--no-overlap). Runs
 # when mpirun is there and the program was built with MPI (make MPI=1, or
 # Open MPI found by pkg-config), in the plain build (MPI's own allocations
 # are not LeakSanitizer's business). Prints "N passed, N failed" last.
@@ -54,6 +55,11 @@ for task in LM TAG CLS; do
     "${MPIRUN[@]}" -np 2 "$L" train "${args[@]}" --threads 1 --quiet --out two.st --log two.log \
         2>err || bad "$task: mpirun -np 2: $(tail -3 err)"
     close "$task" "$(figures two.log)" "$(figures one.log)"
+    # the sums started during the backward (the default) or after it: the
+    # same additions, the same bytes (classify has a rank with an empty share)
+    "${MPIRUN[@]}" -np 2 "$L" train "${args[@]}" --threads 1 --quiet --out two-no.st --no-overlap \
+        2>err || bad "$task: --no-overlap: $(tail -3 err)"
+    cmp -s two.st two-no.st && ok || bad "$task: overlapped and --no-overlap sums give the same model"
 done
 # the same job again: the same bytes
 "${MPIRUN[@]}" -np 2 "$L" train "${LM[@]}" --threads 1 --quiet --out again.st 2>/dev/null
