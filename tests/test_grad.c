@@ -187,7 +187,7 @@ static void lstm_grad_case(const char *name, nn_lstm_dims d, int T, int B, int b
         check_clip_active(&c, name);
     if (d.input_forget) { /* the f rows have no effect: exactly zero gradients */
         lstm_loss(&c);
-        nn_lstm_grads g0 = {c.wy, c.whn, c.wcn, NULL, NULL, NULL};
+        nn_lstm_grads g0 = {.dy = c.wy, .dhn = c.whn, .dcn = c.wcn};
         nn_lstm_backward(&ctx, &d, c.tab, c.ws, &g0);
         for (int i = 0; i < LD; i++) {
             int In = nn_lstm_in(&d, i / d.D), zero = 1;
