@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# onnx.sh BUILD - lstm convert and lstm export from the command line: errors
+# are clear, and models that lstm export writes compute in ONNX Runtime what
+# PyTorch computed (tests/fixtures/lstm_*.safetensors) and what lstm forward
+# computes, also after converting them back. ONNX Runtime is the
+# onnxruntime-node package at $LSTM_ORT or .ort/node_modules/onnxruntime-node
+# (scripts/install-ort.sh); without it, or without node, that part skips.
+set -u
+build=${1:-build}
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root" || exit 2
+lstm=$build/lstm
+tmp=$(mktemp -d /tmp/lstm-onnx-XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+pass=0 fail=0
+ok() { pass=$((pass + 1)); echo "ok $1"; }
+bad() { fail=$((fail + 1)); echo "FAIL $1"; [ -f "$tmp/err" ] && tail -3 "$tmp/err"; }
+expect_error() { # description, pattern, command...
+    local what=$1 pat=$2; shift 2
+    if "$@" >"$tmp/out" 2>"$tmp/err"; then bad "$what: succeeded"
+    elif grep -q -- "$pat" "$tmp/err"; then ok "$what: $(head -1 "$tmp/err")"
+    else bad "$what: message lacks '$pat'"; fi
+}
+
+if ! "$lstm" convert --help >/dev/null 2>"$tmp/err"; then
+    if grep -q "lacks ONNX support" "$tmp/err"; then ok "convert says the build lacks ONNX support"
+    else bad "convert --help fails without saying why"; fi
+    echo "ok skipping: this build lacks ONNX support"
+    echo "$pass passed, $fail failed"
+    [ $fail -eq 0 ]; exit
+fi
+
+# errors name the file and what is wrong
+printf 'not a protobuf' >"$tmp/junk.onnx"
+expect_error "convert refuses a file that is not ONNX" "junk.onnx: not an ONNX model" \
+    "$lstm" convert "$tmp/junk.onnx" "$tmp/out.safetensors"
+expect_error "convert: a missing file" "cannot open" "$lstm" convert "$tmp/none.onnx" "$tmp/o.safetensors"
+expect_error "export refuses proj_size" "proj_size 3" \
+    "$lstm" export --prefix= tests/fixtures/lstm_proj.safetensors "$tmp/p.onnx"
+[ ! -e "$tmp/p.onnx" ] && ok "no file left by a refused export" || bad "a refused export left a file"
+
+# PyTorch's export converts; lstm forward runs the result
+f=tests/fixtures/onnx/bi2_bf_state_opset14
+if "$lstm" convert "$f/model.onnx" "$tmp/torch.safetensors" >"$tmp/out" 2>"$tmp/err" &&
+    grep -q "batch-first" "$tmp/out"; then ok "convert of torch.onnx.export's 2-layer bidirectional batch-first LSTM"
+else bad "convert of $f"; fi
+
+ort=${LSTM_ORT:-$root/.ort/node_modules/onnxruntime-node}
+if ! command -v node >/dev/null 2>&1 || [ ! -d "$ort" ]; then
+    echo "ok skipping: ONNX Runtime not found (set LSTM_ORT, or run scripts/install-ort.sh)"
+else
+    # name, export flags
+    while read -r name flags; do
+        fx=tests/fixtures/$name.safetensors
+        if ! "$lstm" export --prefix= $flags "$fx" "$tmp/$name.onnx" 2>"$tmp/err"; then
+            bad "export $name"; continue
+        fi
+        # back through convert and lstm forward: the same numbers again
+        bf=; case $flags in *batch-first*) bf=--batch-first ;; esac
+        if ! "$lstm" convert --quiet "$tmp/$name.onnx" "$tmp/$name.back.safetensors" 2>"$tmp/err" ||
+            ! "$lstm" forward $bf --threads 1 "$tmp/$name.back.safetensors" "$fx" "$tmp/$name.out.safetensors" 2>"$tmp/err"; then
+            bad "convert and forward of the exported $name"; continue
+        fi
+        if node tests/ort_run.js "$ort" "$tmp/$name.onnx" "$fx" "$tmp/$name.out.safetensors" >"$tmp/ort" 2>"$tmp/err"; then
+            ok "ONNX Runtime computes $name ($flags) as PyTorch and lstm forward do ($(tail -1 "$tmp/ort"))"
+        else
+            grep -v '^ok' "$tmp/ort" >"$tmp/err"; bad "ONNX Runtime on the exported $name"
+        fi
+    done <<'LIST'
+lstm_basic
+lstm_h0 --state
+lstm_nobias --state
+lstm_batch_first --batch-first --state
+lstm_bidir
+lstm_lengths --lengths
+lstm_bidir_h0_lengths --state --lengths
+lstm_layers2_bidir
+lstm_layers3
+lstm_layers3_bidir_bf_lengths --batch-first --lengths
+lstm_layers2_bidir_t1_b1 --state
+LIST
+fi
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]
