@@ -466,6 +466,8 @@ static const onnx_tensor *fold(importer *im, int n, int *failed) {
             goto fail;
         for (size_t k = 0; k < x->numel; k++) {
             double v = is_int ? (double)x->i[k] : x->f[k];
+            if (want_int && !is_int && !(fabs(v) < 9e18))
+                return NULL; /* no integer: leave the node unfolded (and unsupported) */
             if (want_int)
                 t->i[k] = is_int ? x->i[k] : (int64_t)v;
             else
