@@ -95,7 +95,8 @@ int cmd_export(int argc, char **argv) {
                       "Writes the nn.LSTM whose state_dict is in MODEL as an ONNX model (opset 14):\n"
                       "one LSTM node per layer, input 'input', outputs 'output', 'h_n', 'c_n' as\n"
                       "lstm forward computes them. proj_size cannot be expressed in ONNX's LSTM and\n"
-                      "is refused.",
+                      "is refused. Of a task model (lstm train), the LSTM alone exports, with\n"
+                      "--prefix lstm. (its embeddings, pooling and decoder are not exported).",
                       opts, argc, argv, pos, 2, &npos);
     if (r)
         return r == 2 ? 0 : 1;

@@ -355,9 +355,10 @@ lstm_status onnx_export_lstm(const char *in_path, const char *out_path, const on
     lstm_st *st = lstm_st_open(in_path, err);
     if (!st)
         return err ? err->status : LSTM_ERR_IO;
-    if (lstm_st_meta(st, "lstm.task")) {
+    if (lstm_st_meta(st, "lstm.task") && !o->prefix) {
         lstm_fail(err, LSTM_ERR_UNSUPPORTED,
-                  "%s: a task model (lstm.task %s): lstm export writes nn.LSTM state_dicts only in this build",
+                  "%s: a task model (%s): lstm export writes an nn.LSTM; its LSTM alone exports with --prefix lstm. "
+                  "(its embeddings, pooling and decoder are not exported)",
                   in_path, lstm_st_meta(st, "lstm.task"));
         lstm_st_free(st);
         return LSTM_ERR_UNSUPPORTED;

@@ -39,6 +39,18 @@ expect_error "export refuses proj_size" "proj_size 3" \
     "$lstm" export --prefix= tests/fixtures/lstm_proj.safetensors "$tmp/p.onnx"
 [ ! -e "$tmp/p.onnx" ] && ok "no file left by a refused export" || bad "a refused export left a file"
 
+# a task model: refused whole, its LSTM exports with --prefix lstm.
+head -300 tests/data/brown-pos-train.tsv >"$tmp/tag.tsv"
+if "$lstm" train tag --train "$tmp/tag.tsv" --hidden 8 --embedding 8 --epochs 1 --batch 16 --threads 1 \
+    --out "$tmp/tag.safetensors" >/dev/null 2>&1; then
+    expect_error "export of a task model says what exports" "with --prefix lstm." \
+        "$lstm" export "$tmp/tag.safetensors" "$tmp/tag.onnx"
+    if "$lstm" export --prefix lstm. "$tmp/tag.safetensors" "$tmp/tag.onnx" 2>"$tmp/err" &&
+        "$lstm" convert "$tmp/tag.onnx" "$tmp/tag.lstm.safetensors" | grep -q "bidirectional=True"; then
+        ok "a tagger's bidirectional LSTM exports with --prefix lstm. and converts back"
+    else bad "export --prefix lstm. of a tagger"; fi
+else bad "training a tiny tagger"; fi
+
 # PyTorch's export converts; lstm forward runs the result
 f=tests/fixtures/onnx/bi2_bf_state_opset14
 if "$lstm" convert "$f/model.onnx" "$tmp/torch.safetensors" >"$tmp/out" 2>"$tmp/err" &&
@@ -61,6 +73,11 @@ else
             ! "$lstm" forward $bf --threads 1 "$tmp/$name.back.safetensors" "$fx" "$tmp/$name.out.safetensors" 2>"$tmp/err"; then
             bad "convert and forward of the exported $name"; continue
         fi
+        # lstm forward reads the .onnx itself, the same numbers
+        if "$lstm" forward --threads 1 "$tmp/$name.onnx" "$fx" "$tmp/$name.direct.safetensors" 2>"$tmp/err" &&
+            cmp -s "$tmp/$name.out.safetensors" "$tmp/$name.direct.safetensors"; then
+            ok "lstm forward on $name.onnx equals convert then forward"
+        else bad "lstm forward on the exported $name.onnx"; fi
         if node tests/ort_run.js "$ort" "$tmp/$name.onnx" "$fx" "$tmp/$name.out.safetensors" >"$tmp/ort" 2>"$tmp/err"; then
             ok "ONNX Runtime computes $name ($flags) as PyTorch and lstm forward do ($(tail -1 "$tmp/ort"))"
         else
