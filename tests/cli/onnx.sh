@@ -51,6 +51,23 @@ if "$lstm" train tag --train "$tmp/tag.tsv" --hidden 8 --embedding 8 --epochs 1 
     else bad "export --prefix lstm. of a tagger"; fi
 else bad "training a tiny tagger"; fi
 
+# export's options shape the graph (what convert reads back from it)
+fx=tests/fixtures/lstm_layers3_bidir_bf_lengths.safetensors
+if "$lstm" export --prefix= --batch-first --state --lengths "$fx" "$tmp/all.onnx" 2>"$tmp/err" &&
+    "$lstm" convert "$tmp/all.onnx" "$tmp/all.safetensors" >"$tmp/out" 2>"$tmp/err" &&
+    grep -q "input  h0 .*initial h" "$tmp/out" && grep -q "input  c0 .*initial c" "$tmp/out" &&
+    grep -q "input  lengths .*sequence lengths" "$tmp/out" && grep -q "batch-first" "$tmp/out"; then
+    ok "export --batch-first --state --lengths: the graph takes (B, T, I), h0, c0, lengths"
+else bad "export --batch-first --state --lengths"; fi
+if "$lstm" export --prefix= "$fx" "$tmp/none.onnx" 2>"$tmp/err" &&
+    "$lstm" convert "$tmp/none.onnx" "$tmp/none.safetensors" >"$tmp/out" 2>"$tmp/err" &&
+    ! grep -q "h0\|lengths\|batch-first" "$tmp/out" && grep -q "input  input .*(T, B, I)" "$tmp/out"; then
+    ok "export without options: the graph takes input (T, B, I) alone"
+else bad "export without options"; fi
+if "$lstm" convert --quiet "$tmp/none.onnx" "$tmp/none.safetensors" >"$tmp/out" 2>&1 && [ ! -s "$tmp/out" ]; then
+    ok "convert --quiet prints nothing"
+else bad "convert --quiet"; fi
+
 # PyTorch's export converts; lstm forward runs the result
 f=tests/fixtures/onnx/bi2_bf_state_opset14
 if "$lstm" convert "$f/model.onnx" "$tmp/torch.safetensors" >"$tmp/out" 2>"$tmp/err" &&
