@@ -8,7 +8,9 @@
 // ORT_DIR is the onnxruntime-node package directory (scripts/install-ort.sh
 // puts one in .ort/node_modules/onnxruntime-node). DATA holds `input` and,
 // as the model's inputs ask, `h0`, `c0`, `lengths`; and the expected
-// `output`, `h_n`, `c_n`. Prints a line per check and "N passed, N failed".
+// `output`, `h_n`, `c_n` (a task model's: `ids.<feature>`, `lengths`; and
+// `probs`): every output of the model that DATA has is compared. Prints a
+// line per check and "N passed, N failed".
 'use strict';
 const fs = require('fs');
 
@@ -50,17 +52,19 @@ async function main() {
     const t = data[name];
     if (!t) throw new Error(`${dataPath}: no tensor '${name}' for the model's input`);
     feeds[name] = name === 'lengths' ? new ort.Tensor('int32', Int32Array.from(t.data), t.dims)
-                                     : new ort.Tensor('float32', t.data, t.dims);
+                : name.startsWith('ids.') ? new ort.Tensor('int64', BigInt64Array.from(t.data, BigInt), t.dims)
+                : new ort.Tensor('float32', t.data, t.dims);
   }
   const res = await session.run(feeds);
-  let passed = 0, failed = 0;
+  let passed = 0, failed = 0, compared = 0;
   const refs = [[dataPath, data]];
   if (lstmPath) refs.push([lstmPath, readSafetensors(lstmPath)]);
-  for (const name of ['output', 'h_n', 'c_n']) {
+  for (const name of session.outputNames) {
     const got = res[name];
     for (const [path, ref] of refs) {
       const want = ref[name];
       if (!want) continue;
+      compared++;
       let worst = -1, excess = 0;
       const same = got.dims.length === want.dims.length && got.dims.every((d, i) => d === want.dims[i]);
       if (same) {
@@ -80,6 +84,7 @@ async function main() {
       }
     }
   }
+  if (!compared) { failed++; console.log(`FAIL ${dataPath}: none of the model's outputs to compare`); }
   console.log(`${passed} passed, ${failed} failed`);
   process.exit(failed ? 1 : 0);
 }

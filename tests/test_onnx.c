@@ -7,7 +7,102 @@
 #include "lstm.h"
 
 #ifndef LSTM_HAVE_ONNX
-int main(void) {
+/* ---------------------------------------------------------------- */
+/* test_onnx --task-data MODEL DATA OUT: for the ONNX Runtime check of an
+ * exported task model (tests/cli/onnx.sh), a batch of DATA as the model's
+ * ids (ids.<feature> (T,B), lengths (B)) and the model's own probabilities
+ * for it (probs: (B,C) for classify, (T,B,C) otherwise), computed by
+ * lstm's task code (model_batch_run), written as safetensors. lm: the
+ * first 40 bytes of DATA as one sequence; classify, tag: its first 3
+ * examples. */
+static int task_data(const char *model, const char *data, const char *out) {
+    lstm_error err;
+    lstm_model *m = lstm_model_load(model, &err);
+    if (!m) {
+        printf("FAIL %s\n0 passed, 1 failed\n", err.msg);
+        return 1;
+    }
+    lstm_ctx *ctx = lstm_ctx_create(NULL, NULL);
+    model_batch b;
+    memset(&b, 0, sizeof b);
+    encoded_set e;
+    memset(&e, 0, sizeof e);
+    void *scratch = NULL;
+    size_t cap = 0;
+    int32_t *lm_ids = NULL, *lm_targets = NULL;
+    lstm_dataset *ds = NULL;
+    lstm_status s = LSTM_OK;
+    if (lstm_model_task(m) == LSTM_TASK_LM) {
+        char *buf;
+        size_t len;
+        if ((s = lstm_read_file(data, &buf, &len, &err)))
+            goto done;
+        int T = len < 40 ? (int)len : 40;
+        lm_ids = malloc(sizeof(int32_t) * (size_t)(T ? T : 1));
+        lm_targets = malloc(sizeof(int32_t) * (size_t)(T ? T : 1));
+        for (int t = 0; t < T; t++) {
+            int id = vocab_find(m->feat[0].vocab, buf + t, 1);
+            lm_ids[t] = id >= 2 ? id : UNK_ID;
+            lm_targets[t] = -100;
+        }
+        free(buf);
+        b.T = T, b.B = 1, b.ids[0] = lm_ids, b.targets = lm_targets;
+    } else {
+        if (!(ds = lstm_dataset_read(lstm_model_task(m), data, &err))) {
+            s = err.status;
+            goto done;
+        }
+        if ((s = m->ops->encode(m, ds, &e, &err)))
+            goto done;
+        size_t order[3] = {0, 1, 2};
+        int B = e.n < 3 ? (int)e.n : 3;
+        if ((s = encoded_make_batch(m, &e, order, B, &b, &scratch, &cap, &err)))
+            goto done;
+    }
+    batch_stats bs;
+    if ((s = model_batch_run(m, ctx, &b, 0, NULL, &bs, &err)))
+        goto done;
+    int T = b.T, B = b.B, C = m->nout, pooled = m->ops->pooled;
+    size_t rows = pooled ? (size_t)B : (size_t)T * B;
+    float *probs = malloc(sizeof(float) * rows * C);
+    for (size_t k = 0; k < rows * C; k++)
+        probs[k] = expf(m->logits[k]);
+    int64_t *ids = malloc(sizeof(int64_t) * (size_t)T * B), *lengths = malloc(sizeof(int64_t) * B);
+    lstm_st_writer *w = lstm_st_writer_create();
+    int64_t tb[2] = {T, B}, bd[1] = {B}, pd[3] = {T, B, C}, pdb[2] = {B, C};
+    s = LSTM_OK;
+    for (int f = 0; f < m->nfeat && !s; f++) {
+        char name[64];
+        snprintf(name, sizeof name, "ids.%s", m->feat[f].name);
+        for (int k = 0; k < T * B; k++)
+            ids[k] = b.ids[f][k];
+        s = lstm_st_writer_add(w, name, LSTM_DT_I64, 2, tb, ids, &err);
+    }
+    for (int k = 0; k < B; k++)
+        lengths[k] = b.lengths ? b.lengths[k] : T;
+    if (!s)
+        s = lstm_st_writer_add(w, "lengths", LSTM_DT_I64, 1, bd, lengths, &err);
+    if (!s)
+        s = lstm_st_writer_add(w, "probs", LSTM_DT_F32, pooled ? 2 : 3, pooled ? pdb : pd, probs, &err);
+    if (!s)
+        s = lstm_st_writer_save(w, out, &err);
+    lstm_st_writer_free(w);
+    free(probs), free(ids), free(lengths);
+done:
+    if (s)
+        printf("FAIL %s\n", err.msg);
+    printf("%d passed, %d failed\n", !s, !!s);
+    free(scratch), free(lm_ids), free(lm_targets);
+    encoded_free(&e);
+    lstm_dataset_free(ds);
+    lstm_ctx_free(ctx);
+    lstm_model_free(m);
+    return s != LSTM_OK;
+}
+
+int main(int argc, char **argv) {
+    if (argc == 5 && strcmp(argv[1], "--task-data") == 0)
+        return task_data(argv[2], argv[3], argv[4]);
     printf("ok skipping: this build lacks ONNX support (libprotobuf-c, protoc-c)\n");
     printf("0 passed, 0 failed\n");
     return 0;
@@ -15,6 +110,7 @@ int main(void) {
 #else
 #include "onnx.h"
 #include "onnx.pb-c.h"
+#include "task.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -367,7 +463,102 @@ static void test_errors(void) {
           "a broken TensorProto: %s", err.msg);
 }
 
-int main(void) {
+/* ---------------------------------------------------------------- */
+/* test_onnx --task-data MODEL DATA OUT: for the ONNX Runtime check of an
+ * exported task model (tests/cli/onnx.sh), a batch of DATA as the model's
+ * ids (ids.<feature> (T,B), lengths (B)) and the model's own probabilities
+ * for it (probs: (B,C) for classify, (T,B,C) otherwise), computed by
+ * lstm's task code (model_batch_run), written as safetensors. lm: the
+ * first 40 bytes of DATA as one sequence; classify, tag: its first 3
+ * examples. */
+static int task_data(const char *model, const char *data, const char *out) {
+    lstm_error err;
+    lstm_model *m = lstm_model_load(model, &err);
+    if (!m) {
+        printf("FAIL %s\n0 passed, 1 failed\n", err.msg);
+        return 1;
+    }
+    lstm_ctx *ctx = lstm_ctx_create(NULL, NULL);
+    model_batch b;
+    memset(&b, 0, sizeof b);
+    encoded_set e;
+    memset(&e, 0, sizeof e);
+    void *scratch = NULL;
+    size_t cap = 0;
+    int32_t *lm_ids = NULL, *lm_targets = NULL;
+    lstm_dataset *ds = NULL;
+    lstm_status s = LSTM_OK;
+    if (lstm_model_task(m) == LSTM_TASK_LM) {
+        char *buf;
+        size_t len;
+        if ((s = lstm_read_file(data, &buf, &len, &err)))
+            goto done;
+        int T = len < 40 ? (int)len : 40;
+        lm_ids = malloc(sizeof(int32_t) * (size_t)(T ? T : 1));
+        lm_targets = malloc(sizeof(int32_t) * (size_t)(T ? T : 1));
+        for (int t = 0; t < T; t++) {
+            int id = vocab_find(m->feat[0].vocab, buf + t, 1);
+            lm_ids[t] = id >= 2 ? id : UNK_ID;
+            lm_targets[t] = -100;
+        }
+        free(buf);
+        b.T = T, b.B = 1, b.ids[0] = lm_ids, b.targets = lm_targets;
+    } else {
+        if (!(ds = lstm_dataset_read(lstm_model_task(m), data, &err))) {
+            s = err.status;
+            goto done;
+        }
+        if ((s = m->ops->encode(m, ds, &e, &err)))
+            goto done;
+        size_t order[3] = {0, 1, 2};
+        int B = e.n < 3 ? (int)e.n : 3;
+        if ((s = encoded_make_batch(m, &e, order, B, &b, &scratch, &cap, &err)))
+            goto done;
+    }
+    batch_stats bs;
+    if ((s = model_batch_run(m, ctx, &b, 0, NULL, &bs, &err)))
+        goto done;
+    int T = b.T, B = b.B, C = m->nout, pooled = m->ops->pooled;
+    size_t rows = pooled ? (size_t)B : (size_t)T * B;
+    float *probs = malloc(sizeof(float) * rows * C);
+    for (size_t k = 0; k < rows * C; k++)
+        probs[k] = expf(m->logits[k]);
+    int64_t *ids = malloc(sizeof(int64_t) * (size_t)T * B), *lengths = malloc(sizeof(int64_t) * B);
+    lstm_st_writer *w = lstm_st_writer_create();
+    int64_t tb[2] = {T, B}, bd[1] = {B}, pd[3] = {T, B, C}, pdb[2] = {B, C};
+    s = LSTM_OK;
+    for (int f = 0; f < m->nfeat && !s; f++) {
+        char name[64];
+        snprintf(name, sizeof name, "ids.%s", m->feat[f].name);
+        for (int k = 0; k < T * B; k++)
+            ids[k] = b.ids[f][k];
+        s = lstm_st_writer_add(w, name, LSTM_DT_I64, 2, tb, ids, &err);
+    }
+    for (int k = 0; k < B; k++)
+        lengths[k] = b.lengths ? b.lengths[k] : T;
+    if (!s)
+        s = lstm_st_writer_add(w, "lengths", LSTM_DT_I64, 1, bd, lengths, &err);
+    if (!s)
+        s = lstm_st_writer_add(w, "probs", LSTM_DT_F32, pooled ? 2 : 3, pooled ? pdb : pd, probs, &err);
+    if (!s)
+        s = lstm_st_writer_save(w, out, &err);
+    lstm_st_writer_free(w);
+    free(probs), free(ids), free(lengths);
+done:
+    if (s)
+        printf("FAIL %s\n", err.msg);
+    printf("%d passed, %d failed\n", !s, !!s);
+    free(scratch), free(lm_ids), free(lm_targets);
+    encoded_free(&e);
+    lstm_dataset_free(ds);
+    lstm_ctx_free(ctx);
+    lstm_model_free(m);
+    return s != LSTM_OK;
+}
+
+int main(int argc, char **argv) {
+    if (argc == 5 && strcmp(argv[1], "--task-data") == 0)
+        return task_data(argv[2], argv[3], argv[4]);
     test_errors();
     static const char *node_tests[] = {"test_lstm_defaults", "test_lstm_with_initial_bias",
                                        "test_lstm_batchwise", "test_lstm_with_peepholes"};

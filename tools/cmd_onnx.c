@@ -92,11 +92,15 @@ int cmd_export(int argc, char **argv) {
     const char *pos[2];
     int npos;
     int r = cli_parse(V, "lstm export MODEL.safetensors OUT.onnx [options]",
-                      "Writes the nn.LSTM whose state_dict is in MODEL as an ONNX model (opset 14):\n"
-                      "one LSTM node per layer, input 'input', outputs 'output', 'h_n', 'c_n' as\n"
-                      "lstm forward computes them. proj_size cannot be expressed in ONNX's LSTM and\n"
-                      "is refused. Of a task model (lstm train), the LSTM alone exports, with\n"
-                      "--prefix lstm. (its embeddings, pooling and decoder are not exported).",
+                      "Writes the nn.LSTM whose state_dict is in MODEL, or the task model MODEL, as an\n"
+                      "ONNX model (opset 14). An nn.LSTM: one LSTM node per layer, input 'input',\n"
+                      "outputs 'output', 'h_n', 'c_n' as lstm forward computes them.\n"
+                      "proj_size cannot be expressed in ONNX's LSTM and\n"
+                      "is refused. A task model (lstm train) exports whole: inputs ids.<feature>\n"
+                      "(T, B) int64 (the ids of its vocabularies, lstm.vocab.<feature> in its\n"
+                      "metadata) and lengths (B) int32; output probs, (B, C) for classify (the mean\n"
+                      "over the real steps, as lstm computes it) and (T, B, C) for lm and tag. With\n"
+                      "--prefix lstm. its LSTM alone exports.",
                       opts, argc, argv, pos, 2, &npos);
     if (r)
         return r == 2 ? 0 : 1;

@@ -105,8 +105,9 @@ typedef struct {
 } onnx_export_options;
 
 /* Writes the nn.LSTM whose state_dict is in the safetensors file in_path
- * (prefix found as lstm forward finds it; a task model's needs prefix "lstm.",
- * and only its LSTM is exported) as an ONNX model (opset 14) at
+ * (prefix found as lstm forward finds it), or the task model in_path whole
+ * when no prefix is given (see lstm export --help; with prefix "lstm." its
+ * LSTM alone), as an ONNX model (opset 14) at
  * out_path, atomically: inputs `input` (and h0, c0, lengths as asked),
  * outputs `output`, `h_n`, `c_n`, as lstm forward writes them.
  * LSTM_ERR_UNSUPPORTED for what ONNX's LSTM cannot express (proj_size). */

@@ -1,7 +1,9 @@
 /* onnx_export.c - writes lstm's models as ONNX graphs (opset 14) that an
- * ONNX runtime computes as lstm forward does: one LSTM node per layer, the
- * layers joined by Transpose and Reshape ((T,D,B,H) -> (T,B,D*H)), the
- * layers' Y_h and Y_c concatenated into h_n and c_n.
+ * ONNX runtime computes as lstm does: one LSTM node per layer, the layers
+ * joined by Transpose and Reshape ((T,D,B,H) -> (T,B,D*H)), the layers' Y_h
+ * and Y_c concatenated into h_n and c_n; for a task model, Gather per
+ * feature and Concat before, and the mean pooling (classify) or the
+ * per-position decoder (lm, tag) and a Softmax after.
  *
  * What ONNX's LSTM cannot express, and what is done about it:
  *   proj_size (h = W_hr (o * tanh(c))): ONNX's LSTM has no projection and
@@ -350,33 +352,175 @@ static lstm_status find_prefix(const lstm_st *st, char *buf, size_t n, lstm_erro
     return LSTM_OK;
 }
 
+
+/* Reads tensor `name` of st as float (numel values) into a malloc'd array. */
+static float *read_f32(const lstm_st *st, const char *name, size_t numel, lstm_error *err) {
+    const lstm_st_tensor *t = lstm_st_find(st, name);
+    if (!t || t->numel != numel) {
+        lstm_fail(err, LSTM_ERR_SHAPE, "%s: tensor '%s' %s", lstm_st_name(st), name,
+                  t ? "has the wrong size" : "is missing");
+        return NULL;
+    }
+    float *v = malloc(sizeof(float) * (numel ? numel : 1));
+    if (!v) {
+        lstm_fail(err, LSTM_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    if (lstm_st_read_f32(st, t, v, numel, err)) {
+        free(v);
+        return NULL;
+    }
+    return v;
+}
+
+/* A task model (lstm train): inputs ids.<feature> (T,B) int64 per feature
+ * and lengths (B) int32, [h0, c0 with --state]; Gather per feature, Concat,
+ * the LSTM stack; classify: the mean over the real steps (ReduceSum over T
+ * of Y, which is zero past each length, divided by the length), Gemm,
+ * Softmax: probs (B,C); lm, tag: MatMul, Add, Softmax per position: probs
+ * (T,B,C) (zero rows past a length are still a softmax: ignore them). */
+static lstm_status task_graph(builder *b, const lstm_st *st, const onnx_export_options *o,
+                              lstm_params **pp, lstm_rnn **rnnp, lstm_error *err) {
+    lstm_model *m = lstm_model_load(lstm_st_name(st), err);
+    if (!m)
+        return err ? err->status : LSTM_ERR_FORMAT;
+    lstm_status s = LSTM_OK;
+    lstm_rnn_config cfg;
+    float *dec = NULL, *dect = NULL;
+    if ((s = lstm_rnn_config_infer(&cfg, st, "lstm.", err)))
+        goto out;
+    *pp = lstm_params_create();
+    if (!(*rnnp = lstm_rnn_create(&cfg, *pp, "lstm.", err)) || (s = lstm_params_alloc(*pp, err)) ||
+        (s = lstm_params_read(*pp, st, "", 0, err))) {
+        s = s ? s : err ? err->status : LSTM_ERR_INVALID;
+        goto out;
+    }
+    lstm_task task = lstm_model_task(m);
+    int pooled = task == LSTM_TASK_CLASSIFY;
+    int D = cfg.bidirectional ? 2 : 1, H = cfg.hidden_size, F = D * H, L = cfg.num_layers;
+    int nf = lstm_model_features(m);
+    const lstm_st_tensor *dw = lstm_st_find(st, "decoder.weight");
+    if (!dw || dw->ndim != 2 || dw->shape[1] != F) {
+        s = lstm_fail(err, LSTM_ERR_SHAPE, "%s: decoder.weight is not (C, %d)", lstm_st_name(st), F);
+        goto out;
+    }
+    int C = (int)dw->shape[0];
+    const char *tb[2] = {"T", "B"}, *bb[1] = {"B"}, *st3[3] = {NULL, "B", NULL};
+    int64_t ss[3] = {(int64_t)L * D, 0, H};
+    const char *embs[8];
+    for (int f = 0; f < nf && f < 8; f++) {
+        int dim;
+        const char *name = lstm_model_feature(m, f, &dim);
+        const char *ids = str(b, "ids.%s", name), *tab = str(b, "embedding.%s.weight", name);
+        value_info(b, 0, ids, DT_INT64, 2, tb, NULL);
+        const lstm_st_tensor *t = lstm_st_find(st, tab);
+        float *v = t && t->ndim == 2 ? read_f32(st, tab, t->numel, err) : NULL;
+        if (!v) {
+            s = t && t->ndim == 2 ? err->status : lstm_fail(err, LSTM_ERR_SHAPE, "%s: no 2-D tensor %s", lstm_st_name(st), tab);
+            goto out;
+        }
+        init(b, tab, DT_FLOAT, 2, t->shape, v);
+        free(v);
+        const char *gin[2] = {tab, ids};
+        embs[f] = str(b, "embedded.%s", name);
+        node(b, "Gather", str(b, "embed_%s", name), 2, gin, 1, &embs[f]);
+    }
+    value_info(b, 0, "lengths", DT_INT32, 1, bb, NULL);
+    if (o->state) {
+        value_info(b, 0, "h0", DT_FLOAT, 3, st3, ss);
+        value_info(b, 0, "c0", DT_FLOAT, 3, st3, ss);
+    }
+    const char *x = embs[0];
+    if (nf > 1) {
+        x = "lstm_input";
+        attr_i(b, node(b, "Concat", "features", nf, embs, 1, &x), "axis", 2);
+    }
+    if ((s = lstm_stack(b, &cfg, *pp, "lstm.", x, "lstm_output", o->state ? "h0" : NULL,
+                        o->state ? "c0" : NULL, "lengths", "h_n", "c_n", err)))
+        goto out;
+    size_t nd = (size_t)C * F;
+    if (!(dec = read_f32(st, "decoder.weight", nd, err))) {
+        s = err->status;
+        goto out;
+    }
+    float *bias = read_f32(st, "decoder.bias", (size_t)C, err);
+    if (!bias) {
+        s = err->status;
+        goto out;
+    }
+    int64_t bdims[1] = {C};
+    init(b, "decoder.bias", DT_FLOAT, 1, bdims, bias);
+    free(bias);
+    const char *logits = "logits", *probs = "probs";
+    if (pooled) {
+        /* mean over the real steps: Y is zero past each length */
+        int64_t ax0[1] = {0}, ax1[1] = {1}, wdims[2] = {C, F};
+        init_ints(b, "axis_t", 1, ax0);
+        init_ints(b, "axis_1", 1, ax1);
+        init(b, "decoder.weight", DT_FLOAT, 2, wdims, dec);
+        const char *rin[2] = {"lstm_output", "axis_t"}, *sum = "summed";
+        attr_i(b, node(b, "ReduceSum", "sum_over_t", 2, rin, 1, &sum), "keepdims", 0);
+        const char *cin = "lengths", *lf = "lengths_float";
+        attr_i(b, node(b, "Cast", "lengths_to_float", 1, &cin, 1, &lf), "to", DT_FLOAT);
+        const char *uin[2] = {lf, "axis_1"}, *lu = "lengths_b1";
+        node(b, "Unsqueeze", "lengths_column", 2, uin, 1, &lu);
+        const char *din[2] = {sum, lu}, *mean = "pooled";
+        node(b, "Div", "mean_over_t", 2, din, 1, &mean);
+        const char *gin[3] = {mean, "decoder.weight", "decoder.bias"};
+        attr_i(b, node(b, "Gemm", "decoder", 3, gin, 1, &logits), "transB", 1);
+        value_info(b, 1, probs, DT_FLOAT, 2, (const char *[2]){"B", NULL}, (int64_t[2]){0, C});
+    } else {
+        /* (T,B,F) x (F,C): the decoder's weight transposed */
+        if (!(dect = malloc(sizeof(float) * nd))) {
+            s = lstm_fail(err, LSTM_ERR_NOMEM, "out of memory");
+            goto out;
+        }
+        for (int c = 0; c < C; c++)
+            for (int k = 0; k < F; k++)
+                dect[(size_t)k * C + c] = dec[(size_t)c * F + k];
+        int64_t wdims[2] = {F, C};
+        init(b, "decoder.weight_t", DT_FLOAT, 2, wdims, dect);
+        const char *min[2] = {"lstm_output", "decoder.weight_t"}, *mm = "logits_nobias";
+        node(b, "MatMul", "decoder", 2, min, 1, &mm);
+        const char *ain[2] = {mm, "decoder.bias"};
+        node(b, "Add", "decoder_bias", 2, ain, 1, &logits);
+        value_info(b, 1, probs, DT_FLOAT, 3, (const char *[3]){"T", "B", NULL}, (int64_t[3]){0, 0, C});
+    }
+    attr_i(b, node(b, "Softmax", "softmax", 1, &logits, 1, &probs), "axis", -1);
+    value_info(b, 1, "h_n", DT_FLOAT, 3, st3, ss);
+    value_info(b, 1, "c_n", DT_FLOAT, 3, st3, ss);
+out:
+    free(dec), free(dect);
+    lstm_model_free(m);
+    return s;
+}
+
 lstm_status onnx_export_lstm(const char *in_path, const char *out_path, const onnx_export_options *o,
                              lstm_error *err) {
     lstm_st *st = lstm_st_open(in_path, err);
     if (!st)
         return err ? err->status : LSTM_ERR_IO;
-    if (lstm_st_meta(st, "lstm.task") && !o->prefix) {
-        lstm_fail(err, LSTM_ERR_UNSUPPORTED,
-                  "%s: a task model (%s): lstm export writes an nn.LSTM; its LSTM alone exports with --prefix lstm. "
-                  "(its embeddings, pooling and decoder are not exported)",
-                  in_path, lstm_st_meta(st, "lstm.task"));
-        lstm_st_free(st);
-        return LSTM_ERR_UNSUPPORTED;
-    }
     char prefix[256];
     lstm_rnn_config cfg;
-    lstm_params *p = lstm_params_create();
+    lstm_params *p = NULL;
     lstm_rnn *rnn = NULL;
     builder b;
     memset(&b, 0, sizeof b);
     onnx__graph_proto__init(&b.g);
     uint8_t *bytes = NULL;
     lstm_status s;
+    b.g.name = "lstm";
+    if (lstm_st_meta(st, "lstm.task") && !o->prefix) {
+        if ((s = task_graph(&b, st, o, &p, &rnn, err)))
+            goto out;
+        goto write;
+    }
     if (o->prefix)
         snprintf(prefix, sizeof prefix, "%s", o->prefix);
     if ((!o->prefix && (s = find_prefix(st, prefix, sizeof prefix, err))) ||
         (s = lstm_rnn_config_infer(&cfg, st, prefix, err)))
         goto out;
+    p = lstm_params_create();
     if (!(rnn = lstm_rnn_create(&cfg, p, prefix, err))) {
         s = err ? err->status : LSTM_ERR_INVALID;
         goto out;
@@ -412,6 +556,7 @@ lstm_status onnx_export_lstm(const char *in_path, const char *out_path, const on
         const char *t = "output";
         attr_ints(&b, node(&b, "Transpose", "to_batch_major", 1, &y, 1, &t), "perm", 3, swap);
     }
+write:;
     Onnx__OperatorSetIdProto ops = ONNX__OPERATOR_SET_ID_PROTO__INIT, *opsp = &ops;
     ops.domain = "", ops.has_version = 1, ops.version = 14;
     Onnx__ModelProto m = ONNX__MODEL_PROTO__INIT;

@@ -39,17 +39,27 @@ expect_error "export refuses proj_size" "proj_size 3" \
     "$lstm" export --prefix= tests/fixtures/lstm_proj.safetensors "$tmp/p.onnx"
 [ ! -e "$tmp/p.onnx" ] && ok "no file left by a refused export" || bad "a refused export left a file"
 
-# a task model: refused whole, its LSTM exports with --prefix lstm.
-head -300 tests/data/brown-pos-train.tsv >"$tmp/tag.tsv"
-if "$lstm" train tag --train "$tmp/tag.tsv" --hidden 8 --embedding 8 --epochs 1 --batch 16 --threads 1 \
-    --out "$tmp/tag.safetensors" >/dev/null 2>&1; then
-    expect_error "export of a task model says what exports" "with --prefix lstm." \
-        "$lstm" export "$tmp/tag.safetensors" "$tmp/tag.onnx"
-    if "$lstm" export --prefix lstm. "$tmp/tag.safetensors" "$tmp/tag.onnx" 2>"$tmp/err" &&
-        "$lstm" convert "$tmp/tag.onnx" "$tmp/tag.lstm.safetensors" | grep -q "bidirectional=True"; then
-        ok "a tagger's bidirectional LSTM exports with --prefix lstm. and converts back"
-    else bad "export --prefix lstm. of a tagger"; fi
-else bad "training a tiny tagger"; fi
+# the three task models: tiny ones trained here, exported whole (and their
+# LSTM alone with --prefix lstm.)
+printf '%s\n' '__label__pos a good film , truly good' '__label__neg a bad film' \
+    '__label__pos good acting and a good story' '__label__neg bad , bad , bad' \
+    '__label__pos fine' '__label__neg not good at all , really' >"$tmp/classify.txt"
+head -300 tests/data/brown-pos-train.tsv >"$tmp/tag.txt"
+head -c 3000 tests/data/brown-text-train.txt >"$tmp/lm.txt"
+for task in classify tag lm; do
+    extra=(--epochs 1 --batch 4); [ $task = lm ] && extra=(--epochs 1 --batch 4 --seq-len 25)
+    if ! "$lstm" train $task --train "$tmp/$task.txt" --valid "$tmp/$task.txt" --hidden 8 --embedding 8 \
+        --threads 1 "${extra[@]}" --out "$tmp/$task.safetensors" >/dev/null 2>"$tmp/err"; then
+        bad "training a tiny $task model"; continue
+    fi
+    if "$lstm" export "$tmp/$task.safetensors" "$tmp/$task.onnx" 2>"$tmp/err"; then
+        ok "export of a $task model"
+    else bad "export of a $task model"; fi
+done
+if "$lstm" export --prefix lstm. "$tmp/tag.safetensors" "$tmp/tag.lstm.onnx" 2>"$tmp/err" &&
+    "$lstm" convert "$tmp/tag.lstm.onnx" "$tmp/tag.lstm.safetensors" | grep -q "bidirectional=True"; then
+    ok "a tagger's bidirectional LSTM alone exports with --prefix lstm. and converts back"
+else bad "export --prefix lstm. of a tagger"; fi
 
 # export's options shape the graph (what convert reads back from it)
 fx=tests/fixtures/lstm_layers3_bidir_bf_lengths.safetensors
@@ -113,6 +123,18 @@ lstm_layers3
 lstm_layers3_bidir_bf_lengths --batch-first --lengths
 lstm_layers2_bidir_t1_b1 --state
 LIST
+    # the task models: ONNX Runtime's probabilities are lstm's (test_onnx
+    # --task-data writes a batch of ids and lstm's own probabilities)
+    for task in classify tag lm; do
+        [ -f "$tmp/$task.onnx" ] || continue
+        if "$build/tests/test_onnx" --task-data "$tmp/$task.safetensors" "$tmp/$task.txt" \
+            "$tmp/$task.data.safetensors" >"$tmp/err" 2>&1 &&
+            node tests/ort_run.js "$ort" "$tmp/$task.onnx" "$tmp/$task.data.safetensors" >"$tmp/ort" 2>"$tmp/err"; then
+            ok "ONNX Runtime's probabilities from the exported $task model are lstm's"
+        else
+            grep -v '^ok' "$tmp/ort" >>"$tmp/err" 2>/dev/null; bad "ONNX Runtime on the exported $task model"
+        fi
+    done
 fi
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
