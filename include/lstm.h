@@ -351,24 +351,54 @@ typedef struct {
     int bidirectional; /* 1: D = 2 */
     int proj_size;     /* 0, or 0 < P < H */
     float dropout;     /* on the output of every layer but the last, when training */
-    /* Options of ONNX's LSTM operator that torch.nn.LSTM lacks; all 0 there.
-     * Not built yet: lstm_rnn_config_check refuses them with
-     * LSTM_ERR_UNSUPPORTED until the cell computes them (issue 14). */
+    /* Options of ONNX's LSTM operator that torch.nn.LSTM lacks; all 0 there,
+     * and then nothing changes. Forward, backward and step compute them, in
+     * any combination with the fields above (equations below the struct). */
     int peephole;      /* 1: weight_peephole_l{k} (3H), p_i, p_f, p_o: i and f
                           add p * c_{t-1} to their pre-activation, o adds p * c_t */
     float clip;        /* > 0: ONNX's `clip`, the cell clip threshold; 0: none */
     int input_forget;  /* 1: ONNX's `input_forget`, coupled gates: f = 1 - i */
 } lstm_rnn_config;
 
+/* With the ONNX options (ONNX's LSTM operator, in PyTorch's gate order;
+ * ONNX's P is [D, 3H] in the order i, o, f: an importer reorders it):
+ *     i = sigmoid(clamp(W_ii x + b_ii + W_hi h + b_hi + p_i * c))
+ *     f = sigmoid(clamp(W_if x + b_if + W_hf h + b_hf + p_f * c))   or 1 - i
+ *     g =    tanh(clamp(W_ig x + b_ig + W_hg h + b_hg))
+ *     c' = f * c + i * g                              (c' itself not clipped)
+ *     o = sigmoid(clamp(W_io x + b_io + W_ho h + b_ho + p_o * c'))
+ *     h' = o * tanh(c')
+ * clamp(z) = min(max(z, -clip), clip) when clip > 0: where ONNX Runtime's
+ * CPU kernel applies it (docs/DESIGN.md); its gradient is 0 where it
+ * clamps. With input_forget the f rows of the weights and biases have no
+ * effect and get zero gradients. weight_peephole_l{k}[_reverse] is (3H);
+ * lstm_rnn_reset_parameters draws it like the other tensors. clip and
+ * input_forget are not visible in tensor names: a state_dict file carries
+ * them in its metadata as "lstm.clip" (a number) and "lstm.input_forget"
+ * ("0" or "1"), which lstm_rnn_config_infer reads and
+ * lstm_rnn_config_write_meta writes. */
+
 /* input_size, hidden_size given; one layer, bias, everything else off. */
 LSTM_API lstm_rnn_config lstm_rnn_config_default(int input_size, int hidden_size);
 /* Checks a configuration; fills err with the first problem. */
 LSTM_API lstm_status lstm_rnn_config_check(const lstm_rnn_config *cfg, lstm_error *err);
 /* Infers the configuration of the LSTM whose tensors are in st under
- * `prefix` (e.g. "" or "lstm."), from their names and shapes. batch_first
- * and dropout are not stored in a state_dict and are left 0. */
+ * `prefix` (e.g. "" or "lstm."), from their names and shapes (peephole:
+ * weight_peephole_l0 is present), and clip and input_forget from the
+ * metadata keys "lstm.clip" and "lstm.input_forget". batch_first and
+ * dropout are not stored in a state_dict and are left 0. Errors: a missing
+ * or misshapen tensor (LSTM_ERR_SHAPE); an unparsable value of those keys,
+ * or a metadata key "lstm.*" that is neither of them nor one of the task
+ * model files' (lstm.version, lstm.task, lstm.config, lstm.labels,
+ * lstm.train, lstm.vocab.*) (LSTM_ERR_FORMAT). */
 LSTM_API lstm_status lstm_rnn_config_infer(lstm_rnn_config *cfg, const lstm_st *st,
                                            const char *prefix, lstm_error *err);
+/* Adds to w the metadata lstm_rnn_config_infer reads back: "lstm.clip"
+ * ("%.9g" of the float, which reads back as the same float) when
+ * cfg->clip > 0, "lstm.input_forget" = "1" when set; nothing otherwise.
+ * Call it for every state_dict written with those options. */
+LSTM_API lstm_status lstm_rnn_config_write_meta(const lstm_rnn_config *cfg, lstm_st_writer *w,
+                                                lstm_error *err);
 
 typedef struct lstm_rnn lstm_rnn;
 
@@ -378,8 +408,8 @@ LSTM_API lstm_rnn *lstm_rnn_create(const lstm_rnn_config *cfg, lstm_params *p,
                                    const char *prefix, lstm_error *err);
 LSTM_API void lstm_rnn_free(lstm_rnn *rnn);
 LSTM_API const lstm_rnn_config *lstm_rnn_get_config(const lstm_rnn *rnn);
-/* PyTorch's default initialisation: every tensor U(-1/sqrt(H), 1/sqrt(H)).
- * Bumps p's version. */
+/* PyTorch's default initialisation: every tensor U(-1/sqrt(H), 1/sqrt(H)),
+ * the peephole weights too. Bumps p's version. */
 LSTM_API void lstm_rnn_reset_parameters(lstm_rnn *rnn, lstm_params *p, lstm_rng *rng);
 
 /* Arguments of a forward and of the backward that follows it. Pointers
@@ -625,6 +655,12 @@ typedef struct {
     int max_length;    /* classify: tokens kept from the start of a text (0: all) */
     int char_features; /* tag: suffix and word-shape embeddings beside the word's */
     float forget_bias; /* added to the forget gates' bias at initialisation (0: PyTorch's) */
+    /* ONNX's LSTM options (lstm_rnn_config's peephole, clip, input_forget);
+     * a model file records them (lstm.config, and lstm.clip /
+     * lstm.input_forget for `lstm forward`) only when set */
+    int peephole;      /* 1: peephole weights lstm.weight_peephole_l{k} */
+    float cell_clip;   /* > 0: the gates' pre-activations clamped to +-cell_clip */
+    int input_forget;  /* 1: coupled input and forget gates, f = 1 - i */
 } lstm_model_config;
 
 /* The defaults of each task (what `lstm train TASK` uses without options). */

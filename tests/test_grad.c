@@ -62,7 +62,7 @@ typedef struct {
     int T, B, batch_first, use_h0, use_len, training;
     int *lengths;
     real *x, *h0, *c0, *y, *hn, *cn, *wy, *whn, *wcn;
-    real **w;     /* per layer-direction: w_ih, w_hh, b_ih, b_hh, w_hr */
+    real **w;     /* per layer-direction: w_ih, w_hh, b_ih, b_hh, w_hr, w_peep */
     real **dw;
     nn_lstm_weights *tab;
     nn_lstm_ws *ws;
@@ -78,6 +78,57 @@ static double lstm_loss(void *arg) {
     lstm_rng_seed(&drop, 7); /* the same dropout mask every time */
     nn_lstm_forward(&ctx, &c->d, c->tab, c->ws, &io, c->training, &drop);
     return dot(c->y, c->wy, c->ny) + dot(c->hn, c->whn, c->nh) + dot(c->cn, c->wcn, c->nc);
+}
+
+#define NT 6 /* tensors per layer-direction */
+
+static size_t sizes_of(const nn_lstm_dims *d, int ld, int k) {
+    int H = d->H, Ho = nn_lstm_hout(d);
+    size_t s[NT] = {(size_t)4 * H * nn_lstm_in(d, ld / d->D), (size_t)4 * H * Ho,
+                    d->bias ? (size_t)4 * H : 0, d->bias ? (size_t)4 * H : 0,
+                    (size_t)d->P * H, d->peephole ? (size_t)3 * H : 0};
+    return s[k];
+}
+
+/* With a clip: the clamp must act on some pre-activations and not on all,
+ * and none may sit within reach of the finite differences of the
+ * threshold (the derivative jumps there). Counted over the rows the cell
+ * ran (sorted by length, the first bs rows of each step). */
+static void check_clip_active(lstm_case *c, const char *name) {
+    const nn_lstm_dims *d = &c->d;
+    int H = d->H;
+    long in = 0, out = 0;
+    double nearest = INFINITY;
+    lstm_loss(c);
+    int *len = malloc(sizeof(int) * c->B);
+    for (int b = 0; b < c->B; b++)
+        len[b] = c->use_len ? c->lengths[b] : c->T;
+    for (int i = 1; i < c->B; i++) /* sorted, longest first, as the core does */
+        for (int j = i; j > 0 && len[j - 1] < len[j]; j--) {
+            int t = len[j];
+            len[j] = len[j - 1];
+            len[j - 1] = t;
+        }
+    for (int ld = 0; ld < d->L * d->D; ld++) {
+        const real *G = nn_lstm_ws_gates(c->ws, ld);
+        for (int t = 0; t < c->T; t++)
+            for (int j = 0; j < c->B && len[j] > t; j++)
+                for (int r = 0; r < 4 * H; r++) {
+                    if (d->input_forget && r >= H && r < 2 * H)
+                        continue; /* f's pre-activation is unused */
+                    double a = fabs((double)G[((size_t)t * c->B + j) * 4 * H + r]);
+                    if (a > d->clip)
+                        out++;
+                    else
+                        in++;
+                    if (fabs(a - d->clip) < nearest)
+                        nearest = fabs(a - d->clip);
+                }
+    }
+    free(len);
+    CHECK(out > 0 && in > 0, "%s: the clip acts on some pre-activations (%ld of %ld)", name, out,
+          in + out);
+    CHECK(nearest > 1e-4, "%s: no pre-activation within 1e-4 of the clip (%g)", name, nearest);
 }
 
 static void lstm_grad_case(const char *name, nn_lstm_dims d, int T, int B, int batch_first,
@@ -108,10 +159,10 @@ static void lstm_grad_case(const char *name, nn_lstm_dims d, int T, int B, int b
     c.wy = rnd(c.ny);
     c.whn = rnd(c.nh);
     c.wcn = rnd(c.nc);
-    c.w = calloc((size_t)LD * 5, sizeof(real *));
-    c.dw = calloc((size_t)LD * 5, sizeof(real *));
+    c.w = calloc((size_t)LD * NT, sizeof(real *));
+    c.dw = calloc((size_t)LD * NT, sizeof(real *));
     c.tab = calloc((size_t)LD, sizeof *c.tab);
-    size_t sizes[5];
+    size_t sizes[NT];
     for (int l = 0; l < d.L; l++)
         for (int dir = 0; dir < d.D; dir++) {
             int i = l * d.D + dir;
@@ -119,17 +170,43 @@ static void lstm_grad_case(const char *name, nn_lstm_dims d, int T, int B, int b
             sizes[1] = (size_t)4 * H * Ho;
             sizes[2] = sizes[3] = d.bias ? (size_t)4 * H : 0;
             sizes[4] = d.P ? (size_t)d.P * H : 0;
-            for (int k = 0; k < 5; k++) {
-                c.w[i * 5 + k] = sizes[k] ? rnd(sizes[k]) : NULL;
-                c.dw[i * 5 + k] = sizes[k] ? zeros(sizes[k]) : NULL;
+            sizes[5] = d.peephole ? (size_t)3 * H : 0;
+            for (int k = 0; k < NT; k++) {
+                c.w[i * NT + k] = sizes[k] ? rnd(sizes[k]) : NULL;
+                c.dw[i * NT + k] = sizes[k] ? zeros(sizes[k]) : NULL;
             }
-            c.tab[i] = (nn_lstm_weights){c.w[i * 5], c.w[i * 5 + 1], c.w[i * 5 + 2],
-                                         c.w[i * 5 + 3], c.w[i * 5 + 4], c.dw[i * 5],
-                                         c.dw[i * 5 + 1], c.dw[i * 5 + 2], c.dw[i * 5 + 3],
-                                         c.dw[i * 5 + 4]};
+            c.tab[i] = (nn_lstm_weights){c.w[i * NT], c.w[i * NT + 1], c.w[i * NT + 2],
+                                         c.w[i * NT + 3], c.w[i * NT + 4], c.dw[i * NT],
+                                         c.dw[i * NT + 1], c.dw[i * NT + 2], c.dw[i * NT + 3],
+                                         c.dw[i * NT + 4], c.w[i * NT + 5], c.dw[i * NT + 5]};
         }
     c.ws = nn_lstm_ws_create();
     nn_lstm_ws_reserve(c.ws, &d, T, B, !use_len && !batch_first);
+
+    if (d.clip > 0)
+        check_clip_active(&c, name);
+    if (d.input_forget) { /* the f rows have no effect: exactly zero gradients */
+        lstm_loss(&c);
+        nn_lstm_grads g0 = {c.wy, c.whn, c.wcn, NULL, NULL, NULL};
+        nn_lstm_backward(&ctx, &d, c.tab, c.ws, &g0);
+        for (int i = 0; i < LD; i++) {
+            int In = nn_lstm_in(&d, i / d.D), zero = 1;
+            for (int r = H; r < 2 * H; r++) {
+                for (int k = 0; k < In; k++)
+                    zero &= c.dw[i * NT][(size_t)r * In + k] == 0;
+                for (int k = 0; k < Ho; k++)
+                    zero &= c.dw[i * NT + 1][(size_t)r * Ho + k] == 0;
+                if (d.bias)
+                    zero &= c.dw[i * NT + 2][r] == 0 && c.dw[i * NT + 3][r] == 0;
+            }
+            CHECK(zero, "%s: input_forget: the f rows of layer-direction %d get zero gradients",
+                  name, i);
+        }
+        for (int i = 0; i < LD; i++)
+            for (int k = 0; k < NT; k++)
+                if (c.dw[i * NT + k])
+                    memset(c.dw[i * NT + k], 0, sizeof(real) * sizes_of(&d, i, k));
+    }
 
     /* analytic */
     real *dx = zeros(c.nx), *dh0 = zeros(c.nh), *dc0 = zeros(c.nc);
@@ -148,18 +225,20 @@ static void lstm_grad_case(const char *name, nn_lstm_dims d, int T, int B, int b
         snprintf(what, sizeof what, "%s: c0", name);
         fd_check(what, lstm_loss, &c, c.c0, dc0, c.nc);
     }
-    static const char *wn[5] = {"weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr"};
+    static const char *wn[NT] = {"weight_ih", "weight_hh", "bias_ih",
+                                 "bias_hh",   "weight_hr", "weight_peephole"};
     for (int i = 0; i < LD; i++)
-        for (int k = 0; k < 5; k++) {
-            if (!c.w[i * 5 + k])
+        for (int k = 0; k < NT; k++) {
+            if (!c.w[i * NT + k])
                 continue;
             int l = i / d.D, dir = i % d.D;
             sizes[0] = (size_t)4 * H * nn_lstm_in(&d, l);
             sizes[1] = (size_t)4 * H * Ho;
             sizes[2] = sizes[3] = (size_t)4 * H;
             sizes[4] = (size_t)d.P * H;
+            sizes[5] = (size_t)3 * H;
             snprintf(what, sizeof what, "%s: %s_l%d%s", name, wn[k], l, dir ? "_reverse" : "");
-            fd_check(what, lstm_loss, &c, c.w[i * 5 + k], c.dw[i * 5 + k], sizes[k]);
+            fd_check(what, lstm_loss, &c, c.w[i * NT + k], c.dw[i * NT + k], sizes[k]);
         }
     /* with lengths, outputs past each length are zero */
     if (use_len) {
@@ -175,7 +254,7 @@ static void lstm_grad_case(const char *name, nn_lstm_dims d, int T, int B, int b
         CHECK(zero_ok, "%s: output is zero past each length", name);
     }
 
-    for (int i = 0; i < LD * 5; i++) {
+    for (int i = 0; i < LD * NT; i++) {
         free(c.w[i]);
         free(c.dw[i]);
     }
@@ -335,18 +414,35 @@ static void test_dropout(void) {
 int main(void) {
     lstm_rng_seed(&rng, 1234);
     /* I, H, P, L, D, bias, dropout */
-    lstm_grad_case("1 layer", (nn_lstm_dims){3, 4, 0, 1, 1, 1, 0}, 5, 2, 0, 0, 0, 1);
-    lstm_grad_case("h0 c0", (nn_lstm_dims){3, 5, 0, 1, 1, 1, 0}, 4, 3, 0, 1, 0, 1);
-    lstm_grad_case("no bias, batch first", (nn_lstm_dims){4, 3, 0, 1, 1, 0, 0}, 3, 2, 1, 1, 0, 1);
-    lstm_grad_case("lengths", (nn_lstm_dims){3, 4, 0, 1, 1, 1, 0}, 6, 4, 0, 1, 1, 1);
-    lstm_grad_case("bidirectional lengths", (nn_lstm_dims){3, 4, 0, 1, 2, 1, 0}, 5, 3, 0, 1, 1,
+    lstm_grad_case("1 layer", (nn_lstm_dims){3, 4, 0, 1, 1, 1, 0, 0, 0, 0}, 5, 2, 0, 0, 0, 1);
+    lstm_grad_case("h0 c0", (nn_lstm_dims){3, 5, 0, 1, 1, 1, 0, 0, 0, 0}, 4, 3, 0, 1, 0, 1);
+    lstm_grad_case("no bias, batch first", (nn_lstm_dims){4, 3, 0, 1, 1, 0, 0, 0, 0, 0}, 3, 2, 1, 1, 0, 1);
+    lstm_grad_case("lengths", (nn_lstm_dims){3, 4, 0, 1, 1, 1, 0, 0, 0, 0}, 6, 4, 0, 1, 1, 1);
+    lstm_grad_case("bidirectional lengths", (nn_lstm_dims){3, 4, 0, 1, 2, 1, 0, 0, 0, 0}, 5, 3, 0, 1, 1,
                    1);
-    lstm_grad_case("projection", (nn_lstm_dims){3, 5, 2, 1, 1, 1, 0}, 4, 2, 0, 1, 0, 1);
+    lstm_grad_case("projection", (nn_lstm_dims){3, 5, 2, 1, 1, 1, 0, 0, 0, 0}, 4, 2, 0, 1, 0, 1);
     lstm_grad_case("2 layers bidirectional proj lengths",
-                   (nn_lstm_dims){3, 4, 3, 2, 2, 1, 0}, 5, 3, 1, 1, 1, 1);
-    lstm_grad_case("3 layers", (nn_lstm_dims){2, 3, 0, 3, 1, 1, 0}, 4, 2, 0, 1, 0, 1);
-    lstm_grad_case("2 layers dropout", (nn_lstm_dims){3, 4, 0, 2, 2, 1, 0.3}, 4, 2, 0, 1, 1, 1);
-    lstm_grad_case("T = 1, B = 1", (nn_lstm_dims){3, 4, 0, 2, 2, 1, 0}, 1, 1, 0, 1, 0, 1);
+                   (nn_lstm_dims){3, 4, 3, 2, 2, 1, 0, 0, 0, 0}, 5, 3, 1, 1, 1, 1);
+    lstm_grad_case("3 layers", (nn_lstm_dims){2, 3, 0, 3, 1, 1, 0, 0, 0, 0}, 4, 2, 0, 1, 0, 1);
+    lstm_grad_case("2 layers dropout", (nn_lstm_dims){3, 4, 0, 2, 2, 1, 0.3, 0, 0, 0}, 4, 2, 0, 1, 1, 1);
+    lstm_grad_case("T = 1, B = 1", (nn_lstm_dims){3, 4, 0, 2, 2, 1, 0, 0, 0, 0}, 1, 1, 0, 1, 0, 1);
+    /* ONNX's options: ..., peephole, clip, input_forget */
+    lstm_grad_case("peephole", (nn_lstm_dims){3, 4, 0, 1, 1, 1, 0, 1, 0, 0}, 5, 2, 0, 1, 0, 1);
+    lstm_grad_case("clip", (nn_lstm_dims){3, 4, 0, 1, 1, 1, 0, 0, 0.9, 0}, 5, 2, 0, 1, 0, 1);
+    lstm_grad_case("input_forget", (nn_lstm_dims){3, 4, 0, 1, 1, 1, 0, 0, 0, 1}, 5, 2, 0, 1, 0,
+                   1);
+    lstm_grad_case("peephole clip input_forget", (nn_lstm_dims){3, 4, 0, 1, 1, 1, 0, 1, 0.9, 1},
+                   5, 3, 0, 1, 1, 1);
+    lstm_grad_case("peephole, 2 layers bidirectional proj lengths",
+                   (nn_lstm_dims){3, 4, 3, 2, 2, 1, 0, 1, 0, 0}, 5, 3, 1, 1, 1, 1);
+    lstm_grad_case("clip, 2 layers bidirectional proj lengths",
+                   (nn_lstm_dims){3, 4, 3, 2, 2, 1, 0, 0, 0.8, 0}, 5, 3, 1, 1, 1, 1);
+    lstm_grad_case("input_forget, 2 layers bidirectional lengths no bias",
+                   (nn_lstm_dims){3, 4, 0, 2, 2, 0, 0, 0, 0, 1}, 5, 3, 0, 1, 1, 1);
+    lstm_grad_case("all three, 2 layers bidirectional proj lengths dropout",
+                   (nn_lstm_dims){3, 5, 2, 2, 2, 1, 0.3, 1, 0.8, 1}, 4, 3, 1, 1, 1, 1);
+    lstm_grad_case("all three, 3 layers, T = 1", (nn_lstm_dims){2, 3, 0, 3, 1, 1, 0, 1, 0.7, 1}, 1,
+                   2, 0, 1, 0, 1);
     test_linear();
     test_embedding();
     test_cross_entropy();

@@ -252,7 +252,7 @@ static void test_cell(nn_ctx *one, nn_ctx *two) {
             out[t][1] = malloc(sizeof(float) * M * H);
             out[t][2] = malloc(sizeof(float) * M * H);
             nn_cell_fwd a = {M, H, K1, K2, K1 ? x : NULL, ldx, hp, cp, gin, bias, wp,
-                             out[t][0], out[t][1], out[t][2], NULL, 0, NULL, 0};
+                             out[t][0], out[t][1], out[t][2], NULL, 0, NULL, 0, {0}};
             KS->cell_forward(t ? two : one, &a);
         }
         CHECK(worst_ratio(out[0][0], wg, bg, (size_t)M * G) <= 1 &&
@@ -280,7 +280,7 @@ static void test_cell(nn_ctx *one, nn_ctx *two) {
                 dhp[t] = malloc(sizeof(float) * M * K2);
                 db[t] = calloc(G, sizeof(float));
                 nn_cell_bwd b = {M, H, K2, gb[t], out[0][1], cp, dr, NULL, 0, dcb[t], dhp[t], whn,
-                                 db[t], NULL, NULL, NULL, 0};
+                                 db[t], NULL, NULL, NULL, 0, {0}, NULL};
                 KS->cell_backward(t ? two : one, &b);
             }
             /* pointwise, in double from the kernel's own activations */
@@ -333,6 +333,97 @@ static void test_cell(nn_ctx *one, nn_ctx *two) {
     }
 }
 
+/* The cell with ONNX's options (nn_cell_opts) against the reference
+ * kernels' pointwise variants, for every combination. The weights are zero,
+ * so the product is exactly 0 in every set and pre = gin + bias: what is
+ * compared is the pointwise part alone (float in every set, polynomial exp
+ * and tanh against libm). gin is wide enough that a clip of 1 acts on
+ * about a third of the pre-activations. */
+static void test_cell_opts(nn_ctx *one, nn_ctx *two) {
+    static const nn_ctx ref = {&nn_kernels_ref, NULL, NULL};
+    static const int shapes[][2] = {{1, 37}, {5, 16}, {13, 70}};
+    for (int combo = 1; combo < 8; combo++)
+        for (size_t sh = 0; sh < sizeof shapes / sizeof *shapes; sh++) {
+            int M = shapes[sh][0], H = shapes[sh][1], G = 4 * H, K2 = 5;
+            float *peep = randn((size_t)3 * H, 0.7f), *gin = randn((size_t)M * G, 1.6f);
+            float *bias = randn(G, 0.3f), *cp = randn((size_t)M * H, 1);
+            float *zw = calloc((size_t)G * K2, sizeof(float)), *hp = randn((size_t)M * K2, 1);
+            nn_cell_opts op = {combo & 1 ? peep : NULL, combo & 2 ? 1.0f : 0, (combo & 4) != 0};
+            float *wf = packed(KS->cell_pack_size(H, 0, K2));
+            float *wr = packed(nn_kernels_ref.cell_pack_size(H, 0, K2));
+            KS->cell_pack(wf, NULL, zw, H, 0, K2);
+            nn_kernels_ref.cell_pack(wr, NULL, zw, H, 0, K2);
+            float *o[3][3]; /* ref, one thread, two threads: g, c, h */
+            for (int t = 0; t < 3; t++) {
+                o[t][0] = malloc(sizeof(float) * M * G);
+                o[t][1] = malloc(sizeof(float) * M * H);
+                o[t][2] = malloc(sizeof(float) * M * H);
+                nn_cell_fwd a = {.M = M, .H = H, .K2 = K2, .hp = hp, .cp = cp, .gin = gin,
+                                 .bias = bias, .w = t ? wf : wr, .g = o[t][0], .c = o[t][1],
+                                 .h = o[t][2], .opt = op};
+                (t ? KS : &nn_kernels_ref)->cell_forward(t == 0 ? &ref : t == 1 ? one : two, &a);
+            }
+            int clamped = 0;
+            for (int j = 0; j < M * G; j++)
+                clamped += fabsf(o[0][0][j]) > 1;
+            CHECK_CLOSE(o[1][0], o[0][0], (size_t)M * G, 1e-6, 1e-6,
+                        "%s: cell forward, options %d, M=%d H=%d: pre-activations", kname, combo,
+                        M, H);
+            CHECK_CLOSE(o[1][1], o[0][1], (size_t)M * H, 2e-6, 1e-5,
+                        "%s: cell forward, options %d, M=%d H=%d: c", kname, combo, M, H);
+            CHECK_CLOSE(o[1][2], o[0][2], (size_t)M * H, 2e-6, 1e-5,
+                        "%s: cell forward, options %d, M=%d H=%d: h", kname, combo, M, H);
+            CHECK(!(combo & 2) || (clamped > 0 && clamped < M * G),
+                  "%s: options %d: the clip acts on some pre-activations (%d of %d)", kname,
+                  combo, clamped, M * G);
+            int same = 1;
+            for (int q = 0; q < 3; q++)
+                same &= memcmp(o[1][q], o[2][q], sizeof(float) * M * (q ? H : G)) == 0;
+            CHECK(same, "%s: cell forward, options %d: 2 threads give the bits of 1", kname,
+                  combo);
+
+            /* backward from the reference's pre-activations */
+            float *whh = randn((size_t)G * K2, 0.5f);
+            float *whf = packed(KS->pack_size(K2, G)), *whr = packed(nn_kernels_ref.pack_size(K2, G));
+            KS->pack_nn(whf, whh, G, K2);
+            nn_kernels_ref.pack_nn(whr, whh, G, K2);
+            float *dr = randn((size_t)M * H, 1), *dc_in = randn((size_t)M * H, 1);
+            float *gb[2], *dcb[2], *dhp[2], *db[2], *dp[2];
+            for (int t = 0; t < 2; t++) {
+                gb[t] = malloc(sizeof(float) * M * G);
+                memcpy(gb[t], o[0][0], sizeof(float) * M * G);
+                dcb[t] = malloc(sizeof(float) * M * H);
+                memcpy(dcb[t], dc_in, sizeof(float) * M * H);
+                dhp[t] = malloc(sizeof(float) * M * K2);
+                db[t] = calloc(G, sizeof(float));
+                dp[t] = calloc((size_t)3 * H, sizeof(float));
+                nn_cell_bwd b = {.M = M, .H = H, .Hout = K2, .g = gb[t], .c = o[0][1], .cp = cp,
+                                 .dr = dr, .dc = dcb[t], .dhp = dhp[t], .w = t ? whf : whr,
+                                 .db = db[t], .opt = op, .dpeep = dp[t]};
+                (t ? KS : &nn_kernels_ref)->cell_backward(t ? one : &ref, &b);
+            }
+            CHECK_CLOSE(gb[1], gb[0], (size_t)M * G, 1e-5, 1e-4,
+                        "%s: cell backward, options %d, M=%d H=%d: dL/dpre", kname, combo, M, H);
+            CHECK_CLOSE(dcb[1], dcb[0], (size_t)M * H, 1e-5, 1e-4,
+                        "%s: cell backward, options %d, M=%d H=%d: dc", kname, combo, M, H);
+            CHECK_CLOSE(db[1], db[0], (size_t)G, 1e-5 * M, 1e-4,
+                        "%s: cell backward, options %d, M=%d H=%d: bias gradient", kname, combo,
+                        M, H);
+            CHECK_CLOSE(dp[1], dp[0], (size_t)3 * H, 1e-5 * M, 1e-4,
+                        "%s: cell backward, options %d, M=%d H=%d: peephole gradient", kname,
+                        combo, M, H);
+            CHECK_CLOSE(dhp[1], dhp[0], (size_t)M * K2, bf ? 2e-2 : 1e-5, bf ? 2e-2 : 1e-4,
+                        "%s: cell backward, options %d, M=%d H=%d: dh_prev", kname, combo, M, H);
+            for (int t = 0; t < 2; t++)
+                free(gb[t]), free(dcb[t]), free(dhp[t]), free(db[t]), free(dp[t]);
+            for (int t = 0; t < 3; t++)
+                for (int q = 0; q < 3; q++)
+                    free(o[t][q]);
+            free(peep), free(gin), free(bias), free(cp), free(zw), free(hp), free(wf), free(wr);
+            free(whh), free(whf), free(whr), free(dr), free(dc_in);
+        }
+}
+
 /* Runs every check on one set; skipped (and said so) where the processor
  * lacks it. */
 static void test_set(const nn_kernels *k, lstm_kernels which, const char *name, int is_bf16) {
@@ -351,6 +442,7 @@ static void test_set(const nn_kernels *k, lstm_kernels which, const char *name, 
     test_gemm(&one, &two);
     test_pgemm(&one, &two);
     test_cell(&one, &two);
+    test_cell_opts(&one, &two);
     nn_pool_free(two.pool);
     free(s1.p), free(s2.p);
 }

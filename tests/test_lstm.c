@@ -194,6 +194,137 @@ static void test_fixtures(void) {
 }
 
 /* ------------------------------------------------------------------ */
+/* ONNX's options against ONNX Runtime (tests/gen_onnx_fixtures.py): the
+ * configuration, clip and input_forget included, is inferred from the file
+ * as `lstm forward` infers it. Forward only: ONNX Runtime has no backward
+ * for LSTM (test_grad checks it by finite differences). */
+
+static void run_onnx_fixture(const char *path, const variant *var) {
+    lstm_error err;
+    lstm_st *st = lstm_st_open(path, &err);
+    CHECK(st != NULL, "%s: %s", path, err.msg);
+    if (!st)
+        return;
+    lstm_rnn_config cfg;
+    CHECK(lstm_rnn_config_infer(&cfg, st, "", &err) == LSTM_OK, "%s: infer: %s", path, err.msg);
+    const char *clip = lstm_st_meta(st, "lstm.clip");
+    CHECK(cfg.peephole == meta_int(st, "peephole") &&
+              cfg.clip == (clip ? strtof(clip, NULL) : 0) &&
+              cfg.input_forget == (lstm_st_meta(st, "lstm.input_forget") != NULL) &&
+              cfg.bidirectional == meta_int(st, "bidirectional"),
+          "%s: peephole, clip, input_forget inferred (%d %g %d)", path, cfg.peephole,
+          (double)cfg.clip, cfg.input_forget);
+    int T = meta_int(st, "T"), B = meta_int(st, "B");
+    lstm_ctx_config cc = {var->threads, var->kernels, var->blas};
+    lstm_ctx *ctx = lstm_ctx_create(&cc, &err);
+    lstm_params *p = lstm_params_create();
+    lstm_rnn *rnn = lstm_rnn_create(&cfg, p, "", &err);
+    CHECK(rnn != NULL, "%s: create: %s", path, err.msg);
+    lstm_params_alloc(p, &err);
+    CHECK(lstm_params_read(p, st, "", 0, &err) == LSTM_OK, "%s: read: %s", path, err.msg);
+    size_t ny, nh, nc;
+    float *x = get(st, "input", NULL), *h0 = get(st, "h0", NULL), *c0 = get(st, "c0", NULL);
+    float *want_y = get(st, "output", &ny), *want_hn = get(st, "h_n", &nh);
+    float *want_cn = get(st, "c_n", &nc);
+    int len[64], *lp = NULL;
+    const lstm_st_tensor *lt = lstm_st_find(st, "lengths");
+    if (lt) {
+        int64_t l64[64];
+        lstm_st_read_i64(st, lt, l64, lt->numel, &err);
+        for (int b = 0; b < B; b++)
+            len[b] = (int)l64[b];
+        lp = len;
+    }
+    float *y = calloc(ny, sizeof(float)), *hn = calloc(nh, sizeof(float));
+    float *cn = calloc(nc, sizeof(float));
+    lstm_rnn_io io = {T, B, x, lp, h0, c0, y, hn, cn};
+    CHECK(lstm_rnn_forward(rnn, ctx, p, &io, 0, NULL, &err) == LSTM_OK, "%s: forward: %s", path,
+          err.msg);
+    /* ONNX Runtime's sigmoid and tanh are approximations (MLAS) */
+    CHECK_CLOSE(y, want_y, ny, 2e-5, 1e-4, "%s [%s]: output", path, var->name);
+    CHECK_CLOSE(hn, want_hn, nh, 2e-5, 1e-4, "%s [%s]: h_n", path, var->name);
+    CHECK_CLOSE(cn, want_cn, nc, 2e-5, 1e-4, "%s [%s]: c_n", path, var->name);
+    free(x), free(h0), free(c0), free(want_y), free(want_hn), free(want_cn);
+    free(y), free(hn), free(cn);
+    lstm_rnn_free(rnn);
+    lstm_params_free(p);
+    lstm_ctx_free(ctx);
+    lstm_st_free(st);
+}
+
+static void test_onnx_fixtures(void) {
+    static const char *const names[] = {"peephole", "clip", "input_forget",
+                                        "peephole_clip_input_forget", "peephole_bidir_lengths"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/onnx_lstm_%s.safetensors", fixtures, names[i]);
+        for (int v = 0; v < nvariants; v++)
+            run_onnx_fixture(path, &variants[v]);
+    }
+}
+
+/* The metadata that carries clip and input_forget: written by
+ * lstm_rnn_config_write_meta, read back by lstm_rnn_config_infer; bad
+ * values and unknown "lstm." keys refused by name. */
+static lstm_status infer_with_meta(const lstm_rnn_config *opts, const char *key, const char *value,
+                                   lstm_rnn_config *out, lstm_error *err) {
+    lstm_st_writer *w = lstm_st_writer_create();
+    float wih[4 * 2 * 3] = {0}, whh[4 * 2 * 2] = {0}, pp[3 * 2] = {0};
+    int64_t s_ih[2] = {8, 3}, s_hh[2] = {8, 2}, s_p[1] = {6};
+    lstm_st_writer_add(w, "weight_ih_l0", LSTM_DT_F32, 2, s_ih, wih, NULL);
+    lstm_st_writer_add(w, "weight_hh_l0", LSTM_DT_F32, 2, s_hh, whh, NULL);
+    if (opts && opts->peephole)
+        lstm_st_writer_add(w, "weight_peephole_l0", LSTM_DT_F32, 1, s_p, pp, NULL);
+    if (opts)
+        lstm_rnn_config_write_meta(opts, w, NULL);
+    if (key)
+        lstm_st_writer_meta(w, key, value, NULL);
+    lstm_st_writer_meta(w, "lstm.task", "lm", NULL); /* a model file's key: passed over */
+    void *buf;
+    size_t n;
+    lstm_st_writer_to_memory(w, &buf, &n, NULL);
+    lstm_st_writer_free(w);
+    lstm_st *st = lstm_st_from_memory(buf, n, "meta.safetensors", NULL);
+    lstm_status s = lstm_rnn_config_infer(out, st, "", err);
+    lstm_st_free(st);
+    free(buf);
+    return s;
+}
+
+static void test_options_meta(void) {
+    lstm_rnn_config opts = lstm_rnn_config_default(3, 2), got;
+    lstm_error err;
+    opts.peephole = 1;
+    opts.clip = 0.1f; /* not exact in binary: must come back as the same float */
+    opts.input_forget = 1;
+    CHECK(infer_with_meta(&opts, NULL, NULL, &got, &err) == LSTM_OK && got.peephole == 1 &&
+              got.clip == 0.1f && got.input_forget == 1 && got.bias == 0,
+          "options written and inferred back: %s", err.msg);
+    CHECK(infer_with_meta(NULL, NULL, NULL, &got, &err) == LSTM_OK && !got.peephole &&
+              got.clip == 0 && !got.input_forget,
+          "no options without their tensor and keys");
+    static const struct {
+        const char *key, *value;
+    } bad[] = {{"lstm.clip", "abc"},        {"lstm.clip", "-1"},     {"lstm.clip", "3x"},
+               {"lstm.clip", "nan"},        {"lstm.clip", ""},       {"lstm.input_forget", "2"},
+               {"lstm.input_forget", "yes"}, {"lstm.peephole", "1"}, {"lstm.clipp", "3"}};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        lstm_status s = infer_with_meta(NULL, bad[i].key, bad[i].value, &got, &err);
+        CHECK(s == LSTM_ERR_FORMAT && strstr(err.msg, bad[i].key) &&
+                  strstr(err.msg, "meta.safetensors"),
+              "metadata %s = \"%s\" refused by name: %s", bad[i].key, bad[i].value, err.msg);
+    }
+    CHECK(infer_with_meta(NULL, "lstm.clip", "3", &got, &err) == LSTM_OK && got.clip == 3,
+          "lstm.clip = \"3\" read: %s", err.msg);
+    lstm_rnn_config c = lstm_rnn_config_default(3, 2);
+    c.clip = -1;
+    CHECK(lstm_rnn_config_check(&c, &err) == LSTM_ERR_INVALID, "a negative clip is refused");
+    c.clip = 0;
+    c.peephole = 2;
+    CHECK(lstm_rnn_config_check(&c, &err) == LSTM_ERR_INVALID, "peephole 2 is refused");
+}
+
+/* ------------------------------------------------------------------ */
 /* Every kernel set against the reference on random, larger configurations. */
 
 typedef struct {
@@ -313,12 +444,18 @@ static void compare_results(const char *what, const run_result *a, const run_res
 
 static void test_fast_vs_reference(void) {
     random_case cases[] = {
-        {{37, 70, 2, 1, 0, 1, 0, 0}, 11, 9, 1, 1},
-        {{20, 64, 1, 1, 0, 0, 24, 0}, 7, 13, 0, 1},
-        {{16, 16, 1, 1, 1, 0, 0, 0}, 5, 1, 0, 0},
-        {{33, 129, 2, 1, 0, 0, 0, 0.25f}, 6, 7, 1, 1},
-        {{8, 48, 3, 0, 0, 1, 17, 0}, 4, 20, 1, 0},
-        {{128, 128, 1, 1, 0, 0, 0, 0}, 9, 32, 0, 1},
+        {{37, 70, 2, 1, 0, 1, 0, 0, 0, 0, 0}, 11, 9, 1, 1},
+        {{20, 64, 1, 1, 0, 0, 24, 0, 0, 0, 0}, 7, 13, 0, 1},
+        {{16, 16, 1, 1, 1, 0, 0, 0, 0, 0, 0}, 5, 1, 0, 0},
+        {{33, 129, 2, 1, 0, 0, 0, 0.25f, 0, 0, 0}, 6, 7, 1, 1},
+        {{8, 48, 3, 0, 0, 1, 17, 0, 0, 0, 0}, 4, 20, 1, 0},
+        {{128, 128, 1, 1, 0, 0, 0, 0, 0, 0, 0}, 9, 32, 0, 1},
+        /* ONNX's options: peephole, clip, input_forget */
+        {{37, 70, 2, 1, 0, 1, 0, 0, 1, 0.5f, 1}, 11, 9, 1, 1},
+        {{20, 64, 1, 1, 0, 0, 24, 0, 1, 0, 0}, 7, 13, 0, 1},
+        {{33, 129, 2, 1, 0, 0, 0, 0.25f, 0, 0.5f, 0}, 6, 7, 1, 1},
+        {{16, 16, 1, 1, 1, 0, 0, 0, 0, 0, 1}, 5, 1, 0, 0},
+        {{8, 48, 3, 0, 0, 1, 17, 0, 1, 0.3f, 0}, 4, 20, 1, 0},
     };
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
         run_result ref;
@@ -400,7 +537,7 @@ static void test_ctx_config(void) {
     } sets[] = {{LSTM_KERNELS_REFERENCE, "reference"}, {LSTM_KERNELS_GENERIC, "generic"},
                 {LSTM_KERNELS_AVX2, "avx2"},           {LSTM_KERNELS_AVX512, "avx512"},
                 {LSTM_KERNELS_AVX512_BF16, "avx512bf16"}};
-    random_case rc = {{48, 64, 1, 1, 0, 0, 0, 0}, 6, 5, 0, 0};
+    random_case rc = {{48, 64, 1, 1, 0, 0, 0, 0, 0, 0, 0}, 6, 5, 0, 0};
     run_result ref;
     variant refv = {LSTM_KERNELS_REFERENCE, 1, LSTM_BLAS_OFF, "reference"};
     run_random(&rc, &refv, &ref);
@@ -531,8 +668,8 @@ static void check_same_nonfinite(const char *what, const char *name, const float
  * finite, plausible outputs. */
 static void test_nonfinite(void) {
     random_case cases[] = {
-        {{12, 37, 2, 1, 0, 1, 0, 0}, 6, 5, 1, 1},
-        {{9, 24, 1, 1, 0, 0, 10, 0}, 5, 3, 1, 1},
+        {{12, 37, 2, 1, 0, 1, 0, 0, 0, 0, 0}, 6, 5, 1, 1},
+        {{9, 24, 1, 1, 0, 0, 10, 0, 0, 0, 0}, 5, 3, 1, 1},
     };
     const char *where[] = {"x", "h0", "c0", "dy", "lstm.weight_ih_l0", "lstm.weight_hh_l0",
                            "lstm.bias_ih_l0", "lstm.bias_hh_l0", "lstm.weight_hh_l1_reverse",
@@ -594,10 +731,10 @@ static void test_bf16(void) {
     }
     lstm_ctx_free(probe);
     random_case cases[] = {
-        {{37, 70, 2, 1, 0, 1, 0, 0}, 11, 9, 1, 1},
-        {{20, 64, 1, 1, 0, 0, 24, 0}, 7, 13, 0, 1},
-        {{64, 384, 2, 1, 0, 0, 0, 0}, 25, 16, 0, 0},
-        {{8, 48, 3, 0, 0, 1, 17, 0}, 4, 20, 1, 0},
+        {{37, 70, 2, 1, 0, 1, 0, 0, 0, 0, 0}, 11, 9, 1, 1},
+        {{20, 64, 1, 1, 0, 0, 24, 0, 0, 0, 0}, 7, 13, 0, 1},
+        {{64, 384, 2, 1, 0, 0, 0, 0, 0, 0, 0}, 25, 16, 0, 0},
+        {{8, 48, 3, 0, 0, 1, 17, 0, 0, 0, 0}, 4, 20, 1, 0},
     };
     double worst = 0;
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
@@ -630,8 +767,11 @@ static void test_bf16(void) {
 /* The step API gives what the sequence API gives. */
 
 static void test_step(void) {
-    lstm_rnn_config cfgs[] = {{5, 12, 2, 1, 0, 0, 0, 0}, {7, 33, 1, 1, 0, 0, 0, 0},
-                              {4, 20, 2, 0, 0, 0, 6, 0}};
+    /* ..., dropout, peephole, clip, input_forget */
+    lstm_rnn_config cfgs[] = {
+        {5, 12, 2, 1, 0, 0, 0, 0, 0, 0, 0},    {7, 33, 1, 1, 0, 0, 0, 0, 0, 0, 0},
+        {4, 20, 2, 0, 0, 0, 6, 0, 0, 0, 0},    {5, 12, 2, 1, 0, 0, 0, 0, 1, 0.5f, 1},
+        {7, 33, 1, 1, 0, 0, 0, 0, 1, 0, 0},    {4, 20, 2, 0, 0, 0, 6, 0, 0, 0.4f, 1}};
     for (size_t c = 0; c < sizeof cfgs / sizeof *cfgs; c++)
         for (int v = 0; v < nvariants; v++) {
             lstm_error err;
@@ -778,6 +918,8 @@ int main(int argc, char **argv) {
     add_variant(LSTM_KERNELS_AVX512, 2, LSTM_BLAS_OFF, "avx512, 2 threads");
     add_variant(LSTM_KERNELS_AVX512, 3, LSTM_BLAS_ON, "avx512, BLAS, 3 threads");
     test_fixtures();
+    test_onnx_fixtures();
+    test_options_meta();
     test_fast_vs_reference();
     test_nonfinite();
     test_bf16();

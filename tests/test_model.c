@@ -258,6 +258,7 @@ static void test_config_round_trip(void) {
     want[0].embedding = 6, want[0].hidden = 7, want[0].proj = 3, want[0].layers = 2;
     want[0].bidirectional = 1, want[0].dropout = 0.25f, want[0].vocab_size = 9;
     want[0].min_count = 1, want[0].byte_tokens = 1, want[0].max_length = 5;
+    want[0].peephole = 1, want[0].cell_clip = 0.3f, want[0].input_forget = 1;
     want[1].embedding = 5, want[1].hidden = 4, want[1].layers = 1, want[1].bidirectional = 0;
     want[1].dropout = 0.1f, want[1].vocab_size = 3, want[1].min_count = 2;
     want[1].char_features = 0;
@@ -280,9 +281,19 @@ static void test_config_round_trip(void) {
                       g->bidirectional == w->bidirectional && g->dropout == w->dropout &&
                       g->vocab_size == w->vocab_size && g->min_count == w->min_count &&
                       g->byte_tokens == w->byte_tokens && g->max_length == w->max_length &&
-                      g->char_features == w->char_features,
+                      g->char_features == w->char_features && g->peephole == w->peephole &&
+                      g->cell_clip == w->cell_clip && g->input_forget == w->input_forget,
                   "%s: the loaded model has every setting it was trained with",
                   lstm_task_name(w->task));
+            /* the LSTM in the file, as `lstm forward` reads it */
+            lstm_st *st = lstm_st_open(path, &err);
+            lstm_rnn_config rc;
+            CHECK(st && lstm_rnn_config_infer(&rc, st, "lstm.", &err) == LSTM_OK &&
+                      rc.peephole == w->peephole && rc.clip == w->cell_clip &&
+                      rc.input_forget == w->input_forget && rc.proj_size == w->proj,
+                  "%s: the file's LSTM has the cell options (%s)", lstm_task_name(w->task),
+                  err.msg);
+            lstm_st_free(st);
             const lstm_model_config *gm = lstm_model_get_config(m);
             CHECK(gm->forget_bias == w->forget_bias && gm->dropout == w->dropout,
                   "%s: lstm_model_get_config of the trained model", lstm_task_name(w->task));

@@ -1,7 +1,7 @@
 /* test_onnx.c - ONNX import checked against what no one here wrote: ONNX's
  * own node tests for LSTM (Debian's libonnx-testdata), the graphs PyTorch's
  * torch.onnx.export writes (tests/fixtures/onnx, made by
- * tests/gen_onnx_fixtures.py with PyTorch's outputs), and the errors that
+ * tests/gen_onnx_torch_fixtures.py with PyTorch's outputs), and the errors that
  * malformed or unsupported models give. */
 #include "check.h"
 #include "lstm.h"
@@ -572,7 +572,7 @@ int main(int argc, char **argv) {
             run_case(dir, 1e-5, 1e-4);
         }
     }
-    /* PyTorch's exports (tests/gen_onnx_fixtures.py) */
+    /* PyTorch's exports (tests/gen_onnx_torch_fixtures.py) */
     FILE *list = fopen("tests/fixtures/onnx/cases.txt", "r");
     if (!list) {
         CHECK(0, "tests/fixtures/onnx/cases.txt is missing");

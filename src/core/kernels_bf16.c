@@ -270,6 +270,7 @@ static void cell_forward_part(void *arg, int tid, int nt) {
     int K = a->K1 + a->K2, kpall = (K + 1) / 2;
     uint32_t abuf[MR * BKC / 2];
     nn_split(panels, 1, tid, nt, &p0, &p1);
+    int opts = nn_cell_opts_on(&a->opt); /* ONNX's options: the variant epilogue */
     for (int m = 0, mr; m < a->M; m += mr) {
         mr = row_block(a->M - m);
         const float *x = a->K1 ? a->x + (size_t)m * a->ldx : NULL;
@@ -289,7 +290,10 @@ static void cell_forward_part(void *arg, int tid, int nt) {
                     MK_CASES(mkb(m_, acc, abuf, kp, 1, kp, P + (size_t)kb / 2 * NR, kb == 0));
                 }
             }
-            cell_epilogue(a, m, mr, acc, u, n);
+            if (opts)
+                cell_epilogue_opts(a, m, mr, acc, u, n);
+            else
+                cell_epilogue(a, m, mr, acc, u, n);
         }
     }
     int u0 = p0 * VL, u1 = p1 * VL < a->H ? p1 * VL : a->H;

@@ -299,6 +299,7 @@ static void cell_forward_part(void *arg, int tid, int nt) {
     int panels = (a->H + VL - 1) / VL;
     int K = a->K1 + a->K2;
     row_share r = row_share_of(a->M, panels, tid, nt);
+    int opts = nn_cell_opts_on(&a->opt); /* ONNX's options: the variant epilogue */
     int p, m0, m1;
     while (next_piece(&r, &p, &m0, &m1)) {
         const float *P = a->w + (size_t)p * K * NR;
@@ -309,7 +310,10 @@ static void cell_forward_part(void *arg, int tid, int nt) {
             const float *x = a->K1 ? a->x + (size_t)m * a->ldx : NULL;
             const float *hp = a->hp + (size_t)m * a->K2;
             MK_CASES(mk(m_, acc, x, a->ldx, 1, a->K1, hp, a->K2, 1, a->K2, P));
-            cell_epilogue(a, m, mr, acc, u, n);
+            if (opts)
+                cell_epilogue_opts(a, m, mr, acc, u, n);
+            else
+                cell_epilogue(a, m, mr, acc, u, n);
         }
         int next = (a->M_next < m1 ? a->M_next : m1) - m0; /* the same rows, next step */
         if (a->gin_next && next > 0)

@@ -104,6 +104,99 @@ void nn_cell_pointwise_backward(const nn_cell_bwd *a, int u0, int u1) {
     }
 }
 
+static inline real clamp_r(real x, real b) { return b > 0 ? (x > b ? b : x < -b ? -b : x) : x; }
+/* 1 where the clamp lets the gradient through (|x| <= b), else 0. */
+static inline real pass_r(real x, real b) { return b > 0 && (x > b || x < -b) ? 0 : 1; }
+
+void nn_cell_pointwise_forward_opts(int M, int H, const nn_cell_opts *opt, real *g,
+                                    const real *cp, real *c, real *h, int u0, int u1) {
+    const real *pp = opt->peep;
+    real b = opt->clip;
+    for (int m = 0; m < M; m++) {
+        real *gm = g + (size_t)m * 4 * H;
+        for (int u = u0; u < u1; u++) {
+            real cpu = cp[(size_t)m * H + u];
+            real pi = gm[u], pf = gm[H + u], pg = gm[2 * H + u], po = gm[3 * H + u];
+            if (pp) {
+                pi += pp[u] * cpu;
+                pf += pp[H + u] * cpu;
+            }
+            real i = sigmoid(clamp_r(pi, b));
+            real f = opt->cifg ? 1 - i : sigmoid(clamp_r(pf, b));
+            real gg = tanh_r(clamp_r(pg, b));
+            real cn = f * cpu + i * gg;
+            if (pp)
+                po += pp[2 * H + u] * cn;
+            real o = sigmoid(clamp_r(po, b));
+            c[(size_t)m * H + u] = cn;
+            h[(size_t)m * H + u] = o * tanh_r(cn);
+            gm[u] = pi;
+            gm[H + u] = pf;
+            gm[2 * H + u] = pg;
+            gm[3 * H + u] = po;
+        }
+    }
+}
+
+/* From the pre-activations kept by the forward:
+ *     i, f, g, o again; mask = 1 where the clamp passed
+ *     do = dh * tanh(c) * o (1 - o) * mask_o
+ *     dc += dh * o * (1 - tanh(c)^2) + do * p_o        (o saw c)
+ *     di = (dc * g - [cifg] dc * cp) * i (1 - i) * mask_i
+ *     df = [!cifg] dc * cp * f (1 - f) * mask_f
+ *     dg = dc * i * (1 - g^2) * mask_g
+ *     dc_prev = dc * f + di * p_i + df * p_f
+ *     dp_i += di * cp, dp_f += df * cp, dp_o += do * c             */
+void nn_cell_pointwise_backward_opts(const nn_cell_bwd *a, int u0, int u1) {
+    int H = a->H;
+    const real *pp = a->opt.peep;
+    real b = a->opt.clip;
+    for (int m = 0; m < a->M; m++) {
+        real *gm = a->g + (size_t)m * 4 * H;
+        for (int u = u0; u < u1; u++) {
+            size_t k = (size_t)m * H + u;
+            real dh = a->dr[k] + (a->dy ? a->dy[(size_t)m * a->ldy + u] : 0);
+            real pi = gm[u], pf = gm[H + u], pg = gm[2 * H + u], po = gm[3 * H + u];
+            real i = sigmoid(clamp_r(pi, b));
+            real f = a->opt.cifg ? 1 - i : sigmoid(clamp_r(pf, b));
+            real gg = tanh_r(clamp_r(pg, b)), o = sigmoid(clamp_r(po, b));
+            real cpk = a->cp[k], ck = a->c[k];
+            real tc = tanh_r(ck);
+            real dO = dh * tc * o * (1 - o) * pass_r(po, b);
+            real d = a->dc[k] + dh * o * (1 - tc * tc);
+            if (pp)
+                d += dO * pp[2 * H + u];
+            real dia = d * gg, dfa = d * cpk;
+            real di, df;
+            if (a->opt.cifg) {
+                di = (dia - dfa) * i * (1 - i) * pass_r(pi, b);
+                df = 0;
+            } else {
+                di = dia * i * (1 - i) * pass_r(pi, b);
+                df = dfa * f * (1 - f) * pass_r(pf, b);
+            }
+            real dg = d * i * (1 - gg * gg) * pass_r(pg, b);
+            gm[u] = di;
+            gm[H + u] = df;
+            gm[2 * H + u] = dg;
+            gm[3 * H + u] = dO;
+            real dcp = d * f;
+            if (pp) {
+                dcp += di * pp[u] + df * pp[H + u];
+                if (a->dpeep) {
+                    a->dpeep[u] += di * cpk;
+                    a->dpeep[H + u] += df * cpk;
+                    a->dpeep[2 * H + u] += dO * ck;
+                }
+            }
+            a->dc[k] = dcp;
+            if (a->db)
+                for (int q = 0; q < 4; q++)
+                    a->db[q * H + u] += gm[q * H + u];
+        }
+    }
+}
+
 void *nn_scratch_get(const nn_ctx *ctx, size_t n) {
     nn_scratch *s = ctx->scratch;
     void *p = NULL;
@@ -139,14 +232,20 @@ static void ref_cell_forward(const nn_ctx *ctx, const nn_cell_fwd *a) {
                 s += (double)a->hp[(size_t)m * a->K2 + k] * w[a->K1 + k];
             a->g[(size_t)m * G + r] = (real)s;
         }
-    nn_cell_pointwise_forward(a->M, a->H, a->g, a->cp, a->c, a->h, 0, a->H);
+    if (nn_cell_opts_on(&a->opt))
+        nn_cell_pointwise_forward_opts(a->M, a->H, &a->opt, a->g, a->cp, a->c, a->h, 0, a->H);
+    else
+        nn_cell_pointwise_forward(a->M, a->H, a->g, a->cp, a->c, a->h, 0, a->H);
     if (a->y)
         for (int m = 0; m < a->M; m++)
             memcpy(a->y + (size_t)m * a->ldy, a->h + (size_t)m * a->H, sizeof(real) * a->H);
 }
 
 static void ref_cell_backward(const nn_ctx *ctx, const nn_cell_bwd *a) {
-    nn_cell_pointwise_backward(a, 0, a->H);
+    if (nn_cell_opts_on(&a->opt))
+        nn_cell_pointwise_backward_opts(a, 0, a->H);
+    else
+        nn_cell_pointwise_backward(a, 0, a->H);
     ref_gemm(ctx, 0, 0, a->M, a->Hout, 4 * a->H, 1, a->g, 4 * a->H, a->w, a->Hout, 0, a->dhp,
              a->Hout);
 }

@@ -18,7 +18,10 @@
  *                                             dh_{t-1} = dpre W_hh
  *   after the loop: dW_ih = sum_t dpre^T x, dW_hh = sum_t dpre^T h_{t-1},
  *   db = sum_t dpre, dx = dpre W_ih. The kernels' side is in nn.h above
- *   nn_cell_fwd / nn_cell_bwd.
+ *   nn_cell_fwd / nn_cell_bwd. ONNX's options (peephole, clip,
+ *   input_forget; nn_cell_opts in nn.h) change only the cell's pointwise
+ *   part: the loops pass them on, and add the peephole gradients that the
+ *   cell's backward sums per direction to dW_peep after the loop.
  *
  * How a batch is laid out. The input is copied once into time-major order
  * (T,B,.) with the sequences sorted by length, longest first, as
@@ -51,6 +54,7 @@ typedef struct {
 /* What the backward of one direction carries from step to step. */
 typedef struct {
     real *dhsum, *dr, *dhc, *dcc, *dbsum, *dHp;
+    real *dpsum; /* (3H) the peephole gradients, with dims->peephole */
 } dir_scratch;
 
 typedef struct {
@@ -58,6 +62,7 @@ typedef struct {
     real *wih_nt;  /* W_ih for G = X W_ih^T */
     real *whr_nt;  /* W_hr for h = r W_hr^T */
     real *bias;    /* b_ih + b_hh, or NULL */
+    real *peep;    /* (3H) p_i, p_f, p_o with dims->peephole, or NULL */
     real *step;    /* [W_ih | W_hh] for the step API */
     /* for backward, packed at its first use after a change of weights */
     real *whh_nn;  /* W_hh for dh_prev = dpre W_hh */
@@ -187,6 +192,7 @@ static size_t layout(nn_lstm_ws *ws, real *base, int T, int B, int direct) {
         sc->dhc = carve(&cv, (size_t)B * Ho);
         sc->dcc = carve(&cv, (size_t)B * H);
         sc->dbsum = carve(&cv, (size_t)4 * H);
+        sc->dpsum = d->peephole ? carve(&cv, (size_t)3 * H) : NULL;
     }
     return cv.used;
 }
@@ -229,6 +235,7 @@ int nn_lstm_ws_pack(nn_lstm_ws *ws, const nn_lstm_dims *d, const nn_kernels *k,
                 p->wih_nt = carve(&cv, k->pack_size(4 * H, nn_lstm_in(d, l)));
                 p->whr_nt = P ? carve(&cv, k->pack_size(P, H)) : NULL;
                 p->bias = d->bias ? carve(&cv, (size_t)4 * H) : NULL;
+                p->peep = d->peephole ? carve(&cv, (size_t)3 * H) : NULL;
             }
         if (pass == 0) {
             if (alloc_reals(&ws->pk, &ws->pkcap, cv.used))
@@ -247,6 +254,8 @@ int nn_lstm_ws_pack(nn_lstm_ws *ws, const nn_lstm_dims *d, const nn_kernels *k,
             if (d->bias)
                 for (int r = 0; r < 4 * H; r++)
                     p->bias[r] = wi->b_ih[r] + wi->b_hh[r];
+            if (d->peephole)
+                memcpy(p->peep, wi->w_peep, sizeof(real) * 3 * H);
         }
     ws->bwd_stale = 1;
     return 0;
@@ -307,6 +316,12 @@ static void sort_batch(nn_lstm_ws *ws, const int *lengths, int T, int B) {
 }
 
 /* Row (t, original batch index b) of a user tensor in either layout. */
+/* The cell options of a direction whose packed weights are pk. */
+static nn_cell_opts cell_opts(const nn_lstm_dims *d, const dir_pack *pk) {
+    return (nn_cell_opts){.peep = d->peephole ? pk->peep : NULL, .clip = d->clip,
+                          .cifg = d->input_forget};
+}
+
 static inline size_t user_row(int batch_first, int T, int B, int t, int b) {
     return batch_first ? (size_t)b * T + t : (size_t)t * B + b;
 }
@@ -396,7 +411,7 @@ static void forward_loop(const nn_ctx *ctx, void *p, int dir) {
                               .gin = Gt, .bias = pk->bias, .w = pk->cell, .g = Gt,
                               .c = cc, .h = Rt ? Rt : hc, .y = Rt ? NULL : Yt, .ldy = W,
                               .gin_next = has_next ? a->G + (size_t)tn * B * 4 * H : NULL,
-                              .M_next = has_next ? ws->bs[tn] : 0};
+                              .M_next = has_next ? ws->bs[tn] : 0, .opt = cell_opts(d, pk)};
             k->cell_forward(ctx, &cf);
             if (Rt) { /* h = r W_hr^T */
                 k->pgemm(ctx, M, Ho, H, Rt, H, pk->whr_nt, 0, hc, Ho);
@@ -504,6 +519,8 @@ static void backward_loop(const nn_ctx *ctx, void *p, int dir) {
     const real *dcn = g->dcn ? g->dcn + (size_t)ld * B * H : NULL;
     if (d->bias)
         memset(sc->dbsum, 0, sizeof(real) * 4 * H);
+    if (sc->dpsum)
+        memset(sc->dpsum, 0, sizeof(real) * 3 * H);
     for (int s = 0; s < T; s++) {
         int t = dir == 0 ? T - 1 - s : s;
         int M = ws->bs[t];
@@ -530,7 +547,8 @@ static void backward_loop(const nn_ctx *ctx, void *p, int dir) {
         nn_cell_bwd cb = {.M = M, .H = H, .Hout = Ho, .g = Gt, .c = a->Cs + (size_t)cur * B * H,
                           .cp = a->Cs + (size_t)prev * B * H, .dr = sc->dhc, .dy = dYt, .ldy = W,
                           .dc = sc->dcc, .dhp = sc->dhc, .w = pk->whh_nn,
-                          .db = d->bias ? sc->dbsum : NULL};
+                          .db = d->bias ? sc->dbsum : NULL, .opt = cell_opts(d, pk),
+                          .dpeep = sc->dpsum};
         if (has_next) {
             cb.g_next = a->G + (size_t)tn * B * 4 * H;
             cb.cp_next = a->Cs + (size_t)prev_n * B * H;
@@ -625,6 +643,8 @@ int nn_lstm_backward(const nn_ctx *ctx, const nn_lstm_dims *d, const nn_lstm_wei
                 if (wt->db_hh)
                     wt->db_hh[r] += sc->dbsum[r];
             }
+            for (int r = 0; d->peephole && wt->dw_peep && r < 3 * H; r++)
+                wt->dw_peep[r] += sc->dpsum[r];
             if (P && wt->dw_hr)
                 k->gemm(ctx, 1, 0, P, H, (int)TB, 1, sc->dHp, P, a->R, H, 1, wt->dw_hr, H);
             if (need_dx)
@@ -652,6 +672,8 @@ int nn_lstm_backward(const nn_ctx *ctx, const nn_lstm_dims *d, const nn_lstm_wei
     }
     return 0;
 }
+
+const real *nn_lstm_ws_gates(const nn_lstm_ws *ws, int ld) { return ws->act[ld].G; }
 
 int nn_lstm_ws_pack_step(nn_lstm_ws *ws, const nn_lstm_dims *d, const nn_kernels *k,
                          const nn_lstm_weights *w, int B) {
@@ -691,7 +713,8 @@ void nn_lstm_step(const nn_ctx *ctx, const nn_lstm_dims *d, nn_lstm_ws *ws, int 
         /* outputs go to scratch: the kernel reads all of h while it writes */
         nn_cell_fwd cf = {.M = B, .H = H, .K1 = In, .K2 = Ho, .x = in, .ldx = In, .hp = hl,
                           .cp = cl, .gin = NULL, .bias = ws->pack[l].bias,
-                          .w = ws->pack[l].step, .g = sg, .c = sc, .h = d->P ? sr : sh};
+                          .w = ws->pack[l].step, .g = sg, .c = sc, .h = d->P ? sr : sh,
+                          .opt = cell_opts(d, &ws->pack[l])};
         k->cell_forward(ctx, &cf);
         if (d->P)
             k->pgemm(ctx, B, Ho, H, sr, H, ws->pack[l].whr_nt, 0, sh, Ho);

@@ -49,6 +49,27 @@ void nn_split(int n, int align, int tid, int nthreads, int *lo, int *hi);
 
 typedef struct nn_ctx nn_ctx;
 
+/* The options of ONNX's LSTM that torch.nn.LSTM lacks (all zero: PyTorch's
+ * cell, and the kernels' unchanged fast path). With any of them set:
+ *     pre_i += p_i * cp,  pre_f += p_f * cp     (peep: (3H) p_i, p_f, p_o)
+ *     each pre clamped to [-clip, clip]         (clip > 0; c itself is not)
+ *     i = sigmoid(pre_i), f = cifg ? 1 - i : sigmoid(pre_f), g = tanh(pre_g)
+ *     c = f * cp + i * g
+ *     pre_o += p_o * c,  o = sigmoid(pre_o),  h = o * tanh(c)
+ * and g keeps the pre-activations (before the clamp, peepholes included)
+ * rather than the activations: the backward recomputes the activations and
+ * knows exactly where the clamp was active. ONNX Runtime's CPU kernel is
+ * the reference for where the clip applies (docs/DESIGN.md). */
+typedef struct {
+    const real *peep; /* (3H) or NULL */
+    real clip;        /* > 0, or 0: none */
+    int cifg;         /* 1: coupled input and forget gates, f = 1 - i */
+} nn_cell_opts;
+
+static inline int nn_cell_opts_on(const nn_cell_opts *o) {
+    return o->peep || o->clip > 0 || o->cifg;
+}
+
 /* One LSTM cell step for M rows (the active rows of a batch):
  *     pre = gin + bias + x W_ih^T + hp W_hh^T      (M,4H), gates i,f,g,o
  *     i,f,o = sigmoid(pre), g = tanh(pre)
@@ -72,6 +93,7 @@ typedef struct {
     int ldy;
     const real *gin_next; /* the next step's gin (M_next rows), to prefetch; or NULL */
     int M_next;
+    nn_cell_opts opt; /* zero: PyTorch's cell */
 } nn_cell_fwd;
 
 /* The backward of one step for M rows, given dr = dL/dh (of o * tanh(c),
@@ -95,6 +117,8 @@ typedef struct {
     /* the next step's g, cp and dy (M_next rows), to prefetch; or NULL */
     const real *g_next, *cp_next, *dy_next;
     int M_next;
+    nn_cell_opts opt; /* as the forward's; then g holds pre-activations */
+    real *dpeep;      /* (3H) += the peephole gradients, when opt.peep; or NULL */
 } nn_cell_bwd;
 
 typedef struct {
@@ -153,6 +177,10 @@ extern const nn_kernels nn_kernels_ref;
 void nn_cell_pointwise_forward(int M, int H, real *g, const real *cp, real *c, real *h, int u0,
                                int u1);
 void nn_cell_pointwise_backward(const nn_cell_bwd *a, int u0, int u1);
+/* The same with a->opt / opt set (nn_cell_opts): g in, pre-activations out. */
+void nn_cell_pointwise_forward_opts(int M, int H, const nn_cell_opts *opt, real *g,
+                                    const real *cp, real *c, real *h, int u0, int u1);
+void nn_cell_pointwise_backward_opts(const nn_cell_bwd *a, int u0, int u1);
 
 /* ------------------------------------------------------------------ */
 /* Layers (the public lstm_*_forward/backward functions call these).    */
@@ -186,6 +214,10 @@ typedef struct {
     int I, H, P, L, D; /* P = 0: no projection */
     int bias;
     real dropout;
+    /* ONNX's options (nn_cell_opts): peephole tensors, cell clip, coupled gates */
+    int peephole;
+    real clip;
+    int input_forget;
 } nn_lstm_dims;
 
 static inline int nn_lstm_hout(const nn_lstm_dims *d) { return d->P > 0 ? d->P : d->H; }
@@ -197,6 +229,8 @@ static inline int nn_lstm_in(const nn_lstm_dims *d, int layer) {
 typedef struct {
     const real *w_ih, *w_hh, *b_ih, *b_hh, *w_hr; /* biases NULL without bias; w_hr NULL without P */
     real *dw_ih, *dw_hh, *db_ih, *db_hh, *dw_hr;
+    const real *w_peep; /* (3H) p_i, p_f, p_o with dims->peephole, else NULL */
+    real *dw_peep;
 } nn_lstm_weights;
 
 /* One forward (and its backward) of a whole batch of sequences. */
@@ -242,6 +276,11 @@ void nn_lstm_forward(const nn_ctx *ctx, const nn_lstm_dims *d, const nn_lstm_wei
  * of memory for the packed weights it needs. */
 int nn_lstm_backward(const nn_ctx *ctx, const nn_lstm_dims *d, const nn_lstm_weights *w,
                      nn_lstm_ws *ws, const nn_lstm_grads *g);
+
+/* The (T,B,4H) gate buffer of layer-direction ld after the last forward
+ * (rows sorted by length): activations, or pre-activations with the cell
+ * options (nn_cell_opts). For tests, which check where a clip acted. */
+const real *nn_lstm_ws_gates(const nn_lstm_ws *ws, int ld);
 
 /* Packs everything nn_lstm_ws_pack does and [W_ih | W_hh] per layer for
  * the fused step kernel, and makes room for B rows; 0 on success, -1 when

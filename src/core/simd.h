@@ -315,6 +315,71 @@ static MAYBE_UNUSED void cell_epilogue(const nn_cell_fwd *a, int m, int mr, vf a
     }
 }
 
+/* The clamp of ONNX's clip (b > 0), and the mask of where it let the
+ * gradient through (|x| <= b: 1, else 0). */
+INLINE vf vclamp(vf x, float b) { return b > 0 ? vmin(vset(b), vmax(vset(-b), x)) : x; }
+INLINE vf vpass(vf x, float b) {
+    if (!(b > 0))
+        return vset(1);
+    vf ax = (vf)((vi)x & 0x7fffffff);
+    return vsel(ax <= vset(b), vset(1), vset(0));
+}
+
+/* cell_epilogue with the options of ONNX's LSTM (nn_cell_opts, nn.h): g
+ * keeps the pre-activations. A separate function, so that the cell without
+ * options runs the code it always ran. */
+static MAYBE_UNUSED void cell_epilogue_opts(const nn_cell_fwd *a, int m, int mr, vf acc[MR][4],
+                                            int u, int n) {
+    int H = a->H;
+    size_t G = (size_t)4 * H;
+    const nn_cell_opts *op = &a->opt;
+    float b = op->clip;
+#define LD(p) (n == VL ? vload(p) : vload_n((p), n))
+#define ST(p, v) (n == VL ? vstore((p), (v)) : vstore_n((p), (v), n))
+    vf p_i = vset(0), p_f = vset(0), p_o = vset(0);
+    if (op->peep) {
+        p_i = LD(op->peep + u);
+        p_f = LD(op->peep + H + u);
+        p_o = LD(op->peep + 2 * H + u);
+    }
+    for (int r = 0; r < mr; r++) {
+        size_t row = (size_t)(m + r);
+        vf pre[4];
+        for (int q = 0; q < 4; q++) {
+            pre[q] = acc[r][q];
+            size_t off = (size_t)q * H + u;
+            if (a->gin)
+                pre[q] += LD(a->gin + row * G + off);
+            if (a->bias)
+                pre[q] += LD(a->bias + off);
+        }
+        vf cp = LD(a->cp + row * H + u);
+        if (op->peep) {
+            pre[0] += p_i * cp;
+            pre[1] += p_f * cp;
+        }
+        vf i = vsigmoid(vclamp(pre[0], b));
+        vf f = op->cifg ? 1.0f - i : vsigmoid(vclamp(pre[1], b));
+        vf g = vtanh(vclamp(pre[2], b));
+        vf c = f * cp + i * g;
+        if (op->peep)
+            pre[3] += p_o * c;
+        vf o = vsigmoid(vclamp(pre[3], b));
+        vf h = o * vtanh(c);
+        float *gr = a->g + row * G + u;
+        ST(gr, pre[0]);
+        ST(gr + H, pre[1]);
+        ST(gr + 2 * H, pre[2]);
+        ST(gr + 3 * H, pre[3]);
+        ST(a->c + row * H + u, c);
+        ST(a->h + row * H + u, h);
+        if (a->y)
+            ST(a->y + row * a->ldy + u, h);
+    }
+#undef LD
+#undef ST
+}
+
 /* Asks for rows [0, M) of the columns [u, u+n) of each of the `blocks`
  * blocks of H columns of X (row stride ld) to be brought into cache: what
  * this thread reads at the next step, which was written long ago. */
@@ -361,6 +426,73 @@ static MAYBE_UNUSED void cell_backward_pointwise(const nn_cell_bwd *a, int u0, i
             ST(a->db + H + u, LD(a->db + H + u) + db1);
             ST(a->db + 2 * H + u, LD(a->db + 2 * H + u) + db2);
             ST(a->db + 3 * H + u, LD(a->db + 3 * H + u) + db3);
+        }
+#undef LD
+#undef ST
+    }
+}
+
+/* cell_backward_pointwise with the options of ONNX's LSTM: the equations
+ * of nn_cell_pointwise_backward_opts (kernels_ref.c), from the kept
+ * pre-activations; the peephole gradients summed in registers like db. */
+static MAYBE_UNUSED void cell_backward_pointwise_opts(const nn_cell_bwd *a, int u0, int u1) {
+    int H = a->H;
+    size_t G = (size_t)4 * H;
+    const nn_cell_opts *op = &a->opt;
+    float b = op->clip;
+    for (int u = u0; u < u1; u += VL) {
+        int n = u1 - u < VL ? u1 - u : VL;
+#define LD(p) (n == VL ? vload(p) : vload_n((p), n))
+#define ST(p, v) (n == VL ? vstore((p), (v)) : vstore_n((p), (v), n))
+        vf p_i = vset(0), p_f = vset(0), p_o = vset(0);
+        if (op->peep) {
+            p_i = LD(op->peep + u);
+            p_f = LD(op->peep + H + u);
+            p_o = LD(op->peep + 2 * H + u);
+        }
+        vf db0 = vset(0), db1 = vset(0), db2 = vset(0), db3 = vset(0);
+        vf dp0 = vset(0), dp1 = vset(0), dp2 = vset(0);
+        for (int m = 0; m < a->M; m++) {
+            float *gm = a->g + m * G;
+            size_t base = (size_t)m * H;
+            vf pi = LD(gm + u), pf = LD(gm + H + u), pg = LD(gm + 2 * H + u);
+            vf po = LD(gm + 3 * H + u);
+            vf i = vsigmoid(vclamp(pi, b));
+            vf f = op->cifg ? 1.0f - i : vsigmoid(vclamp(pf, b));
+            vf g = vtanh(vclamp(pg, b)), o = vsigmoid(vclamp(po, b));
+            vf c = LD(a->c + base + u), cp = LD(a->cp + base + u), dh = LD(a->dr + base + u);
+            if (a->dy)
+                dh += LD(a->dy + (size_t)m * a->ldy + u);
+            vf tc = vtanh(c);
+            vf dO = dh * tc * o * (1.0f - o) * vpass(po, b);
+            vf d = LD(a->dc + base + u) + dh * o * (1.0f - tc * tc) + dO * p_o;
+            vf di, df;
+            if (op->cifg) {
+                di = d * (g - cp) * i * (1.0f - i) * vpass(pi, b);
+                df = vset(0);
+            } else {
+                di = d * g * i * (1.0f - i) * vpass(pi, b);
+                df = d * cp * f * (1.0f - f) * vpass(pf, b);
+            }
+            vf dg = d * i * (1.0f - g * g) * vpass(pg, b);
+            ST(gm + u, di);
+            ST(gm + H + u, df);
+            ST(gm + 2 * H + u, dg);
+            ST(gm + 3 * H + u, dO);
+            ST(a->dc + base + u, d * f + di * p_i + df * p_f);
+            db0 += di, db1 += df, db2 += dg, db3 += dO;
+            dp0 += di * cp, dp1 += df * cp, dp2 += dO * c;
+        }
+        if (a->db) {
+            ST(a->db + u, LD(a->db + u) + db0);
+            ST(a->db + H + u, LD(a->db + H + u) + db1);
+            ST(a->db + 2 * H + u, LD(a->db + 2 * H + u) + db2);
+            ST(a->db + 3 * H + u, LD(a->db + 3 * H + u) + db3);
+        }
+        if (op->peep && a->dpeep) {
+            ST(a->dpeep + u, LD(a->dpeep + u) + dp0);
+            ST(a->dpeep + H + u, LD(a->dpeep + H + u) + dp1);
+            ST(a->dpeep + 2 * H + u, LD(a->dpeep + 2 * H + u) + dp2);
         }
 #undef LD
 #undef ST

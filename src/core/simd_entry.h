@@ -38,7 +38,10 @@ static void cell_backward_job(void *arg, int tid, int nt) {
     const nn_cell_bwd *a = j->a;
     int u0, u1;
     nn_split(a->H, VL, tid, nt, &u0, &u1);
-    cell_backward_pointwise(a, u0, u1);
+    if (nn_cell_opts_on(&a->opt))
+        cell_backward_pointwise_opts(a, u0, u1);
+    else
+        cell_backward_pointwise(a, u0, u1);
     nn_pool_barrier(j->pool, tid, nt); /* dhp needs every unit's gradient */
     /* while the product runs, fetch what this thread's units need next */
     prefetch_units(a->g_next, (size_t)4 * a->H, a->M_next, a->H, 4, u0, u1 - u0);

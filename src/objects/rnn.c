@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { W_IH, W_HH, B_IH, B_HH, W_HR, NW }; /* tensors of one layer and direction */
+enum { W_IH, W_HH, B_IH, B_HH, W_HR, W_PEEP, NW }; /* tensors of one layer and direction */
 
 typedef struct {
     uint64_t version;    /* lstm_params_version */
@@ -74,16 +74,77 @@ lstm_status lstm_rnn_config_check(const lstm_rnn_config *c, lstm_error *err) {
         return lstm_fail(err, LSTM_ERR_INVALID, "dropout %g is not in [0, 1)", (double)c->dropout);
     if ((c->bias | 1) != 1 || (c->batch_first | 1) != 1 || (c->bidirectional | 1) != 1)
         return lstm_fail(err, LSTM_ERR_INVALID, "bias, batch_first and bidirectional are 0 or 1");
-    if (c->peephole || c->clip != 0 || c->input_forget)
-        return lstm_fail(err, LSTM_ERR_UNSUPPORTED,
-                         "peephole, clip and input_forget are not supported yet");
+    if ((c->peephole | 1) != 1 || (c->input_forget | 1) != 1)
+        return lstm_fail(err, LSTM_ERR_INVALID, "peephole and input_forget are 0 or 1");
+    if (!(c->clip >= 0 && c->clip <= 1e30f))
+        return lstm_fail(err, LSTM_ERR_INVALID, "clip %g is not 0 (off) or a positive threshold",
+                         (double)c->clip);
     return lstm_ok(err);
 }
 
 static const char *wname(int kind) {
     static const char *const names[NW] = {"weight_ih_l", "weight_hh_l", "bias_ih_l",
-                                          "bias_hh_l", "weight_hr_l"};
+                                          "bias_hh_l", "weight_hr_l", "weight_peephole_l"};
     return names[kind];
+}
+
+/* The safetensors metadata keys of the options a state_dict's tensor names
+ * cannot show. Other "lstm." keys are those of the task model files
+ * (src/tasks/model_file.c, train.c), which a state_dict may sit in. */
+#define META_CLIP "lstm.clip"
+#define META_INPUT_FORGET "lstm.input_forget"
+
+static int model_file_key(const char *k) {
+    static const char *const keys[] = {"lstm.version", "lstm.task", "lstm.config",
+                                       "lstm.labels", "lstm.train"};
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
+        if (strcmp(k, keys[i]) == 0)
+            return 1;
+    return strncmp(k, "lstm.vocab.", 11) == 0;
+}
+
+/* Sets cfg's clip and input_forget from st's metadata. */
+static lstm_status config_read_meta(lstm_rnn_config *cfg, const lstm_st *st, lstm_error *err) {
+    const char *file = lstm_st_name(st);
+    for (size_t i = 0; i < lstm_st_meta_count(st); i++) {
+        const char *k, *v;
+        lstm_st_meta_at(st, i, &k, &v);
+        if (strncmp(k, "lstm.", 5) != 0 || model_file_key(k))
+            continue;
+        char *end = NULL;
+        if (strcmp(k, META_CLIP) == 0) {
+            double x = strtod(v, &end);
+            if (end == v || *end || !(x >= 0 && x <= 1e30))
+                return lstm_fail(err, LSTM_ERR_FORMAT,
+                                 "%s: metadata %s = \"%s\": expected a number >= 0 (0: no clip)",
+                                 file, k, v);
+            cfg->clip = (float)x;
+        } else if (strcmp(k, META_INPUT_FORGET) == 0) {
+            if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0)
+                return lstm_fail(err, LSTM_ERR_FORMAT, "%s: metadata %s = \"%s\": expected 0 or 1",
+                                 file, k, v);
+            cfg->input_forget = v[0] == '1';
+        } else
+            return lstm_fail(err, LSTM_ERR_FORMAT,
+                             "%s: metadata key \"%s\" is not an LSTM option this library knows "
+                             "(" META_CLIP ", " META_INPUT_FORGET ")",
+                             file, k);
+    }
+    return LSTM_OK;
+}
+
+lstm_status lstm_rnn_config_write_meta(const lstm_rnn_config *cfg, lstm_st_writer *w,
+                                       lstm_error *err) {
+    lstm_status s;
+    if (cfg->clip > 0) {
+        char v[32];
+        snprintf(v, sizeof v, "%.9g", (double)cfg->clip); /* reads back as the same float */
+        if ((s = lstm_st_writer_meta(w, META_CLIP, v, err)))
+            return s;
+    }
+    if (cfg->input_forget && (s = lstm_st_writer_meta(w, META_INPUT_FORGET, "1", err)))
+        return s;
+    return lstm_ok(err);
 }
 
 lstm_status lstm_rnn_config_infer(lstm_rnn_config *cfg, const lstm_st *st, const char *prefix,
@@ -121,6 +182,11 @@ lstm_status lstm_rnn_config_infer(lstm_rnn_config *cfg, const lstm_st *st, const
                              file, name, c.hidden_size);
         c.proj_size = (int)hr->shape[0];
     }
+    snprintf(name, sizeof name, "%sweight_peephole_l0", prefix);
+    c.peephole = lstm_st_find(st, name) != NULL;
+    lstm_status s = config_read_meta(&c, st, err);
+    if (s)
+        return s;
     *cfg = c;
     return lstm_rnn_config_check(cfg, err);
 }
@@ -143,7 +209,8 @@ lstm_rnn *lstm_rnn_create(const lstm_rnn_config *cfg, lstm_params *p, const char
     r->p = p;
     r->dims = (nn_lstm_dims){.I = cfg->input_size, .H = cfg->hidden_size, .P = cfg->proj_size,
                              .L = cfg->num_layers, .D = D, .bias = cfg->bias,
-                             .dropout = cfg->dropout};
+                             .dropout = cfg->dropout, .peephole = cfg->peephole,
+                             .clip = cfg->clip, .input_forget = cfg->input_forget};
     int H = cfg->hidden_size, Ho = nn_lstm_hout(&r->dims);
     for (int l = 0; l < cfg->num_layers; l++)
         for (int d = 0; d < D; d++) {
@@ -151,14 +218,17 @@ lstm_rnn *lstm_rnn_create(const lstm_rnn_config *cfg, lstm_params *p, const char
                                      {4 * H, Ho},
                                      {4 * H, 0},
                                      {4 * H, 0},
-                                     {cfg->proj_size, H}};
-            int ndims[NW] = {2, 2, 1, 1, 2};
+                                     {cfg->proj_size, H},
+                                     {3 * H, 0}};
+            int ndims[NW] = {2, 2, 1, 1, 2, 1};
             for (int k = 0; k < NW; k++) {
                 int *ix = &r->idx[(l * D + d) * NW + k];
                 *ix = -1;
                 if ((k == B_IH || k == B_HH) && !cfg->bias)
                     continue;
                 if (k == W_HR && !cfg->proj_size)
+                    continue;
+                if (k == W_PEEP && !cfg->peephole)
                     continue;
                 char name[512];
                 snprintf(name, sizeof name, "%s%s%d%s", prefix, wname(k), l,
@@ -211,7 +281,8 @@ static lstm_status bind(lstm_rnn *r, lstm_params *p, lstm_error *err) {
                                     VIEW(B_IH, lstm_params_data), VIEW(B_HH, lstm_params_data),
                                     VIEW(W_HR, lstm_params_data), VIEW(W_IH, lstm_params_grad),
                                     VIEW(W_HH, lstm_params_grad), VIEW(B_IH, lstm_params_grad),
-                                    VIEW(B_HH, lstm_params_grad), VIEW(W_HR, lstm_params_grad)};
+                                    VIEW(B_HH, lstm_params_grad), VIEW(W_HR, lstm_params_grad),
+                                    VIEW(W_PEEP, lstm_params_data), VIEW(W_PEEP, lstm_params_grad)};
 #undef VIEW
     }
     return LSTM_OK;

@@ -50,8 +50,12 @@ lstm_status model_check_config(const lstm_model_config *c, lstm_error *err) {
                          c->proj, c->hidden);
     if (c->vocab_size < 0 || c->min_count < 0 || c->max_length < 0)
         return lstm_fail(err, LSTM_ERR_INVALID, "vocab_size, min_count, max_length must be >= 0");
-    if ((c->bidirectional | 1) != 1 || (c->byte_tokens | 1) != 1 || (c->char_features | 1) != 1)
+    if ((c->bidirectional | 1) != 1 || (c->byte_tokens | 1) != 1 || (c->char_features | 1) != 1 ||
+        (c->peephole | 1) != 1 || (c->input_forget | 1) != 1)
         return lstm_fail(err, LSTM_ERR_INVALID, "flags must be 0 or 1");
+    if (!(c->cell_clip >= 0 && c->cell_clip <= 1e30f))
+        return lstm_fail(err, LSTM_ERR_INVALID, "cell_clip %g is not 0 (off) or a positive threshold",
+                         (double)c->cell_clip);
     return LSTM_OK;
 }
 
@@ -122,6 +126,9 @@ lstm_status model_declare(lstm_model *m, lstm_error *err) {
     rc.bidirectional = c->bidirectional;
     rc.dropout = c->layers > 1 ? c->dropout : 0;
     rc.proj_size = c->proj;
+    rc.peephole = c->peephole;
+    rc.clip = c->cell_clip;
+    rc.input_forget = c->input_forget;
     m->rnn = lstm_rnn_create(&rc, m->p, "lstm.", err);
     if (!m->rnn)
         return err ? err->status : LSTM_ERR_INVALID;

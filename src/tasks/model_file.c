@@ -19,7 +19,9 @@ static const struct {
     size_t offset; /* of the int in lstm_model_config */
     int lo, hi;    /* the values a file may hold */
     int flag;      /* written as a JSON boolean */
-    int optional;  /* files written before the field existed lack it (0 then) */
+    int optional;  /* files written before the field existed lack it (0 then);
+                      2: also written only when not 0, so that models without
+                      it are the bytes they were before it existed */
 } config_fields[] = {
     {"embedding", offsetof(lstm_model_config, embedding), 1, 4096, 0, 0},
     {"hidden", offsetof(lstm_model_config, hidden), 1, 8192, 0, 0},
@@ -31,6 +33,8 @@ static const struct {
     {"max_length", offsetof(lstm_model_config, max_length), 0, 1 << 30, 0, 0},
     {"char_features", offsetof(lstm_model_config, char_features), 0, 1, 1, 0},
     {"proj", offsetof(lstm_model_config, proj), 0, 8191, 0, 1},
+    {"peephole", offsetof(lstm_model_config, peephole), 0, 1, 1, 2},
+    {"input_forget", offsetof(lstm_model_config, input_forget), 0, 1, 1, 2},
 };
 #define NFIELDS (sizeof config_fields / sizeof config_fields[0])
 
@@ -60,12 +64,19 @@ lstm_status model_write(const lstm_model *m, lstm_st_writer *w, lstm_error *err)
     lstm_model_config copy = *c;
     for (size_t i = 0; cfg && i < NFIELDS; i++) {
         int v = *field(&copy, i);
+        if (config_fields[i].optional == 2 && v == 0)
+            continue;
         json_object_set_new(cfg, config_fields[i].key,
                             config_fields[i].flag ? json_boolean(v) : json_integer(v));
     }
     if (cfg)
         json_object_set_new(cfg, "dropout", json_real((double)c->dropout));
+    if (cfg && c->cell_clip > 0)
+        json_object_set_new(cfg, "cell_clip", json_real((double)c->cell_clip));
     if ((s = meta_json(w, "lstm.config", cfg, err)))
+        return s;
+    /* lstm.clip, lstm.input_forget: what `lstm forward` reads of the LSTM */
+    if ((s = lstm_rnn_config_write_meta(lstm_rnn_get_config(m->rnn), w, err)))
         return s;
     for (int i = 0; i < m->nfeat; i++) {
         char key[64], *js = vocab_to_json(m->feat[i].vocab);
@@ -165,6 +176,13 @@ lstm_status model_read_config(const lstm_st *st, lstm_model_config *out, lstm_er
         c.dropout = ok ? (float)json_number_value(d) : 0;
         if (!ok)
             lstm_fail(err, LSTM_ERR_FORMAT, "%s: lstm.config: 'dropout' is not a number", file);
+    }
+    if (ok && json_object_get(o, "cell_clip")) { /* files before it lack it: 0 */
+        json_t *d = json_object_get(o, "cell_clip");
+        ok = json_is_number(d);
+        c.cell_clip = ok ? (float)json_number_value(d) : 0;
+        if (!ok)
+            lstm_fail(err, LSTM_ERR_FORMAT, "%s: lstm.config: 'cell_clip' is not a number", file);
     }
     json_decref(o);
     if (!ok || model_check_config(&c, err)) {

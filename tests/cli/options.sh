@@ -162,6 +162,34 @@ for t in lstm.bias_ih_l0 lstm.bias_ih_l1 lstm.bias_hh_l0; do
     equal "--forget-bias 2 adds $want to the forget rows of $t only" "$got" ok
 done
 
+# --peephole, --cell-clip, --input-forget (ONNX's cell options): the peephole
+# tensors, the configuration, the metadata `lstm forward` reads, and what
+# each does to training. With --input-forget the forget rows get no
+# gradient: trained normally and with a learning rate of 1e-30 (weights
+# where they started), those rows of weight_ih_l0 are the same floats, the
+# others are not.
+equal "lm: no peephole tensor without --peephole" "$(shape base.st lstm.weight_peephole_l0)" ""
+run "train lm --layers 2 --peephole" "$L" train lm "${LM[@]}" --epochs 1 --layers 2 --peephole \
+    --out peep.st
+equal "--peephole: weight_peephole_l0 is (3H)" "$(shape peep.st lstm.weight_peephole_l0)" 24
+equal "--peephole: weight_peephole_l1 is (3H)" "$(shape peep.st lstm.weight_peephole_l1)" 24
+equal "--peephole in the model's configuration" "$(config peep.st peephole)" true
+lacks "no cell_clip in a model without --cell-clip" "cell_clip" "$(header base.st)"
+run "train lm --cell-clip 0.5" "$L" train lm "${LM[@]}" --epochs 1 --cell-clip 0.5 --out cc.st
+check "--cell-clip 0.5 in the model's configuration" grep -q '^0\.5' <(config cc.st cell_clip)
+has "--cell-clip 0.5: lstm.clip in the metadata" '"lstm.clip":"0.5"' "$(header cc.st)"
+differ "--cell-clip 0.5 changes training (the weights)" <(weights base.st) <(weights cc.st)
+run "train lm --input-forget" "$L" train lm "${LM[@]}" --epochs 1 --input-forget --out if1.st
+run "train lm --input-forget --lr 1e-30" "$L" train lm "${LM[@]}" --epochs 1 --input-forget \
+    --lr 1e-30 --warmup 0 --out if0.st
+equal "--input-forget in the model's configuration" "$(config if1.st input_forget)" true
+has "--input-forget: lstm.input_forget in the metadata" '"lstm.input_forget":"1"' "$(header if1.st)"
+# weight_ih_l0 is (32, 8): the forget rows 8..15 are values 65..128
+got=$(paste <(values if0.st lstm.weight_ih_l0) <(values if1.st lstm.weight_ih_l0) | awk '
+    { f = NR > 64 && NR <= 128; if (f && $1 != $2) moved++; if (!f && $1 != $2) other++ }
+    END { print (NR == 256 && moved == 0 && other > 0) ? "ok" : NR " values, " moved + 0 " forget, " other + 0 " others moved" }')
+equal "--input-forget: the forget rows of weight_ih_l0 never move, the others do" "$got" ok
+
 # ---- train lm: the loop, seen in the log ------------------------------------------
 check "100 steps per epoch (4 streams, --seq-len 10, 4004 bytes)" \
     grep -q '"message":"lm model, [0-9]* parameters, 100 steps per epoch"' base.log
