@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # onnx.sh BUILD - lstm convert and lstm export from the command line: errors
 # are clear, and models that lstm export writes compute in ONNX Runtime what
-# PyTorch computed (tests/fixtures/lstm_*.safetensors) and what lstm forward
-# computes, also after converting them back. ONNX Runtime is the
+# PyTorch computed (tests/fixtures/lstm_*.safetensors; for peephole, clip and
+# input_forget, ONNX Runtime's own single-node results, onnx_lstm_*) and what
+# lstm forward computes, also after converting them back. ONNX Runtime is the
 # onnxruntime-node package at $LSTM_ORT or .ort/node_modules/onnxruntime-node
 # (scripts/install-ort.sh); without it, or without node, that part skips.
 set -u
@@ -106,7 +107,7 @@ else
             ok "lstm forward on $name.onnx equals convert then forward"
         else bad "lstm forward on the exported $name.onnx"; fi
         if node tests/ort_run.js "$ort" "$tmp/$name.onnx" "$fx" "$tmp/$name.out.safetensors" >"$tmp/ort" 2>"$tmp/err"; then
-            ok "ONNX Runtime computes $name ($flags) as PyTorch and lstm forward do ($(tail -1 "$tmp/ort"))"
+            ok "ONNX Runtime computes $name ($flags) as the fixture (PyTorch; ONNX Runtime for onnx_lstm_*) and lstm forward do ($(tail -1 "$tmp/ort"))"
         else
             grep -v '^ok' "$tmp/ort" >"$tmp/err"; bad "ONNX Runtime on the exported $name"
         fi
@@ -122,6 +123,11 @@ lstm_layers2_bidir
 lstm_layers3
 lstm_layers3_bidir_bf_lengths --batch-first --lengths
 lstm_layers2_bidir_t1_b1 --state
+onnx_lstm_peephole --state
+onnx_lstm_clip --lengths
+onnx_lstm_input_forget --state
+onnx_lstm_peephole_clip_input_forget --state --lengths
+onnx_lstm_peephole_bidir_lengths --state --lengths
 LIST
     # the task models: ONNX Runtime's probabilities are lstm's (test_onnx
     # --task-data writes a batch of ids and lstm's own probabilities)
