@@ -28,7 +28,11 @@ torch.set_num_threads(1)
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "fixtures", "onnx")
 
-# name: (I, H, layers, bidirectional, batch_first, bias, T, B, initial state, opset)
+# name: (I, H, layers, bidirectional, batch_first, bias, T, B, initial state, opset[,
+# lengths]); with lengths, the module packs its input (pack_padded_sequence,
+# enforce_sorted=False) and pads its output back (pad_packed_sequence), which
+# the exporter writes as a sort of the batch by length (TopK, Gather), LSTM
+# nodes with sequence_lens, and the inverse order (ScatterElements, Gather).
 CASES = {
     "uni1_opset9": (3, 4, 1, False, False, True, 5, 2, False, 9),
     "uni3_state_opset11": (3, 4, 3, False, False, True, 4, 3, True, 11),
@@ -36,10 +40,26 @@ CASES = {
     "bi1_opset7": (3, 4, 1, True, False, True, 5, 2, False, 7),
     "bi2_bf_state_opset14": (3, 4, 2, True, True, True, 5, 2, True, 14),
     "bi3_nobias_opset17": (4, 3, 3, True, False, False, 3, 4, True, 17),
+    "bi2_packed_opset14": (3, 4, 2, True, False, True, 6, 3, False, 14, [6, 2, 4]),
 }
 
 
-def write(name, I, H, L, bi, bf, bias, T, B, state, opset):
+class Packed(nn.Module):
+    """nn.LSTM over a padded batch with lengths, as users write it."""
+
+    def __init__(self, lstm, T):
+        super().__init__()
+        self.lstm, self.T = lstm, T
+
+    def forward(self, x, lengths):
+        from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+        p = pack_padded_sequence(x, lengths, batch_first=self.lstm.batch_first, enforce_sorted=False)
+        y, (h, c) = self.lstm(p)
+        y, _ = pad_packed_sequence(y, batch_first=self.lstm.batch_first, total_length=self.T)
+        return y, h, c
+
+
+def write(name, I, H, L, bi, bf, bias, T, B, state, opset, lengths=None):
     torch.manual_seed(sum(map(ord, name)))
     m = nn.LSTM(I, H, num_layers=L, bidirectional=bi, batch_first=bf, bias=bias).eval()
     D = 2 if bi else 1
@@ -48,19 +68,26 @@ def write(name, I, H, L, bi, bf, bias, T, B, state, opset):
     if state:
         h0, c0 = torch.randn(L * D, B, H), torch.randn(L * D, B, H)
         args, names = (x, (h0, c0)), ["input", "h0", "c0"]
+    exported = m
+    if lengths:
+        lens = torch.tensor(lengths, dtype=torch.int64)
+        exported = Packed(m, T).eval()
+        args, names = (x, lens), ["input", "lengths"]
     d = os.path.join(OUT, name)
     shutil.rmtree(d, ignore_errors=True)
     os.makedirs(os.path.join(d, "test_data_set_0"))
-    torch.onnx.export(m, args, os.path.join(d, "model.onnx"), input_names=names,
+    torch.onnx.export(exported, args, os.path.join(d, "model.onnx"), input_names=names,
                       output_names=["output", "h_n", "c_n"], opset_version=opset,
                       do_constant_folding=True)
     with torch.no_grad():
         md = m.double()
-        if state:
+        if lengths:
+            y, hn, cn = Packed(md, T)(x.double(), lens)
+        elif state:
             y, (hn, cn) = md(x.double(), (h0.double(), c0.double()))
         else:
             y, (hn, cn) = md(x.double())
-    ins = [x] + ([h0, c0] if state else [])
+    ins = [x] + ([h0, c0] if state else []) + ([lens] if lengths else [])
     for k, (n, t) in enumerate(zip(names, ins)):
         tp = onnx.numpy_helper.from_array(t.numpy(), n)
         open(os.path.join(d, "test_data_set_0", "input_%d.pb" % k), "wb").write(tp.SerializeToString())
@@ -104,7 +131,7 @@ def corpus():
     open(os.path.join(d, "tensor_f16.pb"), "wb").write(t.SerializeToString())
     t = helper.make_tensor("ints", TensorProto.INT64, [3], [1, 2, 3])
     open(os.path.join(d, "tensor_i64.pb"), "wb").write(t.SerializeToString())
-    for c in ["uni1_opset9", "bi1_opset7", "bi2_bf_state_opset14"]:
+    for c in ["uni1_opset9", "bi1_opset7", "bi2_bf_state_opset14", "bi2_packed_opset14"]:
         shutil.copy(os.path.join(OUT, c, "model.onnx"), os.path.join(d, "torch_" + c + ".onnx"))
 
 

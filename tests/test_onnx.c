@@ -430,7 +430,54 @@ static void expect_error(const char *label, void (*edit)(Onnx__ModelProto *), ls
     free(buf);
 }
 
+/* torch.onnx.export's packed sequence with its output left in the sorted
+ * batch order: refused, naming the output. */
+static void test_packed_unsorted(void) {
+    const char *path = "tests/fixtures/onnx/bi2_packed_opset14/model.onnx";
+    char *buf;
+    size_t len;
+    lstm_error err;
+    if (lstm_read_file(path, &buf, &len, &err)) {
+        CHECK(0, "%s", err.msg);
+        return;
+    }
+    Onnx__ModelProto *m = onnx__model_proto__unpack(NULL, len, (const uint8_t *)buf);
+    free(buf);
+    CHECK(m && m->graph, "%s parses", path);
+    if (!m || !m->graph)
+        return;
+    const char *sorted = NULL; /* TopK's indices: the sorted order */
+    Onnx__NodeProto *last = NULL;
+    for (size_t n = 0; n < m->graph->n_node; n++) {
+        Onnx__NodeProto *nd = m->graph->node[n];
+        if (strcmp(nd->op_type, "TopK") == 0 && nd->n_output > 1)
+            sorted = nd->output[1];
+        if (nd->n_output && strcmp(nd->output[0], "output") == 0)
+            last = nd;
+    }
+    CHECK(sorted && last && last->n_input == 2, "the packed model has a TopK and a Gather to 'output'");
+    if (sorted && last && last->n_input == 2) {
+        char *keep = last->input[1];
+        last->input[1] = (char *)sorted; /* gathered by the sort again, not by its inverse */
+        size_t n = onnx__model_proto__get_packed_size(m);
+        uint8_t *out = malloc(n);
+        onnx__model_proto__pack(m, out);
+        last->input[1] = keep;
+        onnx_import imp;
+        lstm_status s = onnx_import_lstm(out, n, "unsorted.onnx", NULL, 0, &imp, &err);
+        CHECK(s == LSTM_ERR_UNSUPPORTED && strstr(err.msg, "output"),
+              "an output left in the sorted order is refused: %s", s ? err.msg : "imported");
+        if (s)
+            printf("ok packed, not put back: %s\n", err.msg);
+        else
+            onnx_import_free(&imp);
+        free(out);
+    }
+    onnx__model_proto__free_unpacked(m, NULL);
+}
+
 static void test_errors(void) {
+    test_packed_unsorted();
     expect_error("tiny model", NULL, LSTM_OK, NULL, NULL);
     expect_error("unknown attribute", edit_attr, LSTM_ERR_UNSUPPORTED, "lstm0", "output_sequence");
     expect_error("activations", edit_act, LSTM_ERR_UNSUPPORTED, "lstm0", "activations");

@@ -180,7 +180,9 @@ typedef enum {
     V_ZERO,        /* all zeros */
     V_INPUT,       /* a graph input, maybe transposed or sliced (states) */
     V_SEQ,         /* computed from the sequence input: axes named */
-    V_STATE        /* an LSTM's Y_h (which 0) or Y_c (which 1), rows [lo, hi) */
+    V_STATE,       /* an LSTM's Y_h (which 0) or Y_c (which 1), rows [lo, hi) */
+    V_PERM         /* the order that sorts the lengths input (TopK's indices), or its
+                      inverse (`inv`): torch.onnx.export's packed sequences */
 } vkind;
 
 typedef struct {
@@ -195,6 +197,10 @@ typedef struct {
     int which;           /* V_STATE: 0 h, 1 c */
     int node;            /* the node that made it (-1: graph input or initializer) */
     const onnx_tensor *t; /* V_CONST */
+    int perm, perm_axis; /* the batch is in the order of sort `perm` (its TopK node + 1;
+                            0: the input's order), on axis perm_axis (V_INPUT: raw) */
+    int inv;             /* V_PERM: the inverse order */
+    int shape_of;        /* V_SHAPE: a size of graph input shape_of (-1: unknown) */
 } value;
 
 typedef struct {
@@ -296,6 +302,7 @@ static value make(vkind k, int node) {
     v.layer = -1;
     v.slice_axis = -1;
     v.input = -1;
+    v.shape_of = -1;
     return v;
 }
 
@@ -640,13 +647,53 @@ static lstm_status eval_node(importer *im, int n) {
         const Onnx__AttributeProto *to = attr(nd, "to");
         int to_float = !to || to->i == DT_FLOAT;
         if (strcmp(op, "Identity") == 0 || shape_like(a) || a->kind == V_INPUT || a->kind == V_ZERO ||
-            (to_float && (a->kind == V_SEQ || a->kind == V_STATE))) {
+            a->kind == V_PERM || (to_float && (a->kind == V_SEQ || a->kind == V_STATE))) {
             out = *a;
             if (a->kind == V_CONST)
                 out.kind = V_SHAPE; /* a cast constant: values changed, only shapes use it */
         }
     } else if (strcmp(op, "Shape") == 0) {
+        value *a = in_value(im, n, 0, 1);
+        if (!a)
+            return im->err->status;
         out.kind = V_SHAPE;
+        if (a->kind == V_INPUT && a->rank == 1 && !a->perm && a->slice_axis < 0)
+            out.shape_of = a->input; /* the batch size, from the lengths */
+    } else if (strcmp(op, "TopK") == 0) {
+        /* sorting the lengths: torch.onnx.export's pack_padded_sequence */
+        value *a = in_value(im, n, 0, 1), *k = in_value(im, n, 1, 1);
+        if (!a || !k)
+            return im->err->status;
+        if (a->kind == V_INPUT && a->rank == 1 && !a->perm && a->slice_axis < 0 &&
+            k->kind == V_SHAPE && k->shape_of == a->input) {
+            out = *a;
+            out.node = n;
+            out.perm = n + 1;
+            out.perm_axis = AX_IN0;
+            if (nd->n_output > 0 && nd->output[0] && *nd->output[0] && !define(im, nd->output[0], &out))
+                return nomem(im);
+            out = make(V_PERM, n);
+            out.perm = n + 1;
+            if (nd->n_output > 1 && nd->output[1] && *nd->output[1] && !define(im, nd->output[1], &out))
+                return nomem(im);
+            return LSTM_OK;
+        }
+    } else if (strcmp(op, "ScatterElements") == 0) {
+        /* out[perm[i]] = i: the inverse of a sort */
+        value *d = in_value(im, n, 0, 1), *ix = in_value(im, n, 1, 1), *u = in_value(im, n, 2, 1);
+        const Onnx__AttributeProto *ax = attr(nd, "axis");
+        if (!d || !ix || !u)
+            return im->err->status;
+        int ok = d->kind == V_CONST && ix->kind == V_PERM && !ix->inv && u->kind == V_CONST && u->t->i &&
+                 u->t->ndim == 1 && d->t->ndim == 1 && d->t->numel == u->t->numel && (!ax || ax->i == 0) &&
+                 !attr(nd, "reduction");
+        for (size_t j = 0; ok && j < u->t->numel; j++)
+            ok = u->t->i[j] == (int64_t)j;
+        if (ok) {
+            out = *ix;
+            out.node = n;
+            out.inv = 1;
+        }
     } else if (strcmp(op, "Gather") == 0 || strcmp(op, "Unsqueeze") == 0 ||
                strcmp(op, "Concat") == 0 || strcmp(op, "Slice") == 0 ||
                strcmp(op, "Squeeze") == 0 || strcmp(op, "Reshape") == 0 ||
@@ -660,6 +707,31 @@ static lstm_status eval_node(importer *im, int n) {
         }
         if (all) {
             out.kind = V_SHAPE;
+            value *a = in_value(im, n, 0, 0);
+            if (strcmp(op, "Gather") == 0 && a && a->kind == V_SHAPE)
+                out.shape_of = a->shape_of;
+        } else if (strcmp(op, "Gather") == 0) {
+            /* a batch put in the order of a sort, or back */
+            value *a = in_value(im, n, 0, 1), *ix = in_value(im, n, 1, 1);
+            const Onnx__AttributeProto *ax = attr(nd, "axis");
+            if (!a || !ix)
+                return im->err->status;
+            int axis = ax ? (int)ax->i : 0;
+            if (a->rank > 0 && axis < 0)
+                axis += a->rank;
+            if (ix->kind == V_PERM && axis >= 0 && axis < a->rank && axis < 4) {
+                if (!ix->inv && !a->perm && a->kind == V_INPUT && a->slice_axis < 0) {
+                    out = *a;
+                    out.node = n;
+                    out.perm = ix->perm;
+                    out.perm_axis = a->axes[axis];
+                } else if (ix->inv && a->perm == ix->perm && (a->kind == V_SEQ || a->kind == V_STATE) &&
+                           a->axes[axis] == ONNX_AX_B) {
+                    out = *a;
+                    out.node = n;
+                    out.perm = 0;
+                }
+            }
         } else if (strcmp(op, "Transpose") == 0) {
             value *a = in_value(im, n, 0, 1);
             if (!a)
@@ -788,7 +860,7 @@ static lstm_status eval_node(importer *im, int n) {
                     if (!b)
                         return im->err->status;
                     ok = b->kind == V_STATE && b->which == a->which && b->lo == out.hi &&
-                         memcmp(b->axes, a->axes, sizeof a->axes) == 0;
+                         b->perm == a->perm && memcmp(b->axes, a->axes, sizeof a->axes) == 0;
                     out.hi = b ? b->hi : 0;
                 }
                 if (!ok)
@@ -835,7 +907,8 @@ static lstm_status cannot(importer *im, int n, const char *role, const char *vna
                  node_name(im, v->node), pn->op_type ? pn->op_type : "?");
     } else {
         static const char *kinds[] = {"an unsupported value", "a constant", "a computed shape", "zeros",
-                                      "a graph input", "a sequence", "an LSTM state"};
+                                      "a graph input", "a sequence", "an LSTM state",
+                                      "a batch order"};
         snprintf(why, sizeof why, "it is %s in an arrangement lstm does not import", kinds[v->kind]);
     }
     if (n < 0)
@@ -887,7 +960,7 @@ static int shape_is(const onnx_tensor *t, int ndim, int64_t a, int64_t b, int64_
 }
 
 /* An initial state input (initial_h: which 0, initial_c: 1) of layer k. */
-static lstm_status state_in(importer *im, int n, size_t idx, int which, int k, int layout) {
+static lstm_status state_in(importer *im, int n, size_t idx, int which, int k, int layout, int perm) {
     const char *role = which ? "initial_c" : "initial_h";
     const char *name = input_name(im->g->node[n], idx);
     if (!name)
@@ -898,6 +971,10 @@ static lstm_status state_in(importer *im, int n, size_t idx, int which, int k, i
     if (v->kind == V_ZERO || (v->kind == V_CONST && is_zero(v->t)))
         return LSTM_OK;
     int pos = layout ? 1 : 0;
+    if (v->perm != perm || (perm && v->perm_axis != AX_IN0 + (layout ? 0 : 1)))
+        return lstm_fail(im->err, LSTM_ERR_UNSUPPORTED,
+                         "%s: node '%s' (LSTM): %s '%s' is not in the batch order of X",
+                         im->file, node_name(im, n), role, name);
     int ok = v->kind == V_INPUT && v->rank == 3 && v->axes[0] == AX_IN0 &&
              v->axes[1] == AX_IN0 + 1 && v->axes[2] == AX_IN0 + 2;
     int lo = 0, hi = im->D;
@@ -1015,6 +1092,10 @@ static lstm_status rule_lstm(importer *im, int n) {
                        ? lstm_fail(im->err, LSTM_ERR_UNSUPPORTED, "%s: node '%s' (LSTM): input X '%s': a second LSTM on the same layer; lstm imports one stack",
                                    im->file, nn, xname)
                        : cannot(im, n, "X", xname, x);
+        if (x->perm && x->perm_axis != x->axes[bpos])
+            return lstm_fail(im->err, LSTM_ERR_UNSUPPORTED,
+                             "%s: node '%s' (LSTM): input X '%s' is reordered along another axis than its batch",
+                             im->file, nn, xname);
         im->x_input = x->input;
         im->x_axes[x->axes[tpos] - AX_IN0] = ONNX_AX_T;
         im->x_axes[x->axes[bpos] - AX_IN0] = ONNX_AX_B;
@@ -1033,6 +1114,7 @@ static lstm_status rule_lstm(importer *im, int n) {
                              im->file, nn, node_name(im, im->lnode[0]));
     }
     /* weights */
+    int perm = x->perm; /* the batch order of X, which every input and output shares */
     const onnx_tensor *W, *R, *B = NULL, *P = NULL;
     if (weight(im, n, 1, "W", 1, &W) || weight(im, n, 2, "R", 1, &R) || weight(im, n, 3, "B", 0, &B) ||
         weight(im, n, 7, "P", 0, &P))
@@ -1076,6 +1158,10 @@ static lstm_status rule_lstm(importer *im, int n) {
         if (l->kind != V_INPUT || l->slice_axis >= 0 || (l->rank != 1 && l->rank != -1)) {
             return cannot(im, n, "sequence_lens", lname, l);
         }
+        if (l->perm != perm)
+            return lstm_fail(im->err, LSTM_ERR_UNSUPPORTED,
+                             "%s: node '%s' (LSTM): sequence_lens '%s' and X are not in the same batch order",
+                             im->file, nn, lname);
         if ((k > 0 && im->lens_input != l->input) || (k == 0 && im->lens_input >= 0)) {
             return lstm_fail(im->err, LSTM_ERR_UNSUPPORTED,
                              "%s: node '%s' (LSTM): every layer must read sequence_lens from the same graph input",
@@ -1086,9 +1172,9 @@ static lstm_status rule_lstm(importer *im, int n) {
         return lstm_fail(im->err, LSTM_ERR_UNSUPPORTED, "%s: node '%s' (LSTM): no sequence_lens, while the first layer has",
                          im->file, nn);
     }
-    lstm_status s = state_in(im, n, 5, 0, k, layout);
+    lstm_status s = state_in(im, n, 5, 0, k, layout, perm);
     if (!s)
-        s = state_in(im, n, 6, 1, k, layout);
+        s = state_in(im, n, 6, 1, k, layout, perm);
     if (s)
         return s;
     im->W[k] = W, im->R[k] = R, im->Bias[k] = B, im->P[k] = P;
@@ -1101,6 +1187,7 @@ static lstm_status rule_lstm(importer *im, int n) {
             continue;
         value v = make(o == 0 ? V_SEQ : V_STATE, n);
         v.rank = o == 0 ? 4 : 3;
+        v.perm = perm;
         if (o == 0) {
             int y0[4] = {ONNX_AX_T, ONNX_AX_D, ONNX_AX_B, ONNX_AX_H};
             int y1[4] = {ONNX_AX_B, ONNX_AX_T, ONNX_AX_D, ONNX_AX_H};
@@ -1278,6 +1365,10 @@ static lstm_status import(importer *im, onnx_import *out) {
         if (!v)
             return lstm_fail(im->err, LSTM_ERR_FORMAT, "%s: graph output '%s' is computed by no node",
                              im->file, name);
+        if (v->perm && (v->kind == V_SEQ || v->kind == V_STATE))
+            return lstm_fail(im->err, LSTM_ERR_UNSUPPORTED,
+                             "%s: graph output '%s' is in the batch order of the sort by node '%s' (TopK), never put back",
+                             im->file, name, node_name(im, v->perm - 1));
         onnx_io *o = &out->out[out->nout++];
         snprintf(o->name, sizeof o->name, "%s", name);
         o->rank = v->rank;
