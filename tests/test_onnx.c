@@ -476,7 +476,54 @@ static void test_packed_unsorted(void) {
     onnx__model_proto__free_unpacked(m, NULL);
 }
 
+/* A one-node graph (onnx.helper, tests/gen_onnx_torch_fixtures.py) with
+ * every option and input, and no shapes on its graph inputs. */
+static void test_all_options(void) {
+    const char *path = "fuzz/corpus/onnx/full.onnx";
+    char *buf;
+    size_t len;
+    lstm_error err;
+    onnx_import imp;
+    if (lstm_read_file(path, &buf, &len, &err)) {
+        CHECK(0, "%s", err.msg);
+        return;
+    }
+    lstm_status s = onnx_import_lstm(buf, len, path, NULL, 0, &imp, &err);
+    free(buf);
+    CHECK(s == LSTM_OK, "%s imports: %s", path, err.msg);
+    if (s)
+        return;
+    const lstm_rnn_config *c = &imp.cfg;
+    CHECK(c->input_size == 3 && c->hidden_size == 2 && c->num_layers == 1 && c->bidirectional &&
+              c->peephole && c->clip == 2.5f && c->input_forget && !c->batch_first,
+          "%s: I 3, H 2, bidirectional, peephole, clip 2.5, input_forget", path);
+    int roles[ONNX_MAX_IO] = {0};
+    for (int k = 0; k < imp.nin; k++)
+        roles[k] = imp.in[k].role;
+    CHECK(imp.nin == 4 && roles[0] == ONNX_IN_X && roles[1] == ONNX_IN_LENGTHS &&
+              roles[2] == ONNX_IN_H0 && roles[3] == ONNX_IN_C0,
+          "%s: inputs X, sequence_lens, initial_h, initial_c (%d inputs)", path, imp.nin);
+    CHECK(imp.nout == 3 && imp.out[0].role == ONNX_OUT_Y && imp.out[1].role == ONNX_OUT_H &&
+              imp.out[2].role == ONNX_OUT_C && imp.out[0].rank == 4 &&
+              imp.out[0].axes[1] == ONNX_AX_D,
+          "%s: outputs Y (T, D, B, H), Y_h, Y_c", path);
+    void *st_buf;
+    size_t st_len;
+    lstm_st *st = NULL;
+    if (lstm_st_writer_to_memory(imp.weights, &st_buf, &st_len, &err) == LSTM_OK) {
+        st = lstm_st_from_memory(st_buf, st_len, "imported", &err);
+        free(st_buf);
+    }
+    CHECK(st && lstm_st_find(st, "weight_peephole_l0_reverse") && lstm_st_meta(st, "lstm.clip") &&
+              strcmp(lstm_st_meta(st, "lstm.clip"), "2.5") == 0 &&
+              lstm_st_meta(st, "lstm.input_forget"),
+          "%s: peepholes, lstm.clip and lstm.input_forget in the state_dict", path);
+    lstm_st_free(st);
+    onnx_import_free(&imp);
+}
+
 static void test_errors(void) {
+    test_all_options();
     test_packed_unsorted();
     expect_error("tiny model", NULL, LSTM_OK, NULL, NULL);
     expect_error("unknown attribute", edit_attr, LSTM_ERR_UNSUPPORTED, "lstm0", "output_sequence");

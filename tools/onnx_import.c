@@ -657,14 +657,14 @@ static lstm_status eval_node(importer *im, int n) {
         if (!a)
             return im->err->status;
         out.kind = V_SHAPE;
-        if (a->kind == V_INPUT && a->rank == 1 && !a->perm && a->slice_axis < 0)
+        if (a->kind == V_INPUT && (a->rank == 1 || a->rank < 0) && !a->perm && a->slice_axis < 0)
             out.shape_of = a->input; /* the batch size, from the lengths */
     } else if (strcmp(op, "TopK") == 0) {
         /* sorting the lengths: torch.onnx.export's pack_padded_sequence */
         value *a = in_value(im, n, 0, 1), *k = in_value(im, n, 1, 1);
         if (!a || !k)
             return im->err->status;
-        if (a->kind == V_INPUT && a->rank == 1 && !a->perm && a->slice_axis < 0 &&
+        if (a->kind == V_INPUT && (a->rank == 1 || a->rank < 0) && !a->perm && a->slice_axis < 0 &&
             k->kind == V_SHAPE && k->shape_of == a->input) {
             out = *a;
             out.node = n;
@@ -716,10 +716,10 @@ static lstm_status eval_node(importer *im, int n) {
             const Onnx__AttributeProto *ax = attr(nd, "axis");
             if (!a || !ix)
                 return im->err->status;
-            int axis = ax ? (int)ax->i : 0;
-            if (a->rank > 0 && axis < 0)
-                axis += a->rank;
-            if (ix->kind == V_PERM && axis >= 0 && axis < a->rank && axis < 4) {
+            int axis = ax ? (int)ax->i : 0, rank = a->rank < 0 && a->kind == V_INPUT ? 3 : a->rank;
+            if (axis < 0)
+                axis += rank;
+            if (ix->kind == V_PERM && axis >= 0 && axis < rank && axis < 4) {
                 if (!ix->inv && !a->perm && a->kind == V_INPUT && a->slice_axis < 0) {
                     out = *a;
                     out.node = n;
@@ -736,22 +736,24 @@ static lstm_status eval_node(importer *im, int n) {
             value *a = in_value(im, n, 0, 1);
             if (!a)
                 return im->err->status;
-            if ((a->kind == V_SEQ || a->kind == V_INPUT || a->kind == V_STATE) && a->rank > 0 &&
+            const Onnx__AttributeProto *p = attr(nd, "perm");
+            int rank = a->rank < 0 && a->kind == V_INPUT && p && p->n_ints <= 4 ? (int)p->n_ints : a->rank;
+            if ((a->kind == V_SEQ || a->kind == V_INPUT || a->kind == V_STATE) && rank > 0 &&
                 a->slice_axis < 0) {
-                const Onnx__AttributeProto *p = attr(nd, "perm");
                 int perm[4];
-                if (p && p->n_ints != (size_t)a->rank)
+                if (p && p->n_ints != (size_t)rank)
                     return refuse(im, n, "attribute 'perm' does not match the input's rank%s", NULL);
                 int used = 0;
-                for (int d = 0; d < a->rank; d++) {
-                    perm[d] = p ? (int)p->ints[d] : a->rank - 1 - d;
-                    if (perm[d] < 0 || perm[d] >= a->rank || (used & (1 << perm[d])))
+                for (int d = 0; d < rank; d++) {
+                    perm[d] = p ? (int)p->ints[d] : rank - 1 - d;
+                    if (perm[d] < 0 || perm[d] >= rank || (used & (1 << perm[d])))
                         return refuse(im, n, "attribute 'perm' is not a permutation%s", NULL);
                     used |= 1 << perm[d];
                 }
                 out = *a;
                 out.node = n;
-                for (int d = 0; d < a->rank; d++)
+                out.rank = rank;
+                for (int d = 0; d < rank; d++)
                     out.axes[d] = a->axes[perm[d]];
             }
         } else if (strcmp(op, "Reshape") == 0) {
@@ -975,7 +977,7 @@ static lstm_status state_in(importer *im, int n, size_t idx, int which, int k, i
         return lstm_fail(im->err, LSTM_ERR_UNSUPPORTED,
                          "%s: node '%s' (LSTM): %s '%s' is not in the batch order of X",
                          im->file, node_name(im, n), role, name);
-    int ok = v->kind == V_INPUT && v->rank == 3 && v->axes[0] == AX_IN0 &&
+    int ok = v->kind == V_INPUT && (v->rank == 3 || v->rank < 0) && v->axes[0] == AX_IN0 &&
              v->axes[1] == AX_IN0 + 1 && v->axes[2] == AX_IN0 + 2;
     int lo = 0, hi = im->D;
     if (ok && v->slice_axis >= 0) {
@@ -1087,7 +1089,8 @@ static lstm_status rule_lstm(importer *im, int n) {
         return im->err->status;
     int tpos = layout ? 1 : 0, bpos = layout ? 0 : 1;
     if (k == 0) {
-        if (x->kind != V_INPUT || x->rank != 3 || x->slice_axis >= 0 || x->axes[2] != AX_IN0 + 2)
+        if (x->kind != V_INPUT || (x->rank != 3 && x->rank != -1) || x->slice_axis >= 0 ||
+            x->axes[2] != AX_IN0 + 2)
             return x->kind == V_SEQ
                        ? lstm_fail(im->err, LSTM_ERR_UNSUPPORTED, "%s: node '%s' (LSTM): input X '%s': a second LSTM on the same layer; lstm imports one stack",
                                    im->file, nn, xname)
@@ -1336,8 +1339,6 @@ static lstm_status import(importer *im, onnx_import *out) {
         if (vi->type && vi->type->value_case == ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE &&
             vi->type->tensor_type->shape)
             v.rank = (int)vi->type->tensor_type->shape->n_dim;
-        if (v.rank < 0 || v.rank == 3)
-            v.rank = v.rank < 0 ? 3 : v.rank;
         for (int d = 0; d < 4; d++)
             v.axes[d] = AX_IN0 + d;
         if (!define(im, vi->name, &v))
@@ -1358,7 +1359,7 @@ static lstm_status import(importer *im, onnx_import *out) {
     if (g->n_output > ONNX_MAX_IO || g->n_input > ONNX_MAX_IO + g->n_initializer)
         return lstm_fail(im->err, LSTM_ERR_UNSUPPORTED, "%s: more than %d graph inputs or outputs",
                          im->file, ONNX_MAX_IO);
-    int D = im->D, any_y = 0;
+    int D = im->D;
     for (size_t k = 0; k < g->n_output; k++) {
         const char *name = g->output[k]->name ? g->output[k]->name : "";
         value *v = find(im, name);
@@ -1376,7 +1377,6 @@ static lstm_status import(importer *im, onnx_import *out) {
             o->axes[d] = (onnx_axis)v->axes[d];
         if (v->kind == V_SEQ && v->layer == im->L - 1) {
             o->role = ONNX_OUT_Y;
-            any_y = 1;
         } else if (v->kind == V_STATE) {
             o->role = v->which ? ONNX_OUT_C : ONNX_OUT_H;
             o->lo = v->lo;
@@ -1385,7 +1385,6 @@ static lstm_status import(importer *im, onnx_import *out) {
             return cannot(im, -1, "", name, v);
         }
     }
-    (void)any_y;
     /* inputs */
     int nin = 0;
     for (size_t k = 0; k < g->n_input; k++) {
