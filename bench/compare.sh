@@ -1,6 +1,7 @@
 #!/bin/sh
-# compare.sh - lstm against oneDNN's LSTM primitive and PyTorch's nn.LSTM, same cases,
-# interleaved, with the machine's sgemm rate measured in the same run.
+# compare.sh - lstm against oneDNN's LSTM primitive, PyTorch's nn.LSTM and (infer and
+# stream cases) ONNX Runtime, same cases, interleaved, with the machine's sgemm rate
+# measured in the same run.
 #
 #   bench/compare.sh                      # the full table: 3 rounds, 10 repeats (minutes)
 #   bench/compare.sh --quick              # 1 round, 3 repeats: a smoke test
@@ -9,7 +10,9 @@
 # Options: --quick, --rounds N, --repeat R, --cases REGEX (grep -E on the case names),
 # --no-build (use the programs already in build/), --help.
 # Needs: make and OpenBLAS for lstm; libdnnl-dev (oneDNN 2.6) for build/bench/onednn_lstm;
-# Debian's /usr/bin/python3 with torch for bench/torch_lstm.py. A program that fails to
+# Debian's /usr/bin/python3 with torch for bench/torch_lstm.py; node and onnxruntime-node
+# (scripts/install-ort.sh, or LSTM_ORT) for bench/ort_lstm.js, which runs the model
+# `lstm export` writes, intra-op threads = lstm's threads. A program that fails to
 # build or run shows as n/a. Each case runs lstm, oneDNN and PyTorch in turn, round
 # after round, and keeps the best median of each (every program prints the median of
 # R timed runs after two warm-ups). Ratios are times: above 1, lstm is faster. A second
@@ -32,7 +35,7 @@ while [ $# -gt 0 ]; do
     --repeat) REPEAT=$2; shift ;;
     --cases) CASES_RE=$2; shift ;;
     --no-build) BUILD=0 ;;
-    --help | -h) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --help | -h) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "compare.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -71,6 +74,7 @@ run() {
     lstm) set -- ./lstm bench "$@" ;;
     onednn) set -- build/bench/onednn_lstm "$@" ;;
     torch) set -- bench/torch_lstm.py "$@" ;;
+    ort) case "$*" in *train*) return ;; esac; set -- bench/ort_lstm.js "$@" ;;
     lstm-bf16) set -- ./lstm bench "$@" --precision bf16 ;;
     onednn-bf16) set -- build/bench/onednn_lstm "$@" --bf16 ;;
     torch-bf16) set -- bench/torch_lstm.py "$@" --bf16 ;;
@@ -105,7 +109,7 @@ ratio() {
         echo "$1 $2" | awk '{ printf "%.2f", $1 / $3 }'; fi
 }
 
-echo "# lstm vs oneDNN vs PyTorch, $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -m), $(nproc) cores"
+echo "# lstm vs oneDNN vs PyTorch vs ONNX Runtime, $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -m), $(nproc) cores"
 echo
 grep -m1 'model name' /proc/cpuinfo | sed 's/.*: /CPU: /'
 echo "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}; $ROUNDS round(s) of $REPEAT timed runs, best median kept"
@@ -125,11 +129,11 @@ fi
 echo
 BF16_ROWS=$(mktemp)
 trap 'rm -f "$BF16_ROWS"' EXIT
-echo "| case | lstm ms | oneDNN ms | PyTorch ms | lstm GFLOP/s | of peak | oneDNN/lstm | PyTorch/lstm |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+echo "| case | lstm ms | oneDNN ms | PyTorch ms | ORT ms | lstm GFLOP/s | of peak | oneDNN/lstm | PyTorch/lstm | ORT/lstm |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 echo "$CASES" | while IFS='|' read -r name args; do
     echo "$name" | grep -Eq -- "$CASES_RE" || continue
-    l='' o='' t='' lb='' ob='' tb=''
+    l='' o='' t='' n='' lb='' ob='' tb=''
     r=0
     while [ $r -lt "$ROUNDS" ]; do
         # shellcheck disable=SC2086 # args is a word list
@@ -139,6 +143,8 @@ echo "$CASES" | while IFS='|' read -r name args; do
         # shellcheck disable=SC2086
         t=$(best "$t" "$(run torch $args)")
         # shellcheck disable=SC2086
+        n=$(best "$n" "$(run ort $args)")
+        # shellcheck disable=SC2086
         lb=$(best "$lb" "$(run lstm-bf16 $args)")
         # shellcheck disable=SC2086
         ob=$(best "$ob" "$(run onednn-bf16 $args)")
@@ -146,8 +152,8 @@ echo "$CASES" | while IFS='|' read -r name args; do
         tb=$(best "$tb" "$(run torch-bf16 $args)")
         r=$((r + 1))
     done
-    echo "| $name | $(fmt "$l" 1) | $(fmt "$o" 1) | $(fmt "$t" 1) | $(fmt "$l" 2) | $(share "$l" "$PEAK") |" \
-        "$(ratio "$o" "$l") | $(ratio "$t" "$l") |"
+    echo "| $name | $(fmt "$l" 1) | $(fmt "$o" 1) | $(fmt "$t" 1) | $(fmt "$n" 1) | $(fmt "$l" 2) | $(share "$l" "$PEAK") |" \
+        "$(ratio "$o" "$l") | $(ratio "$t" "$l") | $(ratio "$n" "$l") |"
     echo "| $name | $(fmt "$lb" 1) | $(fmt "$ob" 1) | $(fmt "$tb" 1) | $(fmt "$lb" 2) | $(share "$lb" "$PEAK_BF16") |" \
         "$(ratio "$ob" "$lb") | $(ratio "$tb" "$lb") | $(ratio "$o" "$lb") |" >>"$BF16_ROWS"
 done

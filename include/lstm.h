@@ -55,7 +55,8 @@ extern "C" {
  * program built against 0.1 must be rebuilt: the soname is liblstm.so.1);
  * added lstm_fail, lstm_ok, lstm_read_file, lstm_write_file_atomic,
  * lstm_params_set, lstm_schedule_rate, lstm_checkpoint_config, lstm_comm,
- * LSTM_ERR_NONFINITE, and fields of lstm_train_config and lstm_eval. */
+ * LSTM_ERR_NONFINITE, lstm_model_features, lstm_model_feature, and fields of
+ * lstm_train_config and lstm_eval. */
 #define LSTM_VERSION "0.2.0"
 
 /* ------------------------------------------------------------------ */
@@ -695,6 +696,13 @@ LSTM_API int lstm_model_labels(const lstm_model *m);
 LSTM_API const char *lstm_model_label(const lstm_model *m, int i);
 /* Number of trainable values. */
 LSTM_API size_t lstm_model_size(const lstm_model *m);
+/* The embedded features of each token, in the order their embeddings are
+ * concatenated into the LSTM's input: feature i's table is the tensor
+ * "embedding.<name>.weight" (rows: its vocabulary, metadata
+ * "lstm.vocab.<name>"), *dim its width (dim may be NULL). NULL for i out
+ * of range. For exporting a model's graph (lstm export). */
+LSTM_API int lstm_model_features(const lstm_model *m);
+LSTM_API const char *lstm_model_feature(const lstm_model *m, int i, int *dim);
 
 typedef struct {
     lstm_task task;

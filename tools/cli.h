@@ -66,5 +66,7 @@ int cmd_eval(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
+int cmd_convert(int argc, char **argv); /* cmd_onnx.c */
+int cmd_export(int argc, char **argv);
 
 #endif

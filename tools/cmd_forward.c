@@ -6,7 +6,43 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef LSTM_HAVE_ONNX
+#include "onnx.h"
+#endif
+
 static const char *V = "forward";
+
+/* MODEL.onnx: imported (as lstm convert does) into a state_dict in memory;
+ * *batch_first becomes the graph's layout. NULL after an error message. */
+static lstm_st *open_onnx(const char *path, int *batch_first) {
+#ifdef LSTM_HAVE_ONNX
+    char *buf;
+    size_t len;
+    void *st_buf = NULL;
+    lstm_error err;
+    onnx_import imp;
+    lstm_st *st = NULL;
+    if (lstm_read_file(path, &buf, &len, &err)) {
+        cli_error(V, "%s", err.msg);
+        return NULL;
+    }
+    lstm_status s = onnx_import_lstm(buf, len, path, NULL, 0, &imp, &err);
+    free(buf);
+    if (!s && !(s = lstm_st_writer_to_memory(imp.weights, &st_buf, &len, &err)))
+        st = lstm_st_from_memory(st_buf, len, path, &err);
+    if (!s)
+        *batch_first = imp.cfg.batch_first;
+    free(st_buf);
+    onnx_import_free(&imp);
+    if (!st)
+        cli_error(V, "%s", err.msg);
+    return st;
+#else
+    (void)batch_first;
+    cli_error(V, "%s: this build lacks ONNX support (libprotobuf-c, protoc-c)", path);
+    return NULL;
+#endif
+}
 
 /* The prefix under which the file holds weight_ih_l0 ("" or "lstm." ...),
  * or NULL (after an error message) when there is none or more than one. */
@@ -81,7 +117,9 @@ int cmd_forward(int argc, char **argv) {
                       "Runs the nn.LSTM whose state_dict is in MODEL (its configuration read from\n"
                       "the tensor names and shapes) on INPUT's tensors: input (T,B,I), or (B,T,I)\n"
                       "with --batch-first; optional h0 (L*D,B,Hout), c0 (L*D,B,H), lengths (B) as\n"
-                      "pack_padded_sequence takes them. Writes output, h_n and c_n to OUTPUT.",
+                      "pack_padded_sequence takes them. Writes output, h_n and c_n to OUTPUT.\n"
+                      "MODEL may be an ONNX model of LSTM nodes (MODEL.onnx, see lstm convert): then\n"
+                      "the input is batch-first when the graph's is.",
                       opts, argc, argv, pos, 3, &npos);
     if (r)
         return r == 2 ? 0 : 1;
@@ -99,7 +137,15 @@ int cmd_forward(int argc, char **argv) {
     lstm_st_writer *w = NULL;
     char pbuf[512];
 
-    if (!(model = lstm_st_open(pos[0], &err)) || !(in = lstm_st_open(pos[1], &err))) {
+    size_t ml = strlen(pos[0]);
+    if (ml > 5 && strcmp(pos[0] + ml - 5, ".onnx") == 0) {
+        if (!(model = open_onnx(pos[0], &batch_first)))
+            goto out;
+    } else if (!(model = lstm_st_open(pos[0], &err))) {
+        cli_error(V, "%s", err.msg);
+        goto out;
+    }
+    if (!(in = lstm_st_open(pos[1], &err))) {
         cli_error(V, "%s", err.msg);
         goto out;
     }

@@ -15,6 +15,8 @@ static const struct {
     {"predict", cmd_predict, "label texts (classify) or tag sentences (tag)"},
     {"sample", cmd_sample, "generate text from a character language model"},
     {"bench", cmd_bench, "time training, inference or streaming of an LSTM"},
+    {"convert", cmd_convert, "import an ONNX model of LSTM nodes as an nn.LSTM state_dict"},
+    {"export", cmd_export, "write an nn.LSTM state_dict as an ONNX model"},
     {"plot", cmd_plot, "draw a training log's loss and metric curves as an SVG"},
 };
 

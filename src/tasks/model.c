@@ -230,6 +230,16 @@ const char *lstm_model_label(const lstm_model *m, int i) {
     return i >= 0 && i < m->nlabels ? m->labels[i] : NULL;
 }
 
+int lstm_model_features(const lstm_model *m) { return m->nfeat; }
+
+const char *lstm_model_feature(const lstm_model *m, int i, int *dim) {
+    if (i < 0 || i >= m->nfeat)
+        return NULL;
+    if (dim)
+        *dim = m->feat[i].dim;
+    return m->feat[i].name;
+}
+
 size_t lstm_model_size(const lstm_model *m) {
     size_t n = 0;
     for (int i = 0; i < lstm_params_count(m->p); i++)
