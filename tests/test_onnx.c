@@ -515,7 +515,7 @@ static int task_data(const char *model, const char *data, const char *out) {
             goto done;
     }
     batch_stats bs;
-    if ((s = model_batch_run(m, ctx, &b, 0, NULL, &bs, &err)))
+    if ((s = model_batch_run(m, ctx, &b, 0, NULL, NULL, &bs, &err)))
         goto done;
     int T = b.T, B = b.B, C = m->nout, pooled = m->ops->pooled;
     size_t rows = pooled ? (size_t)B : (size_t)T * B;
