@@ -30,9 +30,10 @@ LDFLAGS ?=
 INC_core    := -Iinclude -Isrc/core
 INC_objects := -Iinclude -Isrc/objects -Isrc/core
 INC_tasks   := -Iinclude -Isrc/tasks
+INC_embed   := -Iinclude
 INC_public  := -Iinclude
 INC_inside  := -Iinclude -Isrc/core -Isrc/objects -Isrc/tasks
-HEADERS     := include/lstm.h $(wildcard src/*/*.h)
+HEADERS     := include/lstm.h include/lstm_embed.h $(wildcard src/*/*.h)
 
 SAN ?= 0
 ifeq ($(SAN),1)
@@ -113,8 +114,14 @@ all: lstm lib examples
 lib: $(STATIC) $(SHARED) $(BUILD)/lstm.pc
 
 # src/WING/x.c with the include path of its wing.
-$(BUILD)/src/%.o: src/%.c $(HEADERS) | $(BUILD)/src/core $(BUILD)/src/objects $(BUILD)/src/tasks
+$(BUILD)/src/%.o: src/%.c $(HEADERS) | $(BUILD)/src/core $(BUILD)/src/objects $(BUILD)/src/tasks $(BUILD)/src/embed
 	$(CC) $(INC_$(firstword $(subst /, ,$*))) $(CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
+
+# The embeddable runtime (src/embed, include/lstm_embed.h) is C99, with
+# float expressions never fused into FMAs: its outputs are the same bits on
+# every IEEE machine (docs/DESIGN.md, "The embeddable runtime").
+EMBED_CFLAGS := -std=c99 -pedantic -ffp-contract=off
+$(BUILD)/src/embed/%.o: ALL_CFLAGS += $(EMBED_CFLAGS)
 
 # The optimizers' element-wise loops are worth vectorising (sqrt, divide).
 $(BUILD)/src/objects/optim.o: ALL_CFLAGS += -O3 -fno-math-errno
@@ -168,7 +175,7 @@ $(BUILD)/examples/%: examples/%.c $(STATIC) | $(BUILD)/examples
 $(BUILD)/bench/%: bench/%.c $(STATIC) | $(BUILD)/bench
 	$(CC) $(INC_inside) $(CPPFLAGS) $(ALL_CFLAGS) -o $@ $< $(STATIC) $(LIBS)
 
-$(BUILD)/src/core $(BUILD)/src/objects $(BUILD)/src/tasks $(BUILD)/f64 $(BUILD)/fuzz $(BUILD)/tools $(BUILD)/tests $(BUILD)/examples $(BUILD)/bench $(BUILD):
+$(BUILD)/src/core $(BUILD)/src/objects $(BUILD)/src/tasks $(BUILD)/src/embed $(BUILD)/f64 $(BUILD)/fuzz $(BUILD)/tools $(BUILD)/tests $(BUILD)/examples $(BUILD)/bench $(BUILD):
 	mkdir -p $@
 
 examples: $(EXAMPLES)

@@ -817,6 +817,28 @@ LSTM_API lstm_model *lstm_train(const lstm_model_config *mc, const lstm_train_co
 LSTM_API lstm_status lstm_checkpoint_config(const char *path, lstm_model_config *mc,
                                             lstm_train_config *tc, lstm_error *err);
 
+/* ------------------------------------------------------------------ */
+/* The embeddable runtime's model from a file (include/lstm_embed.h holds
+ * the runtime itself, which needs none of this library). */
+
+struct lstm_embed_model;
+typedef struct lstm_embed_host lstm_embed_host;
+
+/* The runtime's description of a model file, its arrays owned by the
+ * result: a task model (lm, classify, tag; metadata lstm.task), float or
+ * int8-rowwise (each quantized matrix NAME as NAME.int8, I8 (rows, cols),
+ * and NAME.scale, F32 (rows); embeddings and the decoder may be either),
+ * or, without lstm.task, a bare nn.LSTM state_dict whose names share a
+ * prefix, as lstm forward reads them. Configuration from the names and
+ * shapes; labels (lstm.labels) and the lm's byte vocabulary
+ * (lstm.vocab.byte) from the metadata. LSTM_ERR_SHAPE names a missing or
+ * misshapen tensor, LSTM_ERR_FORMAT bad metadata or int8 values outside
+ * [-127, 127], LSTM_ERR_NONFINITE a weight or scale that is not finite. */
+LSTM_API lstm_embed_host *lstm_embed_host_load(const lstm_st *st, lstm_error *err);
+/* The description (valid until lstm_embed_host_free). */
+LSTM_API const struct lstm_embed_model *lstm_embed_host_model(const lstm_embed_host *h);
+LSTM_API void lstm_embed_host_free(lstm_embed_host *h);
+
 #ifdef __cplusplus
 }
 #endif
