@@ -169,6 +169,11 @@ $(BUILD)/tests/test_grad: tests/test_grad.c tests/check.h $(F64_OBJS) | $(BUILD)
 $(BUILD)/tests/%: tests/%.c tests/check.h $(STATIC) | $(BUILD)/tests
 	$(CC) $(INC_inside) $(CPPFLAGS) $(ALL_CFLAGS) -o $@ $< $(STATIC) $(LIBS)
 
+# The embedded runtime's test driver, reading models from files
+# (tests/cli/embed.sh builds it again from exported C, natively and for ARM).
+$(BUILD)/tests/embed_driver: tests/embed/driver.c $(STATIC) | $(BUILD)/tests
+	$(CC) $(INC_public) $(CPPFLAGS) $(ALL_CFLAGS) -DDRIVER_FROM_FILES -o $@ $< $(STATIC) $(LIBS)
+
 $(BUILD)/examples/%: examples/%.c $(STATIC) | $(BUILD)/examples
 	$(CC) $(INC_public) $(CPPFLAGS) $(ALL_CFLAGS) -o $@ $< $(STATIC) $(LIBS)
 
@@ -184,7 +189,7 @@ examples: $(EXAMPLES)
 # built and run twice, plainly and under AddressSanitizer + UBSan. The last
 # line is the total, "N passed, N failed".
 FUZZ_REPLAYS := $(patsubst fuzz/fuzz_%.c,$(BUILD)/fuzz/replay_%,$(wildcard fuzz/fuzz_*.c))
-TEST_BINS = $(TESTS) $(BUILD)/lstm $(EXAMPLES) $(FUZZ_REPLAYS)
+TEST_BINS = $(TESTS) $(BUILD)/lstm $(EXAMPLES) $(FUZZ_REPLAYS) $(BUILD)/tests/embed_driver
 
 test: $(TEST_BINS)
 	$(MAKE) --no-print-directory SAN=1 test-bins

@@ -15,6 +15,7 @@ static const struct {
     {"predict", cmd_predict, "label texts (classify) or tag sentences (tag)"},
     {"sample", cmd_sample, "generate text from a character language model"},
     {"bench", cmd_bench, "time training, inference or streaming of an LSTM"},
+    {"export-c", cmd_export_c, "write a model as C source for the embeddable runtime"},
     {"plot", cmd_plot, "draw a training log's loss and metric curves as an SVG"},
 };
 
