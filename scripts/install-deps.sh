@@ -9,6 +9,8 @@
 #   scripts/install-deps.sh            # build dependencies
 #   scripts/install-deps.sh --mpi      # and Open MPI, for training on several processes
 #   scripts/install-deps.sh --demo     # and npm, for make demo
+#   scripts/install-deps.sh --embed    # and the ARM cross compiler and qemu-arm (make test runs
+#                                      # the embeddable runtime on ARM with them)
 #   scripts/install-deps.sh PKG...     # and these Debian packages too
 set -eu
 pkgs=(build-essential pkg-config libjansson-dev libopenblas-dev)
@@ -16,7 +18,8 @@ for a in "$@"; do
     case $a in
     --demo) command -v npm >/dev/null 2>&1 || pkgs+=(npm) ;;
     --mpi) pkgs+=(openmpi-bin libopenmpi-dev) ;;
-    -h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --embed) pkgs+=(gcc-arm-linux-gnueabihf libc6-dev-armhf-cross qemu-user) ;;
+    -h | --help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "install-deps.sh: unknown option $a" >&2; exit 2 ;;
     *) pkgs+=("$a") ;;
     esac
