@@ -127,7 +127,7 @@ typedef struct {
     float *x;      /* in_dim: a step's input (embeddings side by side) */
     float *pooled; /* out_dim */
     float *out;    /* decoder.rows: logits the caller did not ask for */
-    float *seq[2]; /* [max_steps][out_dim] each, bidirectional only */
+    float *seq[2]; /* [max_steps][out_dim] each, bidirectional only (or empty) */
     int8_t *qa;    /* max_cols: a quantized activation vector */
 } lstm_embed_ctx;
 
@@ -136,15 +136,18 @@ typedef struct {
 LSTM_EMBED_API int lstm_embed_check(const lstm_embed_model *m);
 
 /* The bytes of arena that lstm_embed_init needs for the model, for
- * sequences of at most max_steps steps (only bidirectional models depend
- * on it; streaming models take 0). 0 when the model is inconsistent. */
+ * sequences of at most max_steps steps. Only bidirectional models depend
+ * on max_steps (the reverse direction needs the whole sequence of the
+ * layer below): a tagger always, and a classifier or a bare LSTM of two
+ * layers or more; for the others any length runs and max_steps may be 0.
+ * 0 when the model is inconsistent. */
 LSTM_EMBED_API size_t lstm_embed_arena_size(const lstm_embed_model *m, int max_steps);
 
 /* Lays ctx out in the arena (size bytes, aligned to 4 bytes at least;
  * the caller owns it and keeps it while ctx is used) and zeroes the state.
  * LSTM_EMBED_ERR_ARENA when size is too small or the arena misaligned. */
-LSTM_EMBED_API int lstm_embed_init(lstm_embed_ctx *ctx, const lstm_embed_model *m, int max_steps, void *arena,
-                    size_t size);
+LSTM_EMBED_API int lstm_embed_init(lstm_embed_ctx *ctx, const lstm_embed_model *m, int max_steps,
+                                   void *arena, size_t size);
 
 /* The zero state (h, c), as PyTorch's default initial state. */
 LSTM_EMBED_API void lstm_embed_reset(lstm_embed_ctx *ctx);
@@ -156,7 +159,8 @@ LSTM_EMBED_API int lstm_embed_step(lstm_embed_ctx *ctx, const float *x, float *y
 /* Any model: the LSTM over a whole sequence x (T, I) from the state in
  * ctx->h, ctx->c (h0, c0: zero after init or reset), into y (T, D*Ho): the forward direction in y[t][0..Ho), the reverse in
  * y[t][Ho..2Ho), as nn.LSTM's output. The state after it is in ctx->h,
- * ctx->c as nn.LSTM's h_n, c_n. T >= 1; bidirectional: T <= max_steps. */
+ * ctx->c as nn.LSTM's h_n, c_n. T >= 1 (and T <= max_steps where the
+ * arena depends on it, see lstm_embed_arena_size). */
 LSTM_EMBED_API int lstm_embed_run(lstm_embed_ctx *ctx, const float *x, int T, float *y);
 
 /* lm: feeds one byte id (0 <= id < vocabulary; model->byte_ids maps a byte

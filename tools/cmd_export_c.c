@@ -70,6 +70,33 @@ static void c_string(FILE *f, const char *s) {
     fputc('"', f);
 }
 
+static size_t matrix_bytes(const lstm_embed_matrix *a) {
+    size_t n = (size_t)a->rows * (size_t)a->cols;
+    return a->w ? n * sizeof(float) : n + (size_t)a->rows * sizeof(float);
+}
+
+/* The bytes of constant data the model's arrays hold (weights, scales,
+ * biases, the lm's byte maps; labels aside). */
+static size_t model_bytes(const lstm_embed_model *m) {
+    int K = m->num_layers * (m->bidirectional ? 2 : 1);
+    size_t n = 0;
+    for (int k = 0; k < K; k++) {
+        n += matrix_bytes(&m->w_ih[k]) + matrix_bytes(&m->w_hh[k]);
+        if (m->proj_size)
+            n += matrix_bytes(&m->w_hr[k]);
+        if (m->b_ih)
+            n += 2 * 4 * (size_t)m->hidden_size * sizeof(float);
+    }
+    if (m->task != LSTM_EMBED_BARE) {
+        for (int e = 0; e < m->nfeat; e++)
+            n += matrix_bytes(&m->embedding[e]);
+        n += matrix_bytes(&m->decoder) + (size_t)m->decoder.rows * sizeof(float);
+    }
+    if (m->byte_ids)
+        n += 256 * sizeof(int16_t) + (size_t)m->embedding[0].rows;
+    return n;
+}
+
 static const char *task_names[] = {"LSTM_EMBED_BARE", "LSTM_EMBED_LM", "LSTM_EMBED_CLASSIFY",
                                    "LSTM_EMBED_TAG"};
 
@@ -83,7 +110,8 @@ static void write_model(FILE *f, const lstm_embed_model *m, const char *name, co
             task_names[m->task], m->input_size, m->hidden_size, m->proj_size, m->num_layers,
             m->bidirectional ? "bidirectional" : "unidirectional",
             m->w_hh[0].q ? "int8-rowwise" : "float");
-    if (m->bidirectional)
+    fprintf(f, " * Constant data (weights, scales, biases): %zu bytes.\n", model_bytes(m));
+    if (lstm_embed_arena_size(m, 64) != lstm_embed_arena_size(m, 0))
         fprintf(f, " * Arena (lstm_embed_arena_size(&%s, max_steps)): %zu bytes for sequences "
                    "of up to 64 steps, %zu for 256.\n", name, lstm_embed_arena_size(m, 64),
                 lstm_embed_arena_size(m, 256));
@@ -173,12 +201,15 @@ static void write_model(FILE *f, const lstm_embed_model *m, const char *name, co
 
 int cmd_export_c(int argc, char **argv) {
     const char *name = "lstm_model";
+    int lstm_only = 0;
     cli_opt opts[] = {{"name", OPT_STR, &name, "NAME",
                        "the C name of the model (lstm_model); arrays are NAME_..."},
+                      {"lstm-only", OPT_FLAG, &lstm_only, NULL,
+                       "a task model's LSTM alone (a bare model: no embeddings, no decoder)"},
                       OPT_END};
     const char *pos[2];
     int npos;
-    int r = cli_parse(V, "lstm export-c MODEL OUT.c [--name NAME]",
+    int r = cli_parse(V, "lstm export-c MODEL OUT.c [--name NAME] [--lstm-only]",
                       "Writes MODEL (a model of lstm train, float or int8-rowwise as lstm quantize\n"
                       "writes it, or an nn.LSTM state_dict) as C source for the embeddable runtime\n"
                       "(include/lstm_embed.h): constant arrays and `const lstm_embed_model NAME`.\n"
@@ -207,7 +238,18 @@ int cmd_export_c(int argc, char **argv) {
         return cli_error(V, "out of memory");
     }
     const char *base = strrchr(pos[0], '/');
-    write_model(f, lstm_embed_host_model(h), name, base ? base + 1 : pos[0]);
+    lstm_embed_model m = *lstm_embed_host_model(h);
+    if (lstm_only) { /* the LSTM's arrays only */
+        lstm_embed_model bare = {0};
+        bare.task = LSTM_EMBED_BARE;
+        bare.input_size = m.input_size, bare.hidden_size = m.hidden_size;
+        bare.proj_size = m.proj_size, bare.num_layers = m.num_layers;
+        bare.bidirectional = m.bidirectional;
+        bare.w_ih = m.w_ih, bare.w_hh = m.w_hh, bare.w_hr = m.w_hr;
+        bare.b_ih = m.b_ih, bare.b_hh = m.b_hh;
+        m = bare;
+    }
+    write_model(f, &m, name, base ? base + 1 : pos[0]);
     int bad = ferror(f);
     bad |= fclose(f) != 0;
     lstm_embed_host_free(h);

@@ -150,7 +150,14 @@ static int layout(const lstm_embed_model *m, int max_steps, size_t off[A_END + 1
     uint64_t T = m->bidirectional ? (uint64_t)max_steps : 0;
     uint64_t cols = I > out ? I : out;
     cols = cols > H ? cols : H;
-    uint64_t n[A_END] = {L * D * Ho, L * D * H, 4 * H, H, I, out, V, T * out, T * out,
+    /* bidirectional: the outputs of the layers below the last (they are the
+     * input of the next), and for tag the last one's too; layer l's go to
+     * seq[l & 1] (lstm_embed_run writes the last into the caller's y,
+     * classify sums it into pooled) */
+    uint64_t nseq = m->task == LSTM_EMBED_TAG ? L : L - 1;
+    nseq = nseq > 2 ? 2 : nseq;
+    uint64_t n[A_END] = {L * D * Ho, L * D * H, 4 * H, H, I, out, V,
+                         nseq > 0 ? T * out : 0, nseq > 1 ? T * out : 0,
                          (cols + 3) >> 2};
     uint64_t o = 0;
     for (int i = 0; i < A_END; i++) {
@@ -328,29 +335,43 @@ static int ids_ok(const lstm_embed_model *m, const int32_t *ids, int T) {
 }
 
 /* A bidirectional model over T steps from the state in ctx, layer by layer;
- * layer 0's input is x (T, I) or the embeddings of ids. Returns the buffer
- * (T, D*Ho) holding the last layer's output. */
-static const float *run_bidir(lstm_embed_ctx *ctx, const float *x, const int32_t *ids, int T) {
+ * layer 0's input is x (T, I) or the embeddings of ids. Layer l's output
+ * (T, D*Ho) goes to ctx->seq[l & 1], the last layer's to last (T, D*Ho),
+ * or, when last is NULL, summed over the steps into ctx->pooled (which the
+ * caller zeroed). */
+static void run_bidir(lstm_embed_ctx *ctx, const float *x, const int32_t *ids, int T,
+                      float *last) {
     const lstm_embed_model *m = ctx->m;
-    int H = m->hidden_size, Ho = ctx->Ho, D = ctx->D, out = ctx->out_dim;
+    int H = m->hidden_size, Ho = ctx->Ho, D = ctx->D, out = ctx->out_dim, L = m->num_layers;
     const float *in = NULL;
-    float *dst = NULL;
-    for (int l = 0; l < m->num_layers; l++) {
-        dst = ctx->seq[l & 1];
+    for (int l = 0; l < L; l++) {
+        float *dst = l == L - 1 ? last : ctx->seq[l & 1];
         for (int d = 0; d < D; d++) {
             int k = l * D + d;
             float *h = ctx->h + (size_t)k * Ho, *c = ctx->c + (size_t)k * H;
+            float *pool = ctx->pooled + (size_t)d * Ho;
             for (int s = 0; s < T; s++) {
                 int t = d ? T - 1 - s : s;
                 const float *xt = l ? in + (size_t)t * out
                                     : ids ? embed(ctx, ids, t) : x + (size_t)t * m->input_size;
                 cell(ctx, k, xt, h, c);
-                memcpy(dst + (size_t)t * out + (size_t)d * Ho, h, sizeof(float) * Ho);
+                if (dst)
+                    memcpy(dst + (size_t)t * out + (size_t)d * Ho, h, sizeof(float) * Ho);
+                else
+                    for (int j = 0; j < Ho; j++)
+                        pool[j] += h[j];
             }
         }
         in = dst;
     }
-    return dst;
+}
+
+/* Whether a bidirectional model's sequence of T steps fits the arena: the
+ * layers below the last keep their outputs there, and so does the last one
+ * when `last_kept` (tag). */
+static int bidir_fits(const lstm_embed_ctx *ctx, int T, int last_kept) {
+    return !ctx->m->bidirectional || (ctx->m->num_layers < 2 && !last_kept) ||
+           T <= ctx->max_steps;
 }
 
 /* logits = decoder y + bias; the index of the largest (first of equals). */
@@ -379,11 +400,11 @@ int lstm_embed_step(lstm_embed_ctx *ctx, const float *x, float *y) {
 }
 
 int lstm_embed_run(lstm_embed_ctx *ctx, const float *x, int T, float *y) {
-    if (!x || !y || T < 1 || (ctx->m->bidirectional && T > ctx->max_steps))
+    if (!x || !y || T < 1 || !bidir_fits(ctx, T, 0))
         return LSTM_EMBED_ERR_ARG;
     size_t out = (size_t)ctx->out_dim, I = (size_t)ctx->in_dim;
     if (ctx->m->bidirectional) {
-        memcpy(y, run_bidir(ctx, x, NULL, T), sizeof(float) * out * (size_t)T);
+        run_bidir(ctx, x, NULL, T, y);
         return LSTM_EMBED_OK;
     }
     for (int t = 0; t < T; t++)
@@ -402,7 +423,7 @@ int lstm_embed_lm_step(lstm_embed_ctx *ctx, int32_t id, float *logits) {
 /* The checks shared by classify and tag. */
 static int sequence_ok(lstm_embed_ctx *ctx, lstm_embed_task task, const int32_t *ids, int T) {
     const lstm_embed_model *m = ctx->m;
-    return m->task == task && T >= 1 && (!m->bidirectional || T <= ctx->max_steps) &&
+    return m->task == task && T >= 1 && bidir_fits(ctx, T, task == LSTM_EMBED_TAG) &&
            ids_ok(m, ids, T);
 }
 
@@ -412,13 +433,11 @@ int lstm_embed_classify(lstm_embed_ctx *ctx, const int32_t *ids, int T, float *l
     int out = ctx->out_dim;
     float *pooled = ctx->pooled;
     memset(pooled, 0, sizeof(float) * out);
-    /* mean pooling over the T real steps: a sum in step order, then / T */
+    /* mean pooling over the T real steps: a sum in the order each direction
+     * runs, then / T */
     lstm_embed_reset(ctx);
     if (ctx->m->bidirectional) {
-        const float *y = run_bidir(ctx, NULL, ids, T);
-        for (int t = 0; t < T; t++)
-            for (int j = 0; j < out; j++)
-                pooled[j] += y[(size_t)t * out + j];
+        run_bidir(ctx, NULL, ids, T, NULL);
     } else {
         for (int t = 0; t < T; t++) {
             const float *y = layers_step(ctx, embed(ctx, ids, t));
@@ -436,7 +455,12 @@ int lstm_embed_tag(lstm_embed_ctx *ctx, const int32_t *ids, int T, float *logits
         return LSTM_EMBED_ERR_ARG;
     size_t V = (size_t)ctx->m->decoder.rows, out = (size_t)ctx->out_dim;
     lstm_embed_reset(ctx);
-    const float *ys = ctx->m->bidirectional ? run_bidir(ctx, NULL, ids, T) : NULL;
+    const float *ys = NULL;
+    if (ctx->m->bidirectional) {
+        float *buf = ctx->seq[(ctx->m->num_layers - 1) & 1];
+        run_bidir(ctx, NULL, ids, T, buf);
+        ys = buf;
+    }
     for (int t = 0; t < T; t++) {
         const float *y = ys ? ys + (size_t)t * out : layers_step(ctx, embed(ctx, ids, t));
         int best = decode(ctx, y, logits ? logits + (size_t)t * V : ctx->out);

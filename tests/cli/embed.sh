@@ -107,6 +107,12 @@ else
     echo "ok skipping the ARM build: no $ARMCC or qemu-arm (scripts/install-deps.sh --embed)"
 fi
 
+# --lstm-only: the LSTM of a task model as a bare model that builds
+run "export-c --lstm-only" "$L" export-c "$tmp/lm.st" "$tmp/lm_lstm.c" --name lm_lstm --lstm-only
+grep -q "LSTM_EMBED_BARE" "$tmp/lm_lstm.c" && ! grep -q "decoder" "$tmp/lm_lstm.c" && ok ||
+    bad "--lstm-only wrote a task model"
+run "the --lstm-only C builds" cc "${EMBED_CFLAGS[@]}" -c "$tmp/lm_lstm.c" -o "$tmp/lm_lstm.o"
+
 # ---- bad input ----------------------------------------------------------------
 refuse "export-c of a file that is not there" "no-such" "$L" export-c "$tmp/no-such.st" "$tmp/x.c"
 refuse "export-c with a bad --name" "not a C identifier" "$L" export-c "$tmp/lm.st" "$tmp/x.c" --name 9x
