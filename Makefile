@@ -86,6 +86,9 @@ LIB_OBJS  += $(BUILD)/src/core/kernels_f32_generic.o
 ifneq ($(filter x86_64 amd64,$(shell uname -m)),)
 LIB_OBJS  += $(BUILD)/src/core/kernels_f32_avx2.o $(BUILD)/src/core/kernels_f32_avx512.o \
              $(BUILD)/src/core/kernels_f32_avx512bf16.o $(BUILD)/src/core/kernels_bf16_avx512bf16.o
+# int8: kernels_int8.c compiled plain (reference, driver) and per set
+LIB_OBJS  += $(BUILD)/src/core/kernels_int8_avx2.o $(BUILD)/src/core/kernels_int8_avxvnni.o \
+             $(BUILD)/src/core/kernels_int8_avx512vnni.o
 ALL_CFLAGS += -DLSTM_X86_KERNELS
 endif
 endif
@@ -135,6 +138,14 @@ ISA_FLAGS_avx512bf16 := -mavx512f -mavx512dq -mavx512bw -mavx512vl -mavx512bf16 
 
 $(BUILD)/src/core/kernels_f32_%.o: $(F32_SRC) $(HEADERS) | $(BUILD)/src/core
 	$(CC) $(INC_core) $(CPPFLAGS) $(ALL_CFLAGS) -DKERNEL_ISA=$* $(ISA_FLAGS_$*) -c $< -o $@
+# int8 sets: products in integers, floats written by one shared function
+INT8_FLAGS_avx2       := -mavx2 -mfma
+INT8_FLAGS_avxvnni    := -mavx2 -mfma -mavxvnni
+INT8_FLAGS_avx512vnni := -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx2 -mfma
+$(BUILD)/src/core/kernels_int8_%.o: src/core/kernels_int8.c $(HEADERS) | $(BUILD)/src/core
+	$(CC) $(INC_core) $(CPPFLAGS) $(ALL_CFLAGS) -ffp-contract=off -DKERNEL_ISA=$* $(INT8_FLAGS_$*) -c $< -o $@
+$(BUILD)/src/core/kernels_int8.o: ALL_CFLAGS += -ffp-contract=off
+
 $(BUILD)/src/core/kernels_bf16_%.o: $(BF16_SRC) $(HEADERS) | $(BUILD)/src/core
 	$(CC) $(INC_core) $(CPPFLAGS) $(ALL_CFLAGS) -DKERNEL_ISA=$* $(ISA_FLAGS_$*) -c $< -o $@
 

@@ -347,7 +347,7 @@ static void test_set(const nn_kernels *k, lstm_kernels which, const char *name, 
     KS = k, kname = name, bf = is_bf16;
     lstm_rng_seed(&rng, 2026);
     nn_scratch s1 = {0}, s2 = {0};
-    nn_ctx one = {k, NULL, &s1}, two = {k, nn_pool_create(2), &s2};
+    nn_ctx one = {k, NULL, &s1, NULL}, two = {k, nn_pool_create(2), &s2, NULL};
     test_gemm(&one, &two);
     test_pgemm(&one, &two);
     test_cell(&one, &two);
