@@ -25,14 +25,16 @@
  *             streaming step, or a whole sequence
  *
  * The LSTM is PyTorch's nn.LSTM, gate order i, f, g, o:
- *   gates = W_ih x + b_ih + W_hh h + b_hh
+ *   gates = (W_ih x + W_hh h) + (b_ih + b_hh)   (in this order)
  *   c' = sigmoid(f) * c + sigmoid(i) * tanh(g);  h' = sigmoid(o) * tanh(c')
  *   with proj_size: h' = W_hr (sigmoid(o) * tanh(c'))
  * A quantized matrix (int8, one float scale per row: w[r][c] = scale[r] *
  * q[r][c]) multiplies a vector a by quantizing a on the fly: m = max |a_j|;
  * m == 0 gives 0; else q_a = round-half-even(a_j * (127 / m)), the exact
  * int32 sum acc = sum q_a q_w, and the result (float)acc * ((m / 127) *
- * scale[r]) (the "int8-rowwise" format, docs/DESIGN.md).
+ * scale[r]) (the "int8-rowwise" format, docs/DESIGN.md, "int8"; x and h
+ * are quantized separately; biases, embeddings and the arithmetic between
+ * products stay float).
  *
  * Arithmetic: float (IEEE single) +, -, *, / only, in a fixed order, and
  * int32 sums. Built without contraction into fused multiply-adds (C99's

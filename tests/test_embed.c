@@ -7,8 +7,10 @@
  *     (model_batch_run) on the same weights;
  *   - the int8-rowwise arithmetic, step by step, against a plain
  *     transcription of the format's rule written here (with libm's
- *     nearbyintf and int64 sums), bit for bit; and the int8 task models
- *     against the float ones whose weights are the dequantized int8 ones;
+ *     nearbyintf and int64 sums), bit for bit; the int8 task models
+ *     against the library's int8 path (lstm_model_quantize) on the file it
+ *     writes; and with int8 embeddings too (which the library keeps float)
+ *     against the float models whose weights are the dequantized int8 ones;
  *   - the arena: its size is enough and an arena one float short is
  *     refused; bad ids and lengths are refused.
  */
@@ -107,16 +109,71 @@ static void test_functions(void) {
 /* ------------------------------------------------------------------ */
 /* The bare LSTM against PyTorch. */
 
-static void run_fixture(const char *path) {
+/* The fixture's LSTM quantized by the library (lstm_params_quantize on
+ * every weight matrix) and run by it on the fixture's input: *y, *hn, *cn
+ * replaced by its outputs, and the int8 file it writes (lstm_params_write)
+ * returned. */
+static lstm_st *library_int8(const lstm_st *st, float **y, float **hn, float **cn) {
+    lstm_error err;
+    lstm_rnn_config cfg;
+    lstm_st *out = NULL;
+    if (lstm_rnn_config_infer(&cfg, st, "", &err))
+        return NULL;
+    cfg.batch_first = meta_int(st, "batch_first") == 1;
+    int T = meta_int(st, "T"), B = meta_int(st, "B"), D = cfg.bidirectional ? 2 : 1;
+    int Ho = cfg.proj_size ? cfg.proj_size : cfg.hidden_size;
+    lstm_ctx *ctx = lstm_ctx_create(NULL, &err);
+    lstm_params *p = lstm_params_create();
+    lstm_rnn *rnn = lstm_rnn_create(&cfg, p, "", &err);
+    int ok = ctx && rnn && !lstm_params_alloc(p, &err) && !lstm_params_read(p, st, "", 0, &err);
+    for (int i = 0; ok && i < lstm_params_count(p); i++)
+        if (lstm_params_ndim(p, i) == 2)
+            ok = !lstm_params_quantize(p, i, &err);
+    int len[64];
+    const lstm_st_tensor *lt = lstm_st_find(st, "lengths");
+    int64_t l64[64];
+    if (lt)
+        lstm_st_read_i64(st, lt, l64, lt->numel, &err);
+    for (int b = 0; b < B; b++)
+        len[b] = lt ? (int)l64[b] : T;
+    float *x = get(st, "input", NULL), *h0 = get(st, "h0", NULL), *c0 = get(st, "c0", NULL);
+    size_t L = (size_t)cfg.num_layers;
+    float *yy = calloc((size_t)T * B * D * Ho, sizeof(float));
+    float *hh = calloc(L * D * B * Ho, sizeof(float)), *cc = calloc(L * D * B * cfg.hidden_size, sizeof(float));
+    lstm_rnn_io io = {T, B, x, lt ? len : NULL, h0, c0, yy, hh, cc};
+    ok = ok && !lstm_rnn_forward(rnn, ctx, p, &io, 0, NULL, &err);
+    lstm_st_writer *w = lstm_st_writer_create();
+    void *buf;
+    size_t n;
+    if (ok && !lstm_params_write(p, w, "", &err) && !lstm_st_writer_to_memory(w, &buf, &n, &err)) {
+        out = lstm_st_from_memory(buf, n, "library int8", &err);
+        free(buf);
+    }
+    CHECK(out != NULL, "the library's int8 LSTM: %s", err.msg);
+    free(*y), free(*hn), free(*cn);
+    *y = yy, *hn = hh, *cn = cc;
+    lstm_st_writer_free(w);
+    free(x), free(h0), free(c0);
+    lstm_rnn_free(rnn), lstm_params_free(p), lstm_ctx_free(ctx);
+    return out;
+}
+
+/* The runtime on each sequence of a fixture against PyTorch's outputs, or
+ * (int8) against the library's int8 LSTM on the same quantized weights. */
+static void run_fixture(const char *path, int int8) {
     lstm_error err;
     lstm_st *st = lstm_st_open(path, &err);
     CHECK(st != NULL, "%s: %s", path, err.msg);
     if (!st)
         return;
-    lstm_embed_host *host = lstm_embed_host_load(st, &err);
+    float *want_y = get(st, "output", NULL), *want_hn = get(st, "h_n", NULL);
+    float *want_cn = get(st, "c_n", NULL);
+    lstm_st *qst = int8 ? library_int8(st, &want_y, &want_hn, &want_cn) : NULL;
+    lstm_embed_host *host = int8 && !qst ? NULL : lstm_embed_host_load(int8 ? qst : st, &err);
     CHECK(host != NULL, "%s: %s", path, err.msg);
     if (!host) {
-        lstm_st_free(st);
+        free(want_y), free(want_hn), free(want_cn);
+        lstm_st_free(st), lstm_st_free(qst);
         return;
     }
     const lstm_embed_model *m = lstm_embed_host_model(host);
@@ -128,9 +185,8 @@ static void run_fixture(const char *path) {
               m->bidirectional == meta_int(st, "bidirectional") &&
               (m->b_ih != NULL) == meta_int(st, "bias"),
           "%s: the configuration read from the tensors", path);
+    CHECK(!int8 || m->w_ih[0].q, "%s: int8 weights", path);
     float *x = get(st, "input", NULL), *h0 = get(st, "h0", NULL), *c0 = get(st, "c0", NULL);
-    float *want_y = get(st, "output", NULL), *want_hn = get(st, "h_n", NULL);
-    float *want_cn = get(st, "c_n", NULL);
     int len[64];
     const lstm_st_tensor *lt = lstm_st_find(st, "lengths");
     int64_t l64[64];
@@ -170,14 +226,16 @@ static void run_fixture(const char *path) {
                 ok &= fabs(ctx.c[k * H + j] - want_cn[((size_t)k * B + b) * H + j]) <=
                       ATOL + RTOL * fabs(want_cn[((size_t)k * B + b) * H + j]);
         }
-        CHECK(ok, "%s: sequence %d: output, h_n, c_n within %g + %g|want| of PyTorch's (worst "
-                  "output difference %g)", path, b, ATOL, RTOL, worst);
+        CHECK(ok, "%s: sequence %d: output, h_n, c_n within %g + %g|want| of %s (worst "
+                  "output difference %g)", path, b, ATOL, RTOL,
+              int8 ? "the library's int8 LSTM" : "PyTorch's", worst);
     }
-    printf("ok %s: the runtime within %.2g of PyTorch\n", path, worst);
+    printf("ok %s: the runtime within %.2g of %s\n", path, worst,
+           int8 ? "the library's int8 LSTM" : "PyTorch");
     free(xs), free(y), free(arena), free(x), free(h0), free(c0), free(want_y), free(want_hn),
         free(want_cn);
     lstm_embed_host_free(host);
-    lstm_st_free(st);
+    lstm_st_free(st), lstm_st_free(qst);
 }
 
 /* ------------------------------------------------------------------ */
@@ -248,43 +306,41 @@ static lstm_st *quantize(const lstm_st *st, int embeddings, int dequant) {
 /* ------------------------------------------------------------------ */
 /* The int8 rule, transcribed: out[r] += W a for W int8-rowwise. */
 
-static void ref_qmatvec(float *out, const lstm_embed_matrix *W, const float *a) {
+/* p[r] = (W a)[r] for W int8-rowwise, 0 for an all-zero a. */
+static void ref_qmatvec(float *p, const lstm_embed_matrix *W, const float *a) {
     float mx = 0;
     for (int j = 0; j < W->cols; j++)
         mx = fmaxf(mx, fabsf(a[j]));
-    if (mx == 0)
-        return;
     float inv = 127.0f / mx, sa = mx / 127.0f;
     for (int r = 0; r < W->rows; r++) {
         int64_t acc = 0;
-        for (int j = 0; j < W->cols; j++) {
+        for (int j = 0; mx > 0 && j < W->cols; j++) {
             float v = fminf(127, fmaxf(-127, nearbyintf(a[j] * inv)));
             acc += (int64_t)v * W->q[(size_t)r * W->cols + j];
         }
-        out[r] += (float)acc * (sa * W->scale[r]);
+        p[r] = mx > 0 ? (float)acc * (sa * W->scale[r]) : 0;
     }
 }
 
-/* One step of layer k, unidirectional, as the header states it. */
+/* One step of layer k, unidirectional, as the header states it:
+ * gates = (W_ih x + W_hh h) + (b_ih + b_hh). */
 static void ref_cell(const lstm_embed_model *m, int k, const float *x, float *h, float *c) {
     int H = m->hidden_size, P = m->proj_size;
-    float g[4 * 64], hh[64];
-    for (int r = 0; r < 4 * H; r++)
-        g[r] = m->b_ih[k][r] + m->b_hh[k][r];
+    float g[4 * 64], gh[4 * 64], hh[64];
     ref_qmatvec(g, &m->w_ih[k], x);
-    ref_qmatvec(g, &m->w_hh[k], h);
+    ref_qmatvec(gh, &m->w_hh[k], h);
+    for (int r = 0; r < 4 * H; r++)
+        g[r] = (g[r] + gh[r]) + (m->b_ih[k][r] + m->b_hh[k][r]);
     for (int u = 0; u < H; u++) {
         float i = lstm_embed_sigmoidf(g[u]), f = lstm_embed_sigmoidf(g[H + u]);
         float gg = lstm_embed_tanhf(g[2 * H + u]), o = lstm_embed_sigmoidf(g[3 * H + u]);
         c[u] = f * c[u] + i * gg;
         hh[u] = o * lstm_embed_tanhf(c[u]);
     }
-    if (P) {
-        memset(h, 0, sizeof(float) * P);
+    if (P)
         ref_qmatvec(h, &m->w_hr[k], hh);
-    } else {
+    else
         memcpy(h, hh, sizeof(float) * H);
-    }
 }
 
 static void test_int8_rule(void) {
@@ -494,6 +550,65 @@ static void test_task(const task_case *tc, lstm_ctx *lctx) {
     printf("ok %s: runtime vs library %.2g; int8 vs dequantized float %.2g, vs float %.2g\n",
            what, worst, worst_q, worst_qf);
 
+    /* int8: the library's own quantization (lstm_model_quantize) and int8
+     * forward against the runtime on the file the library writes */
+    double worst_lib8 = 0;
+    int q_ok = lstm_model_quantize(m, &err) == LSTM_OK;
+    CHECK(q_ok, "%s: lstm_model_quantize: %s", what, err.msg);
+    lstm_st *lst = NULL;
+    w = lstm_st_writer_create();
+    if (q_ok && model_write(m, w, &err) == LSTM_OK &&
+        lstm_st_writer_to_memory(w, &buf, &len, &err) == LSTM_OK) {
+        lst = lstm_st_from_memory(buf, len, what, &err);
+        free(buf);
+    }
+    lstm_st_writer_free(w);
+    lstm_embed_host *lhost = lst ? host_of(lst) : NULL;
+    const lstm_embed_model *lm8 = lhost ? lstm_embed_host_model(lhost) : NULL;
+    CHECK(lm8 && lm8->w_ih[0].q && lm8->decoder.q && lm8->embedding[0].w,
+          "%s: the library's int8 file: int8 LSTM and decoder, float embeddings", what);
+    lstm_rng_seed(&rng, 99);
+    long nvals = 0, nclose = 0;
+    for (int s = 0; lm8 && s < NSEQ; s++) {
+        int T = Ts[s];
+        int32_t ids[TMAX * MAX_FEATURES], *fids[MAX_FEATURES], targets[TMAX] = {0};
+        for (int f = 0; f < nf; f++) {
+            fids[f] = malloc(sizeof(int32_t) * T);
+            for (int t = 0; t < T; t++)
+                ids[t * nf + f] = fids[f][t] =
+                    1 + (int32_t)(lstm_rng_next(&rng) % (uint64_t)(em->embedding[f].rows - 1));
+        }
+        model_batch b = {0};
+        b.T = T, b.B = 1, b.targets = targets;
+        for (int f = 0; f < nf; f++)
+            b.ids[f] = fids[f];
+        batch_stats bst;
+        int rows = tc->task == LSTM_TASK_CLASSIFY ? 1 : T;
+        double *lp = malloc(sizeof(double) * rows * V);
+        int r_ok = model_batch_run(m, lctx, &b, 0, NULL, &bst, &err) == LSTM_OK &&
+                   runtime_logp(lm8, ids, T, lp) == 0;
+        CHECK(r_ok, "%s: int8 forward: %s", what, err.msg);
+        for (int i = 0; r_ok && i < rows * V; i++) {
+            double d = fabs(lp[i] - m->logits[i]);
+            worst_lib8 = fmax(worst_lib8, d);
+            nvals++;
+            nclose += d <= ATOL + RTOL * fabs(m->logits[i]);
+        }
+        free(lp);
+        for (int f = 0; f < nf; f++)
+            free(fids[f]);
+    }
+    /* The same rule in the same order: only the float rounding of the
+     * pointwise functions differs (the library's vectorised e^x may fuse
+     * multiply-adds), which could move an activation across a rounding
+     * boundary of q_a only when it lies within an ulp of one */
+    CHECK(nvals > 0 && nclose == nvals, "%s: int8 log-probabilities within %g + %g|want| of the "
+                                        "library's int8 (%ld of %ld; worst %g)",
+          what, ATOL, RTOL, nclose, nvals, worst_lib8);
+    printf("ok %s: int8 runtime vs the library's int8 %.2g\n", what, worst_lib8);
+    lstm_embed_host_free(lhost);
+    lstm_st_free(lst);
+
     /* bad calls */
     lstm_embed_ctx ctx;
     void *arena = make_ctx(&ctx, em, TMAX);
@@ -561,7 +676,8 @@ int main(void) {
     for (size_t i = 0; i < sizeof fixtures / sizeof *fixtures; i++) {
         char path[256];
         snprintf(path, sizeof path, "tests/fixtures/lstm_%s.safetensors", fixtures[i]);
-        run_fixture(path);
+        run_fixture(path, 0);
+        run_fixture(path, 1);
     }
     test_int8_rule();
     lstm_error err;

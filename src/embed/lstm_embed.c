@@ -214,42 +214,51 @@ void lstm_embed_reset(lstm_embed_ctx *ctx) {
 /* ------------------------------------------------------------------ */
 /* Products. */
 
-/* out[r] += (A a)[r] for the rows of A; a has A->cols values. Float: a
- * sum per row in column order, added to out. int8: a quantized as in the
- * header (the scratch qa holds it), exact int32 sums. */
-static void matvec_add(lstm_embed_ctx *ctx, float *out, const lstm_embed_matrix *A,
-                       const float *a) {
+/* For each row r of A: p = (A a)[r]; out[r] = p, or out[r] + p when
+ * `add`; then + (b1[r] + b2[r]) when b1 (+ b1[r] alone when b2 is NULL).
+ * a has A->cols values. Float: p is a sum in column order. int8: a is
+ * quantized as in the header (the scratch qa holds it), p = (float)acc *
+ * (s_a * scale[r]) with acc the exact int32 sum, and p = 0 when a is all
+ * zero. This order of the float operations is the library's int8 path's
+ * (docs/DESIGN.md, "int8"). */
+static void matvec(lstm_embed_ctx *ctx, float *out, const lstm_embed_matrix *A, const float *a,
+                   int add, const float *b1, const float *b2) {
     int R = A->rows, C = A->cols;
-    if (A->w) {
-        for (int r = 0; r < R; r++) {
-            const float *w = A->w + (size_t)r * C;
-            float s = 0;
-            for (int j = 0; j < C; j++)
-                s += w[j] * a[j];
-            out[r] += s;
+    float inv = 0, sa = 0;
+    int zero = 0;
+    if (!A->w) {
+        float mx = 0;
+        for (int j = 0; j < C; j++) {
+            float v = a[j] < 0 ? -a[j] : a[j];
+            mx = v > mx ? v : mx;
         }
-        return;
-    }
-    float mx = 0;
-    for (int j = 0; j < C; j++) {
-        float v = a[j] < 0 ? -a[j] : a[j];
-        mx = v > mx ? v : mx;
-    }
-    if (!(mx > 0)) /* all zero: the product is zero */
-        return;
-    float inv = 127.0f / mx, sa = mx / 127.0f;
-    int8_t *qa = ctx->qa;
-    for (int j = 0; j < C; j++) {
-        float v = round_even(a[j] * inv);
-        v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
-        qa[j] = (int8_t)(int32_t)v;
+        zero = !(mx > 0);
+        if (!zero) {
+            inv = 127.0f / mx, sa = mx / 127.0f;
+            for (int j = 0; j < C; j++) {
+                float v = round_even(a[j] * inv);
+                v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
+                ctx->qa[j] = (int8_t)(int32_t)v;
+            }
+        }
     }
     for (int r = 0; r < R; r++) {
-        const int8_t *q = A->q + (size_t)r * C;
-        int32_t acc = 0;
-        for (int j = 0; j < C; j++)
-            acc += (int32_t)qa[j] * (int32_t)q[j];
-        out[r] += (float)acc * (sa * A->scale[r]);
+        float p = 0;
+        if (A->w) {
+            const float *w = A->w + (size_t)r * C;
+            for (int j = 0; j < C; j++)
+                p += w[j] * a[j];
+        } else if (!zero) {
+            const int8_t *q = A->q + (size_t)r * C, *qa = ctx->qa;
+            int32_t acc = 0;
+            for (int j = 0; j < C; j++)
+                acc += (int32_t)qa[j] * (int32_t)q[j];
+            p = (float)acc * (sa * A->scale[r]);
+        }
+        float v = add ? out[r] + p : p;
+        if (b1)
+            v = v + (b2 ? b1[r] + b2[r] : b1[r]);
+        out[r] = v;
     }
 }
 
@@ -258,7 +267,7 @@ static void matvec_add(lstm_embed_ctx *ctx, float *out, const lstm_embed_matrix 
 
 /* One step of layer/direction k (k = layer * D + direction) on input x,
  * updating its h (Ho) and c (H) in place:
- *   gates = b_ih + b_hh + W_ih x + W_hh h           (4H: i, f, g, o)
+ *   gates = (W_ih x + W_hh h) + (b_ih + b_hh)       (4H: i, f, g, o)
  *   c = sigmoid(f) * c + sigmoid(i) * tanh(g)
  *   hh = sigmoid(o) * tanh(c)
  *   h = W_hr hh (proj_size) or hh */
@@ -266,27 +275,18 @@ static void cell(lstm_embed_ctx *ctx, int k, const float *x, float *h, float *c)
     const lstm_embed_model *m = ctx->m;
     int H = m->hidden_size, P = m->proj_size;
     float *g = ctx->gates, *hh = ctx->hh;
-    if (m->b_ih) {
-        const float *bi = m->b_ih[k], *bh = m->b_hh[k];
-        for (int r = 0; r < 4 * H; r++)
-            g[r] = bi[r] + bh[r];
-    } else {
-        memset(g, 0, sizeof(float) * 4 * H);
-    }
-    matvec_add(ctx, g, &m->w_ih[k], x);
-    matvec_add(ctx, g, &m->w_hh[k], h);
+    matvec(ctx, g, &m->w_ih[k], x, 0, NULL, NULL);
+    matvec(ctx, g, &m->w_hh[k], h, 1, m->b_ih ? m->b_ih[k] : NULL, m->b_ih ? m->b_hh[k] : NULL);
     for (int u = 0; u < H; u++) {
         float ig = lstm_embed_sigmoidf(g[u]), fg = lstm_embed_sigmoidf(g[H + u]);
         float gg = lstm_embed_tanhf(g[2 * H + u]), og = lstm_embed_sigmoidf(g[3 * H + u]);
         c[u] = fg * c[u] + ig * gg;
         hh[u] = og * lstm_embed_tanhf(c[u]);
     }
-    if (P) {
-        memset(h, 0, sizeof(float) * P);
-        matvec_add(ctx, h, &m->w_hr[k], hh);
-    } else {
+    if (P)
+        matvec(ctx, h, &m->w_hr[k], hh, 0, NULL, NULL);
+    else
         memcpy(h, hh, sizeof(float) * H);
-    }
 }
 
 /* A unidirectional model: every layer one step on x; the output is the
@@ -378,8 +378,7 @@ static int bidir_fits(const lstm_embed_ctx *ctx, int T, int last_kept) {
 static int decode(lstm_embed_ctx *ctx, const float *y, float *logits) {
     const lstm_embed_model *m = ctx->m;
     int V = m->decoder.rows;
-    memcpy(logits, m->decoder_bias, sizeof(float) * V);
-    matvec_add(ctx, logits, &m->decoder, y);
+    matvec(ctx, logits, &m->decoder, y, 0, m->decoder_bias, NULL);
     int best = 0;
     for (int v = 1; v < V; v++)
         if (logits[v] > logits[best])
