@@ -2,8 +2,8 @@
 # embed_sizes.sh [DATA_DIR] - the embeddable runtime's sizes, as the README
 # reports them: the code (text + rodata of src/embed/lstm_embed.c, -Os
 # -mthumb, for ARMv7-A hard float and for Cortex-M4F) and, for the three
-# task models at lstm train's default sizes and for a 2 x 256 streaming
-# LSTM, their constant data and the arena lstm_embed_arena_size asks for,
+# task models at lstm train's default sizes, for a 2 x 256 streaming LSTM
+# and a 1 x 160 one (input 40), their constant data and the arena lstm_embed_arena_size asks for,
 # float and (when this lstm has the quantize verb) int8. The models are
 # trained for a few seconds only: their sizes are those of trained models,
 # their weights are not. DATA_DIR holds brown-text/, brown-pos/, spam/ as in
@@ -37,6 +37,8 @@ train lm lm --train "$data/brown-text/train.txt"
 train classify classify --train "$data/spam/train.txt"
 train tag tag --train "$data/brown-pos/train.tsv"
 train lm256 lm --train "$data/brown-text/train.txt" --hidden 256 --layers 2
+# about the weight size of TensorFlow Lite Micro's LSTM example (< 125 kB int8)
+train lm160 lm --train "$data/brown-text/train.txt" --hidden 160 --layers 1 --embedding 40
 
 q=0
 if "$L" quantize --help >/dev/null 2>&1; then q=1; fi
@@ -61,5 +63,10 @@ report "2 x 256 LSTM" "$tmp/lm256.st" --lstm-only
 if [ $q = 1 ]; then
     "$L" quantize "$tmp/lm256.st" "$tmp/qlm256.st" >/dev/null
     report "2 x 256 LSTM int8" "$tmp/qlm256.st" --lstm-only
+fi
+report "1 x 160 LSTM, input 40" "$tmp/lm160.st" --lstm-only
+if [ $q = 1 ]; then
+    "$L" quantize "$tmp/lm160.st" "$tmp/qlm160.st" >/dev/null
+    report "1 x 160 LSTM int8" "$tmp/qlm160.st" --lstm-only
 fi
 [ $q = 1 ] || echo "(no int8 figures: this lstm has no quantize verb)"

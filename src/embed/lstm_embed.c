@@ -150,14 +150,18 @@ static int layout(const lstm_embed_model *m, int max_steps, size_t off[A_END + 1
     uint64_t T = m->bidirectional ? (uint64_t)max_steps : 0;
     uint64_t cols = I > out ? I : out;
     cols = cols > H ? cols : H;
-    /* bidirectional: the outputs of the layers below the last (they are the
-     * input of the next), and for tag the last one's too; layer l's go to
-     * seq[l & 1] (lstm_embed_run writes the last into the caller's y,
-     * classify sums it into pooled) */
-    uint64_t nseq = m->task == LSTM_EMBED_TAG ? L : L - 1;
-    nseq = nseq > 2 ? 2 : nseq;
-    uint64_t n[A_END] = {L * D * Ho, L * D * H, 4 * H, H, I, out, V,
-                         nseq > 0 ? T * out : 0, nseq > 1 ? T * out : 0,
+    /* bidirectional: the outputs of the layers below the last (each the
+     * input of the next): layer l's in seq[l & 1]; and a tagger's last
+     * layer keeps its forward direction's in seq[(L-1) & 1] until the
+     * reverse one reaches each step (lstm_embed_run writes the last layer
+     * into the caller's y, classify sums it into pooled) */
+    uint64_t seq[2];
+    for (uint64_t i = 0; i < 2; i++) {
+        uint64_t below = L - 1 > i ? T * out : 0;
+        uint64_t tag = m->task == LSTM_EMBED_TAG && ((L - 1) & 1) == i ? T * Ho : 0;
+        seq[i] = below > tag ? below : tag;
+    }
+    uint64_t n[A_END] = {L * D * Ho, L * D * H, 4 * H, H, I, out, V, seq[0], seq[1],
                          (cols + 3) >> 2};
     uint64_t o = 0;
     for (int i = 0; i < A_END; i++) {
@@ -334,32 +338,54 @@ static int ids_ok(const lstm_embed_model *m, const int32_t *ids, int T) {
     return 1;
 }
 
+static int decode(lstm_embed_ctx *ctx, const float *y, float *logits);
+
+/* What run_bidir does with the last layer's outputs. */
+enum { LAST_STORE, LAST_POOL, LAST_TAG };
+
 /* A bidirectional model over T steps from the state in ctx, layer by layer;
  * layer 0's input is x (T, I) or the embeddings of ids. Layer l's output
- * (T, D*Ho) goes to ctx->seq[l & 1], the last layer's to last (T, D*Ho),
- * or, when last is NULL, summed over the steps into ctx->pooled (which the
- * caller zeroed). */
-static void run_bidir(lstm_embed_ctx *ctx, const float *x, const int32_t *ids, int T,
-                      float *last) {
+ * (T, D*Ho) goes to ctx->seq[l & 1]; the last layer's
+ *   LAST_STORE: to y (T, D*Ho);
+ *   LAST_POOL: summed over the steps into ctx->pooled (zeroed by the caller);
+ *   LAST_TAG: the forward direction's to ctx->seq[(L-1) & 1] (T, Ho), then
+ *     at each step of the reverse one, [forward; reverse] (in ctx->pooled)
+ *     through the decoder: logits (T, V) or NULL, tags (T) or NULL. */
+static void run_bidir(lstm_embed_ctx *ctx, const float *x, const int32_t *ids, int T, int mode,
+                      float *y, float *logits, int *tags) {
     const lstm_embed_model *m = ctx->m;
     int H = m->hidden_size, Ho = ctx->Ho, D = ctx->D, out = ctx->out_dim, L = m->num_layers;
+    size_t V = (size_t)m->decoder.rows;
     const float *in = NULL;
     for (int l = 0; l < L; l++) {
-        float *dst = l == L - 1 ? last : ctx->seq[l & 1];
+        int last = l == L - 1;
+        float *dst = last ? y : ctx->seq[l & 1];
+        int stride = out;
+        if (last && mode == LAST_TAG)
+            dst = ctx->seq[l & 1], stride = Ho;
         for (int d = 0; d < D; d++) {
             int k = l * D + d;
             float *h = ctx->h + (size_t)k * Ho, *c = ctx->c + (size_t)k * H;
-            float *pool = ctx->pooled + (size_t)d * Ho;
             for (int s = 0; s < T; s++) {
                 int t = d ? T - 1 - s : s;
                 const float *xt = l ? in + (size_t)t * out
                                     : ids ? embed(ctx, ids, t) : x + (size_t)t * m->input_size;
                 cell(ctx, k, xt, h, c);
-                if (dst)
+                if (!last || mode == LAST_STORE) {
                     memcpy(dst + (size_t)t * out + (size_t)d * Ho, h, sizeof(float) * Ho);
-                else
+                } else if (mode == LAST_POOL) {
+                    float *pool = ctx->pooled + (size_t)d * Ho;
                     for (int j = 0; j < Ho; j++)
                         pool[j] += h[j];
+                } else if (d == 0) {
+                    memcpy(dst + (size_t)t * stride, h, sizeof(float) * Ho);
+                } else {
+                    memcpy(ctx->pooled, dst + (size_t)t * stride, sizeof(float) * Ho);
+                    memcpy(ctx->pooled + Ho, h, sizeof(float) * Ho);
+                    int best = decode(ctx, ctx->pooled, logits ? logits + (size_t)t * V : ctx->out);
+                    if (tags)
+                        tags[t] = best;
+                }
             }
         }
         in = dst;
@@ -403,7 +429,7 @@ int lstm_embed_run(lstm_embed_ctx *ctx, const float *x, int T, float *y) {
         return LSTM_EMBED_ERR_ARG;
     size_t out = (size_t)ctx->out_dim, I = (size_t)ctx->in_dim;
     if (ctx->m->bidirectional) {
-        run_bidir(ctx, x, NULL, T, y);
+        run_bidir(ctx, x, NULL, T, LAST_STORE, y, NULL, NULL);
         return LSTM_EMBED_OK;
     }
     for (int t = 0; t < T; t++)
@@ -436,7 +462,7 @@ int lstm_embed_classify(lstm_embed_ctx *ctx, const int32_t *ids, int T, float *l
      * runs, then / T */
     lstm_embed_reset(ctx);
     if (ctx->m->bidirectional) {
-        run_bidir(ctx, NULL, ids, T, NULL);
+        run_bidir(ctx, NULL, ids, T, LAST_POOL, NULL, NULL, NULL);
     } else {
         for (int t = 0; t < T; t++) {
             const float *y = layers_step(ctx, embed(ctx, ids, t));
@@ -452,16 +478,14 @@ int lstm_embed_classify(lstm_embed_ctx *ctx, const int32_t *ids, int T, float *l
 int lstm_embed_tag(lstm_embed_ctx *ctx, const int32_t *ids, int T, float *logits, int *tags) {
     if (!sequence_ok(ctx, LSTM_EMBED_TAG, ids, T))
         return LSTM_EMBED_ERR_ARG;
-    size_t V = (size_t)ctx->m->decoder.rows, out = (size_t)ctx->out_dim;
+    size_t V = (size_t)ctx->m->decoder.rows;
     lstm_embed_reset(ctx);
-    const float *ys = NULL;
     if (ctx->m->bidirectional) {
-        float *buf = ctx->seq[(ctx->m->num_layers - 1) & 1];
-        run_bidir(ctx, NULL, ids, T, buf);
-        ys = buf;
+        run_bidir(ctx, NULL, ids, T, LAST_TAG, NULL, logits, tags);
+        return LSTM_EMBED_OK;
     }
     for (int t = 0; t < T; t++) {
-        const float *y = ys ? ys + (size_t)t * out : layers_step(ctx, embed(ctx, ids, t));
+        const float *y = layers_step(ctx, embed(ctx, ids, t));
         int best = decode(ctx, y, logits ? logits + (size_t)t * V : ctx->out);
         if (tags)
             tags[t] = best;
