@@ -234,12 +234,13 @@ install: all
 	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/liblstm.so.1
 	ln -sf liblstm.so.1 $(DESTDIR)$(LIBDIR)/liblstm.so
 	install -m 644 include/lstm.h $(DESTDIR)$(INCDIR)/lstm.h
+	install -m 644 include/lstm_embed.h $(DESTDIR)$(INCDIR)/lstm_embed.h
 	install -m 644 $(BUILD)/lstm.pc $(DESTDIR)$(LIBDIR)/pkgconfig/lstm.pc
 	install -m 755 $(BUILD)/lstm $(DESTDIR)$(BINDIR)/lstm
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/liblstm.a $(DESTDIR)$(LIBDIR)/liblstm.so $(DESTDIR)$(LIBDIR)/liblstm.so.1 \
-	      $(DESTDIR)$(INCDIR)/lstm.h $(DESTDIR)$(LIBDIR)/pkgconfig/lstm.pc $(DESTDIR)$(BINDIR)/lstm
+	      $(DESTDIR)$(INCDIR)/lstm.h $(DESTDIR)$(INCDIR)/lstm_embed.h $(DESTDIR)$(LIBDIR)/pkgconfig/lstm.pc $(DESTDIR)$(BINDIR)/lstm
 
 clean:
 	rm -rf build build-san build-fuzz lstm

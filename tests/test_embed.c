@@ -378,7 +378,22 @@ static void test_int8_rule(void) {
     }
     CHECK(same, "int8 steps equal, bit for bit, to the rule transcribed (%d of %d steps)", steps,
           T);
-    /* and the rule does quantize: the same weights in float give other values */
+    /* a NaN in the input comes out as NaN (never as an int8 code) */
+    if (arena) {
+        float xt[64];
+        memcpy(xt, x, sizeof(float) * I);
+        xt[1] = NAN;
+        int r = lstm_embed_step(&ctx, xt, y), nan = 1;
+        for (int j = 0; j < Ho; j++)
+            nan &= isnan(y[j]);
+        CHECK(r == LSTM_EMBED_OK && nan, "int8: a NaN input gives NaN outputs");
+        xt[1] = INFINITY;
+        lstm_embed_reset(&ctx);
+        r = lstm_embed_step(&ctx, xt, y), nan = 1;
+        for (int j = 0; j < Ho; j++)
+            nan &= isnan(y[j]);
+        CHECK(r == LSTM_EMBED_OK && nan, "int8: an infinite input gives NaN outputs");
+    }
     free(arena), free(x);
     lstm_embed_host_free(host);
     lstm_st_free(st), lstm_st_free(qst);

@@ -222,22 +222,24 @@ void lstm_embed_reset(lstm_embed_ctx *ctx) {
  * `add`; then + (b1[r] + b2[r]) when b1 (+ b1[r] alone when b2 is NULL).
  * a has A->cols values. Float: p is a sum in column order. int8: a is
  * quantized as in the header (the scratch qa holds it), p = (float)acc *
- * (s_a * scale[r]) with acc the exact int32 sum, and p = 0 when a is all
- * zero. This order of the float operations is the library's int8 path's
+ * (s_a * scale[r]) with acc the exact int32 sum, p = 0 when a is all
+ * zero and NaN when a holds a NaN or an infinity. This order of the float operations is the library's int8 path's
  * (docs/DESIGN.md, "int8"). */
 static void matvec(lstm_embed_ctx *ctx, float *out, const lstm_embed_matrix *A, const float *a,
                    int add, const float *b1, const float *b2) {
     int R = A->rows, C = A->cols;
-    float inv = 0, sa = 0;
-    int zero = 0;
+    float inv = 0, sa = 0, nan = 0;
+    int zero = 0, bad = 0;
     if (!A->w) {
         float mx = 0;
         for (int j = 0; j < C; j++) {
             float v = a[j] < 0 ? -a[j] : a[j];
+            if (!(v <= 3.40282347e38f)) /* NaN or infinite: the products are NaN, as in */
+                bad = 1, nan = a[j] - a[j]; /* float and in the library's int8 path */
             mx = v > mx ? v : mx;
         }
         zero = !(mx > 0);
-        if (!zero) {
+        if (!zero && !bad) {
             inv = 127.0f / mx, sa = mx / 127.0f;
             for (int j = 0; j < C; j++) {
                 float v = round_even(a[j] * inv);
@@ -252,6 +254,8 @@ static void matvec(lstm_embed_ctx *ctx, float *out, const lstm_embed_matrix *A, 
             const float *w = A->w + (size_t)r * C;
             for (int j = 0; j < C; j++)
                 p += w[j] * a[j];
+        } else if (bad) {
+            p = nan;
         } else if (!zero) {
             const int8_t *q = A->q + (size_t)r * C, *qa = ctx->qa;
             int32_t acc = 0;

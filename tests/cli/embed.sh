@@ -116,6 +116,19 @@ grep -q "LSTM_EMBED_BARE" "$tmp/lm_lstm.c" && ! grep -q "decoder" "$tmp/lm_lstm.
     bad "--lstm-only wrote a task model"
 run "the --lstm-only C builds" cc "${EMBED_CFLAGS[@]}" -c "$tmp/lm_lstm.c" -o "$tmp/lm_lstm.o"
 
+# ---- the README's embedding example, with the lm exported as `lm` ---------
+awk '/^    #include "lstm_embed.h"/ { on = 1 } on && NF && !/^    / { exit }
+     on { sub(/^    /, ""); print }' "$root/README.md" >"$tmp/app.c"
+grep -q "next_byte" "$tmp/app.c" && ok || bad "the README has its embedding example"
+printf '#include <stdio.h>\nint next_byte(const char *prime);\n%s\n' \
+    'int main(void) { int b = next_byte("the "); printf("%d\n", b); return b < 0; }' >"$tmp/app_main.c"
+lm_file=$tmp/qlm.st
+[ -f "$lm_file" ] || lm_file=$tmp/lm.st
+run "export-c --name lm" "$L" export-c "$lm_file" "$tmp/lm.c" --name lm
+run "the README's embedding example builds" cc "${EMBED_CFLAGS[@]}" -o "$tmp/app" "$tmp/app.c" \
+    "$tmp/app_main.c" "$tmp/lm.c" "$root/src/embed/lstm_embed.c"
+run "the README's embedding example runs" "$tmp/app"
+
 # ---- bad input ----------------------------------------------------------------
 refuse "export-c of a file that is not there" "no-such" "$L" export-c "$tmp/no-such.st" "$tmp/x.c"
 refuse "export-c with a bad --name" "not a C identifier" "$L" export-c "$tmp/lm.st" "$tmp/x.c" --name 9x
