@@ -33,13 +33,13 @@
  * m == 0 gives 0; else q_a = round-half-even(a_j * (127 / m)), the exact
  * int32 sum acc = sum q_a q_w, and the result (float)acc * ((m / 127) *
  * scale[r]) (the "int8-rowwise" format, docs/DESIGN.md, "int8"; x and h
- * are quantized separately; biases, embeddings and the arithmetic between
- * products stay float).
+ * are quantized separately; biases and the arithmetic between products
+ * stay float; an embedding table may be float or int8).
  *
  * Arithmetic: float (IEEE single) +, -, *, / only, in a fixed order, and
- * int32 sums. Built without contraction into fused multiply-adds (C99's
- * default FP_CONTRACT is off under -std=c99; the Makefile also passes
- * -ffp-contract=off) and on a machine whose float expressions are evaluated
+ * int32 sums. Built without contraction into fused multiply-adds (GCC's
+ * default under -std=c99; the Makefile passes -ffp-contract=off besides,
+ * and so must a firmware build with another compiler) and on a machine whose float expressions are evaluated
  * in float (FLT_EVAL_METHOD 0: x86-64 SSE, ARM VFP, RISC-V F), a model's
  * outputs are the same bits on every such machine.
  *

@@ -8,8 +8,8 @@
  * gate order i, f, g, o) are written beside cell() below.
  *
  * Every float operation is an IEEE single operation in a fixed order (the
- * file is compiled with -ffp-contract=off, and C99 mode leaves
- * FP_CONTRACT off too), so the outputs do not depend on the machine (see
+ * file is compiled with -ffp-contract=off, which is also GCC's default
+ * under -std=c99), so the outputs do not depend on the machine (see
  * the header). Integer division is avoided: ARMv7-A has none in hardware
  * and would call libgcc.
  */
