@@ -30,9 +30,10 @@ LDFLAGS ?=
 INC_core    := -Iinclude -Isrc/core
 INC_objects := -Iinclude -Isrc/objects -Isrc/core
 INC_tasks   := -Iinclude -Isrc/tasks
+INC_embed   := -Iinclude
 INC_public  := -Iinclude
 INC_inside  := -Iinclude -Isrc/core -Isrc/objects -Isrc/tasks
-HEADERS     := include/lstm.h $(wildcard src/*/*.h)
+HEADERS     := include/lstm.h include/lstm_embed.h $(wildcard src/*/*.h)
 
 SAN ?= 0
 ifeq ($(SAN),1)
@@ -99,6 +100,9 @@ LIB_OBJS  += $(BUILD)/src/core/kernels_f32_generic.o
 ifneq ($(filter x86_64 amd64,$(shell uname -m)),)
 LIB_OBJS  += $(BUILD)/src/core/kernels_f32_avx2.o $(BUILD)/src/core/kernels_f32_avx512.o \
              $(BUILD)/src/core/kernels_f32_avx512bf16.o $(BUILD)/src/core/kernels_bf16_avx512bf16.o
+# int8: kernels_int8.c compiled plain (reference, driver) and per set
+LIB_OBJS  += $(BUILD)/src/core/kernels_int8_avx2.o $(BUILD)/src/core/kernels_int8_avxvnni.o \
+             $(BUILD)/src/core/kernels_int8_avx512vnni.o
 ALL_CFLAGS += -DLSTM_X86_KERNELS
 endif
 endif
@@ -127,8 +131,14 @@ all: lstm lib examples
 lib: $(STATIC) $(SHARED) $(BUILD)/lstm.pc
 
 # src/WING/x.c with the include path of its wing.
-$(BUILD)/src/%.o: src/%.c $(HEADERS) | $(BUILD)/src/core $(BUILD)/src/objects $(BUILD)/src/tasks
+$(BUILD)/src/%.o: src/%.c $(HEADERS) | $(BUILD)/src/core $(BUILD)/src/objects $(BUILD)/src/tasks $(BUILD)/src/embed
 	$(CC) $(INC_$(firstword $(subst /, ,$*))) $(CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
+
+# The embeddable runtime (src/embed, include/lstm_embed.h) is C99, with
+# float expressions never fused into FMAs: its outputs are the same bits on
+# every IEEE machine (docs/DESIGN.md, "The embeddable runtime").
+EMBED_CFLAGS := -std=c99 -pedantic -ffp-contract=off
+$(BUILD)/src/embed/%.o: ALL_CFLAGS += $(EMBED_CFLAGS)
 
 # The optimizers' element-wise loops are worth vectorising (sqrt, divide).
 $(BUILD)/src/objects/optim.o: ALL_CFLAGS += -O3 -fno-math-errno
@@ -142,6 +152,14 @@ ISA_FLAGS_avx512bf16 := -mavx512f -mavx512dq -mavx512bw -mavx512vl -mavx512bf16 
 
 $(BUILD)/src/core/kernels_f32_%.o: $(F32_SRC) $(HEADERS) | $(BUILD)/src/core
 	$(CC) $(INC_core) $(CPPFLAGS) $(ALL_CFLAGS) -DKERNEL_ISA=$* $(ISA_FLAGS_$*) -c $< -o $@
+# int8 sets: products in integers, floats written by one shared function
+INT8_FLAGS_avx2       := -mavx2 -mfma
+INT8_FLAGS_avxvnni    := -mavx2 -mfma -mavxvnni
+INT8_FLAGS_avx512vnni := -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx2 -mfma
+$(BUILD)/src/core/kernels_int8_%.o: src/core/kernels_int8.c $(HEADERS) | $(BUILD)/src/core
+	$(CC) $(INC_core) $(CPPFLAGS) $(ALL_CFLAGS) -ffp-contract=off -DKERNEL_ISA=$* $(INT8_FLAGS_$*) -c $< -o $@
+$(BUILD)/src/core/kernels_int8.o: ALL_CFLAGS += -ffp-contract=off
+
 $(BUILD)/src/core/kernels_bf16_%.o: $(BF16_SRC) $(HEADERS) | $(BUILD)/src/core
 	$(CC) $(INC_core) $(CPPFLAGS) $(ALL_CFLAGS) -DKERNEL_ISA=$* $(ISA_FLAGS_$*) -c $< -o $@
 
@@ -187,13 +205,18 @@ $(BUILD)/tests/test_onnx: tests/test_onnx.c tests/check.h $(ONNX_OBJS) $(STATIC)
 $(BUILD)/tests/%: tests/%.c tests/check.h $(STATIC) | $(BUILD)/tests
 	$(CC) $(INC_inside) $(CPPFLAGS) $(ALL_CFLAGS) -o $@ $< $(STATIC) $(LIBS)
 
+# The embedded runtime's test driver, reading models from files
+# (tests/cli/embed.sh builds it again from exported C, natively and for ARM).
+$(BUILD)/tests/embed_driver: tests/embed/driver.c $(STATIC) | $(BUILD)/tests
+	$(CC) $(INC_public) $(CPPFLAGS) $(ALL_CFLAGS) -DDRIVER_FROM_FILES -o $@ $< $(STATIC) $(LIBS)
+
 $(BUILD)/examples/%: examples/%.c $(STATIC) | $(BUILD)/examples
 	$(CC) $(INC_public) $(CPPFLAGS) $(ALL_CFLAGS) -o $@ $< $(STATIC) $(LIBS)
 
 $(BUILD)/bench/%: bench/%.c $(STATIC) | $(BUILD)/bench
 	$(CC) $(INC_inside) $(CPPFLAGS) $(ALL_CFLAGS) -o $@ $< $(STATIC) $(LIBS)
 
-$(BUILD)/src/core $(BUILD)/src/objects $(BUILD)/src/tasks $(BUILD)/f64 $(BUILD)/gen $(BUILD)/fuzz $(BUILD)/tools $(BUILD)/tests $(BUILD)/examples $(BUILD)/bench $(BUILD):
+$(BUILD)/src/core $(BUILD)/src/objects $(BUILD)/src/tasks $(BUILD)/src/embed $(BUILD)/f64 $(BUILD)/gen $(BUILD)/fuzz $(BUILD)/tools $(BUILD)/tests $(BUILD)/examples $(BUILD)/bench $(BUILD):
 	mkdir -p $@
 
 examples: $(EXAMPLES)
@@ -202,7 +225,7 @@ examples: $(EXAMPLES)
 # built and run twice, plainly and under AddressSanitizer + UBSan. The last
 # line is the total, "N passed, N failed".
 FUZZ_REPLAYS := $(patsubst fuzz/fuzz_%.c,$(BUILD)/fuzz/replay_%,$(wildcard fuzz/fuzz_*.c))
-TEST_BINS = $(TESTS) $(BUILD)/lstm $(EXAMPLES) $(FUZZ_REPLAYS)
+TEST_BINS = $(TESTS) $(BUILD)/lstm $(EXAMPLES) $(FUZZ_REPLAYS) $(BUILD)/tests/embed_driver
 
 test: $(TEST_BINS)
 	$(MAKE) --no-print-directory SAN=1 test-bins
@@ -240,12 +263,13 @@ install: all
 	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/liblstm.so.1
 	ln -sf liblstm.so.1 $(DESTDIR)$(LIBDIR)/liblstm.so
 	install -m 644 include/lstm.h $(DESTDIR)$(INCDIR)/lstm.h
+	install -m 644 include/lstm_embed.h $(DESTDIR)$(INCDIR)/lstm_embed.h
 	install -m 644 $(BUILD)/lstm.pc $(DESTDIR)$(LIBDIR)/pkgconfig/lstm.pc
 	install -m 755 $(BUILD)/lstm $(DESTDIR)$(BINDIR)/lstm
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/liblstm.a $(DESTDIR)$(LIBDIR)/liblstm.so $(DESTDIR)$(LIBDIR)/liblstm.so.1 \
-	      $(DESTDIR)$(INCDIR)/lstm.h $(DESTDIR)$(LIBDIR)/pkgconfig/lstm.pc $(DESTDIR)$(BINDIR)/lstm
+	      $(DESTDIR)$(INCDIR)/lstm.h $(DESTDIR)$(INCDIR)/lstm_embed.h $(DESTDIR)$(LIBDIR)/pkgconfig/lstm.pc $(DESTDIR)$(BINDIR)/lstm
 
 clean:
 	rm -rf build build-san build-fuzz lstm

@@ -178,6 +178,10 @@ LSTM_API void lstm_ctx_free(lstm_ctx *ctx);
 /* The kernels actually in use ("avx512bf16", "avx512", "avx2", "generic",
  * "reference"). */
 LSTM_API const char *lstm_ctx_kernels(const lstm_ctx *ctx);
+/* The int8 products quantized models run on ("avx512vnni", "avxvnni",
+ * "avx2", "reference"): the best the processor has, or the reference with
+ * LSTM_KERNELS_REFERENCE or _GENERIC, AVX2 with LSTM_KERNELS_AVX2. */
+LSTM_API const char *lstm_ctx_int8_kernels(const lstm_ctx *ctx);
 LSTM_API int lstm_ctx_threads(const lstm_ctx *ctx);
 /* The BLAS linked in ("openblas"), or "none". */
 LSTM_API const char *lstm_blas_name(void);
@@ -326,6 +330,36 @@ LSTM_API lstm_status lstm_params_write(const lstm_params *p, lstm_st_writer *w,
  * PyTorch's load_state_dict(strict=True). Bumps the version. */
 LSTM_API lstm_status lstm_params_read(lstm_params *p, const lstm_st *st, const char *prefix,
                                       int strict, lstm_error *err);
+
+/* int8 tensors: quantized models (`lstm quantize`; docs/DESIGN.md "int8").
+ * A quantized matrix W (rows, cols) is int8 q with a float scale per row:
+ * scale[r] = max_c |W[r][c]| / 127 (0 for a zero row), q = rne(W / scale)
+ * in [-127, 127]. In a file it is two tensors, NAME.int8 (I8, rows x cols)
+ * and NAME.scale (F32, rows), in place of NAME, and the metadata says
+ * "lstm.quantization": "int8-rowwise"; lstm_params_read takes either form
+ * and lstm_params_write writes an int8 tensor in that form. The LSTM and
+ * lstm_params_linear_forward then multiply by q in integers, quantizing
+ * each row of their input as it comes (dynamic quantization): s_a =
+ * max|a| / 127, q_a = rne(a * 127 / max|a|), result = (float)(exact int32
+ * sum of q_a q) * (s_a * scale[r]). Inference only: an LSTM whose weights
+ * are int8 refuses to train. */
+
+/* Quantizes tensor i (a matrix) in place: from now on it computes in
+ * int8, and its floats hold scale * q (what it computes with). A later
+ * write of its floats (lstm_params_set, an optimizer step) quantizes them
+ * again. LSTM_ERR_SHAPE for a tensor that is not a matrix,
+ * LSTM_ERR_UNSUPPORTED for rows longer than 131072 (the int32 sums could
+ * overflow), LSTM_ERR_NONFINITE for a NaN or infinite value. Bumps the
+ * version. */
+LSTM_API lstm_status lstm_params_quantize(lstm_params *p, int i, lstm_error *err);
+/* 1 when tensor i computes in int8. */
+LSTM_API int lstm_params_is_int8(const lstm_params *p, int i);
+/* out (N,O) = in (N,K) W^T + b, W tensor w (O,K) of p, b tensor b (O) or
+ * -1: in int8 when W is (quantizing each row of in), else in float as
+ * lstm_linear_forward. LSTM_ERR_INVALID for a bad index or shape. */
+LSTM_API lstm_status lstm_params_linear_forward(lstm_ctx *ctx, lstm_params *p, int w, int b,
+                                                float *out, const float *in, int N,
+                                                lstm_error *err);
 
 /* ------------------------------------------------------------------ */
 /* The LSTM: one torch.nn.LSTM module, of one or more stacked layers.
@@ -689,6 +723,13 @@ LSTM_API lstm_model *lstm_model_from_memory(const void *buf, size_t len, const c
 /* Writes the model atomically (temporary file, fsync, rename). */
 LSTM_API lstm_status lstm_model_save(const lstm_model *m, const char *path, lstm_error *err);
 LSTM_API void lstm_model_free(lstm_model *m);
+/* Quantizes the model's weight matrices to int8 (lstm_params_quantize):
+ * every matrix of the LSTM (lstm.weight_ih_l*, weight_hh_l*, weight_hr_l*)
+ * and the decoder; the embeddings stay float (a lookup has no product to
+ * speed up). Evaluation, prediction and sampling then run in int8, and
+ * lstm_model_save writes the int8 form (lstm.quantization: int8-rowwise).
+ * Such a model cannot be trained further. */
+LSTM_API lstm_status lstm_model_quantize(lstm_model *m, lstm_error *err);
 LSTM_API lstm_task lstm_model_task(const lstm_model *m);
 LSTM_API const lstm_model_config *lstm_model_get_config(const lstm_model *m);
 /* Output classes: labels (classify) or tags (tag); 0 for lm. */
@@ -889,6 +930,28 @@ LSTM_API lstm_model *lstm_train(const lstm_model_config *mc, const lstm_train_co
  * resume against the run they would continue. */
 LSTM_API lstm_status lstm_checkpoint_config(const char *path, lstm_model_config *mc,
                                             lstm_train_config *tc, lstm_error *err);
+
+/* ------------------------------------------------------------------ */
+/* The embeddable runtime's model from a file (include/lstm_embed.h holds
+ * the runtime itself, which needs none of this library). */
+
+struct lstm_embed_model;
+typedef struct lstm_embed_host lstm_embed_host;
+
+/* The runtime's description of a model file, its arrays owned by the
+ * result: a task model (lm, classify, tag; metadata lstm.task), float or
+ * int8-rowwise (each quantized matrix NAME as NAME.int8, I8 (rows, cols),
+ * and NAME.scale, F32 (rows); embeddings and the decoder may be either),
+ * or, without lstm.task, a bare nn.LSTM state_dict whose names share a
+ * prefix, as lstm forward reads them. Configuration from the names and
+ * shapes; labels (lstm.labels) and the lm's byte vocabulary
+ * (lstm.vocab.byte) from the metadata. LSTM_ERR_SHAPE names a missing or
+ * misshapen tensor, LSTM_ERR_FORMAT bad metadata or int8 values outside
+ * [-127, 127], LSTM_ERR_NONFINITE a weight or scale that is not finite. */
+LSTM_API lstm_embed_host *lstm_embed_host_load(const lstm_st *st, lstm_error *err);
+/* The description (valid until lstm_embed_host_free). */
+LSTM_API const struct lstm_embed_model *lstm_embed_host_model(const lstm_embed_host *h);
+LSTM_API void lstm_embed_host_free(lstm_embed_host *h);
 
 #ifdef __cplusplus
 }

@@ -11,6 +11,8 @@
 #   scripts/install-deps.sh --demo     # and npm, for make demo
 #   scripts/install-deps.sh --onnx     # and libprotobuf-c, protoc-c (lstm convert, export)
 #                                      # and ONNX's node tests, checked by make test
+#   scripts/install-deps.sh --embed    # and the ARM cross compiler and qemu-arm (make test runs
+#                                      # the embeddable runtime on ARM with them)
 #   scripts/install-deps.sh PKG...     # and these Debian packages too
 set -eu
 pkgs=(build-essential pkg-config libjansson-dev libopenblas-dev)
@@ -19,7 +21,8 @@ for a in "$@"; do
     --demo) command -v npm >/dev/null 2>&1 || pkgs+=(npm) ;;
     --mpi) pkgs+=(openmpi-bin libopenmpi-dev) ;;
     --onnx) pkgs+=(libprotobuf-c-dev protobuf-c-compiler libonnx-testdata) ;;
-    -h | --help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --embed) pkgs+=(gcc-arm-linux-gnueabihf libc6-dev-armhf-cross qemu-user) ;;
+    -h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "install-deps.sh: unknown option $a" >&2; exit 2 ;;
     *) pkgs+=("$a") ;;
     esac

@@ -14,7 +14,7 @@
 #define ATOL 1e-8
 #define RTOL 1e-6
 
-static const nn_ctx ctx = {&nn_kernels_ref, NULL, NULL};
+static const nn_ctx ctx = {.k = &nn_kernels_ref};
 static lstm_rng rng;
 
 static double urand(void) { return 2.0 * lstm_rng_uniform(&rng) - 1.0; }
@@ -175,10 +175,12 @@ static void lstm_grad_case(const char *name, nn_lstm_dims d, int T, int B, int b
                 c.w[i * NT + k] = sizes[k] ? rnd(sizes[k]) : NULL;
                 c.dw[i * NT + k] = sizes[k] ? zeros(sizes[k]) : NULL;
             }
-            c.tab[i] = (nn_lstm_weights){c.w[i * NT], c.w[i * NT + 1], c.w[i * NT + 2],
-                                         c.w[i * NT + 3], c.w[i * NT + 4], c.dw[i * NT],
-                                         c.dw[i * NT + 1], c.dw[i * NT + 2], c.dw[i * NT + 3],
-                                         c.dw[i * NT + 4], c.w[i * NT + 5], c.dw[i * NT + 5]};
+            c.tab[i] = (nn_lstm_weights){.w_ih = c.w[i * NT], .w_hh = c.w[i * NT + 1],
+                                         .b_ih = c.w[i * NT + 2], .b_hh = c.w[i * NT + 3],
+                                         .w_hr = c.w[i * NT + 4], .dw_ih = c.dw[i * NT],
+                                         .dw_hh = c.dw[i * NT + 1], .db_ih = c.dw[i * NT + 2],
+                                         .db_hh = c.dw[i * NT + 3], .dw_hr = c.dw[i * NT + 4],
+                                         .w_peep = c.w[i * NT + 5], .dw_peep = c.dw[i * NT + 5]};
         }
     c.ws = nn_lstm_ws_create();
     nn_lstm_ws_reserve(c.ws, &d, T, B, !use_len && !batch_first);

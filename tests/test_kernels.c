@@ -340,7 +340,7 @@ static void test_cell(nn_ctx *one, nn_ctx *two) {
  * and tanh against libm). gin is wide enough that a clip of 1 acts on
  * about a third of the pre-activations. */
 static void test_cell_opts(nn_ctx *one, nn_ctx *two) {
-    static const nn_ctx ref = {&nn_kernels_ref, NULL, NULL};
+    static const nn_ctx ref = {.k = &nn_kernels_ref};
     static const int shapes[][2] = {{1, 37}, {5, 16}, {13, 70}};
     for (int combo = 1; combo < 8; combo++)
         for (size_t sh = 0; sh < sizeof shapes / sizeof *shapes; sh++) {
@@ -438,7 +438,7 @@ static void test_set(const nn_kernels *k, lstm_kernels which, const char *name, 
     KS = k, kname = name, bf = is_bf16;
     lstm_rng_seed(&rng, 2026);
     nn_scratch s1 = {0}, s2 = {0};
-    nn_ctx one = {k, NULL, &s1}, two = {k, nn_pool_create(2), &s2};
+    nn_ctx one = {k, NULL, &s1, NULL}, two = {k, nn_pool_create(2), &s2, NULL};
     test_gemm(&one, &two);
     test_pgemm(&one, &two);
     test_cell(&one, &two);

@@ -205,3 +205,49 @@ double cli_now(void) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
+
+/* The prefix under which the file holds weight_ih_l0 ("" or "lstm." ...),
+ * or NULL (after an error message) when there is none or more than one. */
+const char *cli_lstm_prefix(const char *V, const lstm_st *st, char *buf, size_t n) {
+    const char *suffix = "weight_ih_l0";
+    size_t sl = strlen(suffix);
+    int found = 0;
+    for (size_t i = 0; i < lstm_st_count(st); i++) {
+        const char *name = lstm_st_tensor_at(st, i)->name;
+        size_t len = strlen(name);
+        if (len > 5 && strcmp(name + len - 5, ".int8") == 0) /* a quantized file */
+            len -= 5;
+        if (len < sl || strncmp(name + len - sl, suffix, sl) != 0)
+            continue;
+        if (len - sl > 0 && name[len - sl - 1] != '.')
+            continue;
+        if (found++) {
+            cli_error(V, "%s: more than one LSTM (%s%s and %s); choose one with --prefix",
+                      lstm_st_name(st), buf, suffix, name);
+            return NULL;
+        }
+        snprintf(buf, n, "%.*s", (int)(len - sl), name);
+    }
+    if (!found) {
+        cli_error(V, "%s: no tensor named weight_ih_l0 (with or without a prefix): not an nn.LSTM state_dict",
+                  lstm_st_name(st));
+        return NULL;
+    }
+    return buf;
+}
+
+int cli_int8_part(const lstm_params *p, const char *name) {
+    size_t len = strlen(name);
+    for (int k = 0; k < 2; k++) {
+        const char *suf = k ? ".scale" : ".int8";
+        size_t sl = strlen(suf);
+        char base[512];
+        if (len > sl && len - sl < sizeof base && strcmp(name + len - sl, suf) == 0) {
+            memcpy(base, name, len - sl);
+            base[len - sl] = 0;
+            if (lstm_params_is_int8(p, lstm_params_find(p, base)))
+                return 1;
+        }
+    }
+    return 0;
+}

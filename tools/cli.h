@@ -41,6 +41,13 @@ lstm_ctx *cli_ctx(const char *verb, int threads);
 lstm_ctx *cli_precision_ctx(const char *verb, int threads, const char *precision,
                             lstm_ctx **eval);
 
+/* The prefix under which st holds an nn.LSTM's weight_ih_l0 (or its int8
+ * form weight_ih_l0.int8): "" or "lstm." ..., written into buf; NULL
+ * after an error message when there is none or more than one. */
+const char *cli_lstm_prefix(const char *verb, const lstm_st *st, char *buf, size_t n);
+/* 1 when name is NAME.int8 or NAME.scale of an int8 tensor NAME of p. */
+int cli_int8_part(const lstm_params *p, const char *name);
+
 /* Number of online processors. */
 int cli_nproc(void);
 
@@ -68,5 +75,7 @@ int cmd_sample(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
 int cmd_convert(int argc, char **argv); /* cmd_onnx.c */
 int cmd_export(int argc, char **argv);
+int cmd_export_c(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
 
 #endif

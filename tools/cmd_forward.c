@@ -44,34 +44,6 @@ static lstm_st *open_onnx(const char *path, int *batch_first) {
 #endif
 }
 
-/* The prefix under which the file holds weight_ih_l0 ("" or "lstm." ...),
- * or NULL (after an error message) when there is none or more than one. */
-static const char *find_prefix(const lstm_st *st, char *buf, size_t n) {
-    const char *suffix = "weight_ih_l0";
-    size_t sl = strlen(suffix);
-    int found = 0;
-    for (size_t i = 0; i < lstm_st_count(st); i++) {
-        const char *name = lstm_st_tensor_at(st, i)->name;
-        size_t len = strlen(name);
-        if (len < sl || strcmp(name + len - sl, suffix) != 0)
-            continue;
-        if (len - sl > 0 && name[len - sl - 1] != '.')
-            continue;
-        if (found++) {
-            cli_error(V, "%s: more than one LSTM (%s%s and %s); choose one with --prefix",
-                      lstm_st_name(st), buf, suffix, name);
-            return NULL;
-        }
-        snprintf(buf, n, "%.*s", (int)(len - sl), name);
-    }
-    if (!found) {
-        cli_error(V, "%s: no tensor named weight_ih_l0 (with or without a prefix): not an nn.LSTM state_dict",
-                  lstm_st_name(st));
-        return NULL;
-    }
-    return buf;
-}
-
 /* Reads a float tensor of exactly the given shape. */
 static float *read_tensor(const lstm_st *st, const char *name, int ndim, const int64_t *shape,
                           const char *dims, int required) {
@@ -149,7 +121,7 @@ int cmd_forward(int argc, char **argv) {
         cli_error(V, "%s", err.msg);
         goto out;
     }
-    if (!prefix && !(prefix = find_prefix(model, pbuf, sizeof pbuf)))
+    if (!prefix && !(prefix = cli_lstm_prefix(V, model, pbuf, sizeof pbuf)))
         goto out;
     lstm_rnn_config cfg;
     if (lstm_rnn_config_infer(&cfg, model, prefix, &err)) {
@@ -166,7 +138,8 @@ int cmd_forward(int argc, char **argv) {
     /* strict within the prefix: anything else there is not an nn.LSTM tensor */
     for (size_t i = 0; i < lstm_st_count(model); i++) {
         const char *n = lstm_st_tensor_at(model, i)->name;
-        if (strncmp(n, prefix, strlen(prefix)) == 0 && lstm_params_find(p, n) < 0) {
+        if (strncmp(n, prefix, strlen(prefix)) == 0 && lstm_params_find(p, n) < 0 &&
+            !cli_int8_part(p, n)) {
             cli_error(V, "%s: unexpected tensor '%s' for an LSTM of %d layer(s)%s%s", pos[0], n,
                       cfg.num_layers, cfg.bidirectional ? ", bidirectional" : "",
                       cfg.proj_size ? ", with projection" : "");

@@ -14,9 +14,11 @@ static const struct {
     {"eval", cmd_eval, "a trained model's figures on labelled data"},
     {"predict", cmd_predict, "label texts (classify) or tag sentences (tag)"},
     {"sample", cmd_sample, "generate text from a character language model"},
+    {"quantize", cmd_quantize, "write a model or an nn.LSTM state_dict with int8 weights"},
     {"bench", cmd_bench, "time training, inference or streaming of an LSTM"},
     {"convert", cmd_convert, "import an ONNX model of LSTM nodes as an nn.LSTM state_dict"},
     {"export", cmd_export, "write an nn.LSTM state_dict as an ONNX model"},
+    {"export-c", cmd_export_c, "write a model as C source for the embeddable runtime"},
     {"plot", cmd_plot, "draw a training log's loss and metric curves as an SVG"},
 };
 

@@ -67,6 +67,9 @@ typedef struct {
     /* for backward, packed at its first use after a change of weights */
     real *whh_nn;  /* W_hh for dh_prev = dpre W_hh */
     real *whr_nn;  /* W_hr for dr = dh W_hr */
+    /* int8 weights (not copied: the parameters' packed int8 forms); when
+     * q_hh is set the float packs above are empty */
+    const struct nn_q8_mat *q_ih, *q_hh, *q_hr;
 } dir_pack;
 
 struct nn_lstm_ws {
@@ -226,14 +229,19 @@ int nn_lstm_ws_pack(nn_lstm_ws *ws, const nn_lstm_dims *d, const nn_kernels *k,
     if (ensure_dims(ws, d))
         return -1;
     int H = d->H, Ho = nn_lstm_hout(d), P = d->P;
+    int q8 = w[0].q_hh != NULL; /* int8: only the biases are packed here */
     carver cv = {NULL, 0};
     for (int pass = 0; pass < 2; pass++) {
         for (int l = 0; l < d->L; l++)
             for (int dir = 0; dir < d->D; dir++) {
                 dir_pack *p = &ws->pack[l * d->D + dir];
-                p->cell = carve(&cv, k->cell_pack_size(H, 0, Ho));
-                p->wih_nt = carve(&cv, k->pack_size(4 * H, nn_lstm_in(d, l)));
-                p->whr_nt = P ? carve(&cv, k->pack_size(P, H)) : NULL;
+                const nn_lstm_weights *wi = &w[l * d->D + dir];
+                p->q_ih = wi->q_ih;
+                p->q_hh = wi->q_hh;
+                p->q_hr = wi->q_hr;
+                p->cell = carve(&cv, q8 ? 0 : k->cell_pack_size(H, 0, Ho));
+                p->wih_nt = carve(&cv, q8 ? 0 : k->pack_size(4 * H, nn_lstm_in(d, l)));
+                p->whr_nt = P ? carve(&cv, q8 ? 0 : k->pack_size(P, H)) : NULL;
                 p->bias = d->bias ? carve(&cv, (size_t)4 * H) : NULL;
                 p->peep = d->peephole ? carve(&cv, (size_t)3 * H) : NULL;
             }
@@ -247,10 +255,12 @@ int nn_lstm_ws_pack(nn_lstm_ws *ws, const nn_lstm_dims *d, const nn_kernels *k,
         for (int dir = 0; dir < d->D; dir++) {
             dir_pack *p = &ws->pack[l * d->D + dir];
             const nn_lstm_weights *wi = &w[l * d->D + dir];
-            k->cell_pack(p->cell, NULL, wi->w_hh, H, 0, Ho);
-            k->pack_nt(p->wih_nt, wi->w_ih, 4 * H, nn_lstm_in(d, l));
-            if (P)
-                k->pack_nt(p->whr_nt, wi->w_hr, P, H);
+            if (!q8) {
+                k->cell_pack(p->cell, NULL, wi->w_hh, H, 0, Ho);
+                k->pack_nt(p->wih_nt, wi->w_ih, 4 * H, nn_lstm_in(d, l));
+                if (P)
+                    k->pack_nt(p->whr_nt, wi->w_hr, P, H);
+            }
             if (d->bias)
                 for (int r = 0; r < 4 * H; r++)
                     p->bias[r] = wi->b_ih[r] + wi->b_hh[r];
@@ -343,7 +353,7 @@ static void dir_job_run(void *p, int tid, int nt) {
     if (tid >= 2)
         return;
     (void)nt;
-    nn_ctx one = {j->ctx->k, NULL, NULL};
+    nn_ctx one = {j->ctx->k, NULL, NULL, j->ctx->q8};
     j->fn(&one, j->arg, tid);
 }
 
@@ -368,6 +378,44 @@ typedef struct {
     real *Y;
     const real *dY;
 } loop_args;
+
+/* The products of the forward, in float or, when the weights are int8,
+ * quantizing each row of the input as it comes (kernels_int8.c). */
+
+/* C (M,N) = A (M,K) W^T for a packed W_ih or W_hr. */
+static void product(const nn_ctx *ctx, const real *Wp, const struct nn_q8_mat *q, int M, int N,
+                    int K, const real *A, int lda, real *C, int ldc) {
+#ifdef NN_HAVE_Q8
+    if (q) {
+        nn_q8_term t = {A, lda, q};
+        nn_q8_matmul(ctx, C, ldc, 0, M, &t, 1);
+        return;
+    }
+#endif
+    (void)q;
+    ctx->k->pgemm(ctx, M, N, K, A, lda, Wp, 0, C, ldc);
+}
+
+/* One cell step (nn_cell_fwd) whose weights are int8: the products of x
+ * (when K1 > 0) and of hp are added to gin (or written, without gin) in
+ * a->g, then the cell's own kernel adds the bias and does the rest. */
+static void cell_forward_q8(const nn_ctx *ctx, const nn_cell_fwd *a, const struct nn_q8_mat *q_ih,
+                            const struct nn_q8_mat *q_hh) {
+#ifdef NN_HAVE_Q8
+    nn_q8_term t[2] = {{a->x, a->ldx, q_ih}, {a->hp, a->K2, q_hh}};
+    if (a->gin && a->gin != a->g)
+        memcpy(a->g, a->gin, sizeof(real) * (size_t)a->M * 4 * a->H);
+    nn_q8_matmul(ctx, a->g, 4 * a->H, a->gin != NULL, a->M, a->K1 ? t : t + 1, a->K1 ? 2 : 1);
+    static const real none[1];
+    nn_cell_fwd pw = *a;
+    pw.K1 = pw.K2 = 0;
+    pw.gin = a->g;
+    pw.w = none; /* no columns: the kernel multiplies by nothing */
+    ctx->k->cell_forward(ctx, &pw);
+#else
+    (void)ctx, (void)a, (void)q_ih, (void)q_hh;
+#endif
+}
 
 /* The forward time loop of layer a->l, direction dir. G holds X W_ih^T. */
 static void forward_loop(const nn_ctx *ctx, void *p, int dir) {
@@ -413,9 +461,12 @@ static void forward_loop(const nn_ctx *ctx, void *p, int dir) {
                               .c = cc, .h = Rt ? Rt : hc, .y = Rt ? NULL : Yt, .ldy = W,
                               .gin_next = has_next ? a->G + (size_t)tn * B * 4 * H : NULL,
                               .M_next = has_next ? ws->bs[tn] : 0, .opt = cell_opts(d, pk)};
-            k->cell_forward(ctx, &cf);
+            if (pk->q_hh)
+                cell_forward_q8(ctx, &cf, NULL, pk->q_hh);
+            else
+                k->cell_forward(ctx, &cf);
             if (Rt) { /* h = r W_hr^T */
-                k->pgemm(ctx, M, Ho, H, Rt, H, pk->whr_nt, 0, hc, Ho);
+                product(ctx, pk->whr_nt, pk->q_hr, M, Ho, H, Rt, H, hc, Ho);
                 for (int j = 0; j < M; j++)
                     memcpy(Yt + (size_t)j * W, hc + (size_t)j * Ho, sizeof(real) * Ho);
             }
@@ -438,7 +489,6 @@ static void forward_loop(const nn_ctx *ctx, void *p, int dir) {
 
 void nn_lstm_forward(const nn_ctx *ctx, const nn_lstm_dims *d, const nn_lstm_weights *w,
                      nn_lstm_ws *ws, const nn_lstm_io *io, int training, lstm_rng *rng) {
-    const nn_kernels *k = ctx->k;
     int T = io->T, B = io->B, H = d->H, Ho = nn_lstm_hout(d), W = d->D * Ho;
     size_t TB = (size_t)T * B;
     (void)w; /* the forward multiplies by the copies nn_lstm_ws_pack made of w */
@@ -468,8 +518,8 @@ void nn_lstm_forward(const nn_ctx *ctx, const nn_lstm_dims *d, const nn_lstm_wei
         for (int dir = 0; dir < d->D; dir++) {
             dir_act *a = &ws->act[l * d->D + dir];
             /* The input product of all steps at once: G = X W_ih^T. */
-            k->pgemm(ctx, (int)TB, 4 * H, In, X, In, ws->pack[l * d->D + dir].wih_nt, 0, a->G,
-                     4 * H);
+            const dir_pack *pk = &ws->pack[l * d->D + dir];
+            product(ctx, pk->wih_nt, pk->q_ih, (int)TB, 4 * H, In, X, In, a->G, 4 * H);
             if (ws->has_lengths) {
                 /* rows of finished sequences enter the weight-gradient
                  * products (times a zero gradient): keep them finite */
@@ -685,16 +735,18 @@ int nn_lstm_ws_pack_step(nn_lstm_ws *ws, const nn_lstm_dims *d, const nn_kernels
                          const nn_lstm_weights *w, int B) {
     if (nn_lstm_ws_pack(ws, d, k, w)) /* biases and W_hr */
         return -1;
-    int H = d->H, Ho = nn_lstm_hout(d);
+    int H = d->H, Ho = nn_lstm_hout(d), q8 = w[0].q_hh != NULL;
     size_t n = 0;
     for (int l = 0; l < d->L; l++)
-        n += round_up(k->cell_pack_size(H, nn_lstm_in(d, l), Ho));
+        n += q8 ? 0 : round_up(k->cell_pack_size(H, nn_lstm_in(d, l), Ho));
     if (alloc_reals(&ws->spk, &ws->spkcap, n))
         return -1;
     real *p = ws->spk;
     for (int l = 0; l < d->L; l++) {
         int In = nn_lstm_in(d, l);
         ws->pack[l].step = p;
+        if (q8)
+            continue;
         k->cell_pack(p, w[l].w_ih, w[l].w_hh, H, In, Ho);
         p += round_up(k->cell_pack_size(H, In, Ho));
     }
@@ -721,9 +773,12 @@ void nn_lstm_step(const nn_ctx *ctx, const nn_lstm_dims *d, nn_lstm_ws *ws, int 
                           .cp = cl, .gin = NULL, .bias = ws->pack[l].bias,
                           .w = ws->pack[l].step, .g = sg, .c = sc, .h = d->P ? sr : sh,
                           .opt = cell_opts(d, &ws->pack[l])};
-        k->cell_forward(ctx, &cf);
+        if (ws->pack[l].q_hh)
+            cell_forward_q8(ctx, &cf, ws->pack[l].q_ih, ws->pack[l].q_hh);
+        else
+            k->cell_forward(ctx, &cf);
         if (d->P)
-            k->pgemm(ctx, B, Ho, H, sr, H, ws->pack[l].whr_nt, 0, sh, Ho);
+            product(ctx, ws->pack[l].whr_nt, ws->pack[l].q_hr, B, Ho, H, sr, H, sh, Ho);
         memcpy(hl, sh, sizeof(real) * B * Ho);
         memcpy(cl, sc, sizeof(real) * B * H);
         in = hl;

@@ -19,6 +19,7 @@
 
 #ifndef LSTM_REAL
 #define LSTM_REAL float
+#define NN_HAVE_Q8 1 /* the int8 products exist in float builds only */
 #endif
 typedef LSTM_REAL real;
 
@@ -162,6 +163,7 @@ struct nn_ctx {
     const nn_kernels *k;
     nn_pool *pool;       /* NULL: one thread */
     nn_scratch *scratch; /* NULL: kernels allocate for themselves */
+    const struct nn_q8_kernels *q8; /* the int8 products; NULL: the reference */
 };
 
 /* A buffer of at least n bytes, 64-byte aligned, from ctx's scratch when it
@@ -181,6 +183,85 @@ void nn_cell_pointwise_backward(const nn_cell_bwd *a, int u0, int u1);
 void nn_cell_pointwise_forward_opts(int M, int H, const nn_cell_opts *opt, real *g,
                                     const real *cp, real *c, real *h, int u0, int u1);
 void nn_cell_pointwise_backward_opts(const nn_cell_bwd *a, int u0, int u1);
+
+/* ------------------------------------------------------------------ */
+/* int8 products (kernels_int8.c; the file format in docs/DESIGN.md,
+ * "int8"). A weight matrix W (N,K) is stored as q (N,K) in [-127, 127]
+ * with a float scale per row, W[n][k] ~ scale[n] q[n][k]. An activation
+ * row a (K) is quantized as it comes: s_a = max|a| / 127, q_a =
+ * rne(a * (127 / max|a|)); the product row is the exact int32 sum
+ * acc = sum_k q_a[k] q[n][k], then (float)acc * (s_a * scale[n]).      */
+
+/* W packed alike for every int8 kernel set: Np = N rounded up to 16,
+ * Kp = K rounded up to 4; blocks of 16 rows, each of Kp/4 groups of
+ * 16 rows x 4 columns: byte [b][g][r][j] = q[16b + r][4g + j], zero in
+ * the padding (a VNNI dot product's layout: one 32-bit lane per row). */
+typedef struct nn_q8_mat {
+    int N, K, Np, Kp;
+    const float *scale;    /* (Np), 0 in the padding */
+    const int32_t *rowsum; /* (Np) sum_k q[n][k]: the u8 offset's correction */
+    const int8_t *blocks;  /* (Np * Kp) */
+} nn_q8_mat;
+
+/* Longest row whose exact sums fit in int32: 127 * 127 * K < 2^31. */
+#define NN_Q8_MAX_K 131072
+
+/* Bytes of the buffer nn_q8_mat_pack needs for an (N,K) matrix. */
+size_t nn_q8_mat_size(int N, int K);
+/* Packs q (N,K) row-major and scale (N) into buf (64-byte aligned, of
+ * nn_q8_mat_size bytes) and points m into it. */
+void nn_q8_mat_pack(nn_q8_mat *m, void *buf, const int8_t *q, const float *scale, int N, int K);
+/* Quantizes W (N,K) per row: scale[n] = max_k |W[n][k]| / 127 (0 for a
+ * zero row), q = rne(W / scale) clamped to [-127, 127]. */
+void nn_q8_quantize_weights(int8_t *q, float *scale, const float *w, int N, int K);
+/* Quantizes one activation row a (K) into q (Kp bytes, zero past K) and
+ * returns s_a (0 for a zero row; NaN when a holds a NaN or an infinity,
+ * so that the products come out NaN as in float). */
+float nn_q8_quantize_row(int8_t *q, const float *a, int K, int Kp);
+
+/* One call of a kernel: rows [0, M) of the quantized activations times
+ * blocks [b0, b1) of w. With acc, writes the raw sums acc[m][n] (columns
+ * n of the blocks, N and beyond included); otherwise writes
+ * C[m][n] = (float)acc * (sa[m] * scale[n]), added to C when accumulate,
+ * for n < N. Every kernel set gives the same bits. */
+typedef struct {
+    int M;
+    const int8_t *qa; /* (M, Kp) */
+    int lda;
+    const float *sa;  /* (M) */
+    const nn_q8_mat *w;
+    int32_t *acc;     /* (M, Np) row stride ldacc, or NULL */
+    int ldacc;
+    float *C;         /* (M, N) row stride ldc */
+    int ldc;
+    int accumulate;
+} nn_q8_gemm_args;
+
+typedef struct nn_q8_kernels {
+    const char *name;
+    void (*gemm)(const nn_q8_gemm_args *a, int b0, int b1);
+} nn_q8_kernels;
+
+extern const nn_q8_kernels nn_q8_kernels_ref;
+/* The int8 kernel sets this build has and this processor runs, best first
+ * (the reference last); i from 0, NULL past the last. */
+const nn_q8_kernels *nn_q8_kernels_at(int i);
+/* The write of one product's result, shared by every set so that their
+ * floats agree bit for bit: C[n] (+)= (float)acc[r] * (s_a * scale[n]). */
+void nn_q8_store(float *C, const int32_t *acc, float sa, const float *scale, int n, int accumulate);
+
+/* One term of a product: A (M,K) rows of stride lda, times w^T. */
+typedef struct {
+    const real *A;
+    int lda;
+    const nn_q8_mat *w;
+} nn_q8_term;
+
+/* C (M,N) = [C +] sum of the terms' products, in order, each quantized by
+ * rows as above; with ctx's int8 kernels on its pool. All terms have the
+ * same N. */
+void nn_q8_matmul(const nn_ctx *ctx, real *C, int ldc, int accumulate, int M,
+                  const nn_q8_term *terms, int nterms);
 
 /* ------------------------------------------------------------------ */
 /* Layers (the public lstm_*_forward/backward functions call these).    */
@@ -231,6 +312,9 @@ typedef struct {
     real *dw_ih, *dw_hh, *db_ih, *db_hh, *dw_hr;
     const real *w_peep; /* (3H) p_i, p_f, p_o with dims->peephole, else NULL */
     real *dw_peep;
+    /* int8 forms of w_ih, w_hh, w_hr: when q_hh is set, all are (q_hr with
+     * P), and the forward and the step multiply by these; no backward */
+    const struct nn_q8_mat *q_ih, *q_hh, *q_hr;
 } nn_lstm_weights;
 
 /* One forward (and its backward) of a whole batch of sequences. */

@@ -143,6 +143,20 @@ static const nn_kernels *pick_kernels(lstm_kernels want, lstm_error *err) {
     return NULL;
 }
 
+/* The int8 products of quantized models go with the float kernels chosen:
+ * the reference with the reference (and the portable set), AVX2 with
+ * AVX2, else the best the processor has (AVX-512 VNNI, AVX-VNNI, AVX2). */
+static const nn_q8_kernels *pick_q8(lstm_kernels want) {
+    if (want == LSTM_KERNELS_REFERENCE || want == LSTM_KERNELS_GENERIC)
+        return &nn_q8_kernels_ref;
+    const nn_q8_kernels *best = nn_q8_kernels_at(0);
+    if (want == LSTM_KERNELS_AVX2)
+        for (int i = 0; nn_q8_kernels_at(i); i++)
+            if (strcmp(nn_q8_kernels_at(i)->name, "avx2") == 0)
+                return nn_q8_kernels_at(i);
+    return best;
+}
+
 #ifdef LSTM_HAVE_OPENBLAS
 static int is_avx512(const nn_kernels *k) {
 #ifdef LSTM_X86_KERNELS
@@ -202,6 +216,7 @@ lstm_ctx *lstm_ctx_create(const lstm_ctx_config *cfg, lstm_error *err) {
     }
     ctx->nn.k = &ctx->table;
     ctx->nn.scratch = &ctx->scratch;
+    ctx->nn.q8 = pick_q8(c.kernels);
     lstm_ok(err);
     return ctx;
 }
@@ -215,6 +230,7 @@ void lstm_ctx_free(lstm_ctx *ctx) {
 }
 
 const char *lstm_ctx_kernels(const lstm_ctx *ctx) { return ctx->table.name; }
+const char *lstm_ctx_int8_kernels(const lstm_ctx *ctx) { return ctx->nn.q8->name; }
 int lstm_ctx_threads(const lstm_ctx *ctx) { return nn_pool_size(ctx->nn.pool); }
 
 /* For the library's own sources: the numeric context inside. */

@@ -30,6 +30,12 @@ static inline size_t lstm_mul_size(size_t a, size_t b) {
 float *lstm_params_data_mut(lstm_params *p, int i);
 float *lstm_params_data_all_mut(lstm_params *p);
 
+/* Tensor i's int8 form, packed for the int8 kernels, or NULL when it
+ * computes in float (or when out of memory re-quantizing it after its
+ * floats were written: then *failed is set). */
+struct nn_q8_mat;
+const struct nn_q8_mat *lstm_params_q8(lstm_params *p, int i, int *failed);
+
 /* Files (fileio.c). */
 
 /* lstm_write_file_atomic (lstm.h) of the bytes of several buffers in

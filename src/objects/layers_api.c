@@ -54,3 +54,31 @@ void lstm_dropout_forward(float *out, float *mask, const float *x, size_t n, flo
 void lstm_dropout_backward(float *dx, const float *dout, const float *mask, size_t n) {
     nn_dropout_backward(dx, dout, mask, n);
 }
+
+lstm_status lstm_params_linear_forward(lstm_ctx *ctx, lstm_params *p, int w, int b, float *out,
+                                       const float *in, int N, lstm_error *err) {
+    int n = lstm_params_count(p);
+    if (w < 0 || w >= n || b >= n || lstm_params_ndim(p, w) != 2 ||
+        (b >= 0 && (lstm_params_ndim(p, b) != 1 ||
+                    lstm_params_shape(p, b)[0] != lstm_params_shape(p, w)[0])))
+        return lstm_fail(err, LSTM_ERR_INVALID,
+                         "lstm_params_linear_forward: tensor %d is not a matrix (O,K) with a "
+                         "bias %d of (O)",
+                         w, b);
+    const float *W = lstm_params_data(p, w), *B = b >= 0 ? lstm_params_data(p, b) : NULL;
+    if (!W)
+        return lstm_fail(err, LSTM_ERR_STATE, "parameters not allocated");
+    int O = (int)lstm_params_shape(p, w)[0], K = (int)lstm_params_shape(p, w)[1];
+    int failed;
+    const nn_q8_mat *q = lstm_params_q8(p, w, &failed);
+    if (!q) {
+        nn_linear_forward(lstm_ctx_nn(ctx), out, in, W, B, N, K, O);
+        return lstm_ok(err);
+    }
+    nn_q8_term t = {in, K, q};
+    nn_q8_matmul(lstm_ctx_nn(ctx), out, O, 0, N, &t, 1);
+    for (int r = 0; B && r < N; r++)
+        for (int o = 0; o < O; o++)
+            out[(size_t)r * O + o] += B[o];
+    return lstm_ok(err);
+}

@@ -1,7 +1,9 @@
 /* params.c - every tensor of a model in one buffer, gradients in a second,
  * with named views; loading and saving them as safetensors. */
 #include "internal.h"
+#include "nn.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +16,15 @@ typedef struct {
     int64_t shape[LSTM_MAX_DIMS];
     size_t numel;
     size_t offset; /* in floats */
+    /* int8 (lstm_params_quantize, or NAME.int8 and NAME.scale in a file):
+     * q (rows, cols) and scale (rows) are what the tensor computes with,
+     * its floats hold scale * q; made again from the floats when they
+     * have been written since (qversion) */
+    int8_t *q;
+    float *qscale;
+    void *qbuf;
+    nn_q8_mat qm;
+    uint64_t qversion;
 } tensor_view;
 
 struct lstm_params {
@@ -24,13 +35,24 @@ struct lstm_params {
     uint64_t version;
 };
 
+static void q8_free(tensor_view *v);
+static int q8_alloc(tensor_view *v);
+static void q8_settle(lstm_params *p, tensor_view *v);
+static lstm_status q8_find(const lstm_st *st, const char *name, const tensor_view *v,
+                           const lstm_st_tensor **qt, const lstm_st_tensor **sc,
+                           lstm_error *err);
+
 lstm_params *lstm_params_create(void) { return calloc(1, sizeof(lstm_params)); }
 
 void lstm_params_free(lstm_params *p) {
     if (!p)
         return;
-    for (int i = 0; i < p->n; i++)
+    for (int i = 0; i < p->n; i++) {
         free(p->v[i].name);
+        free(p->v[i].q);
+        free(p->v[i].qscale);
+        lstm_free_aligned(p->v[i].qbuf);
+    }
     free(p->v);
     lstm_free_aligned(p->data);
     lstm_free_aligned(p->grad);
@@ -214,6 +236,38 @@ static const char *shape_str(char *buf, size_t n, int ndim, const int64_t *shape
     return buf;
 }
 
+/* NAME.int8 and NAME.scale: the stored q and scales, or, when the floats
+ * were written since, the floats quantized now. */
+static lstm_status q8_write(const lstm_params *p, int i, lstm_st_writer *w, const char *name,
+                            lstm_error *err) {
+    const tensor_view *v = &p->v[i];
+    int N = (int)v->shape[0], K = (int)v->shape[1];
+    int8_t *q = v->q;
+    float *sc = v->qscale;
+    if (v->qversion != p->version) {
+        q = malloc(v->numel);
+        sc = malloc(sizeof(float) * (size_t)N);
+        if (!q || !sc) {
+            free(q);
+            free(sc);
+            return lstm_fail(err, LSTM_ERR_NOMEM, "out of memory writing '%s'", name);
+        }
+        nn_q8_quantize_weights(q, sc, p->data + v->offset, N, K);
+    }
+    char qn[540], sn[540];
+    snprintf(qn, sizeof qn, "%s.int8", name);
+    snprintf(sn, sizeof sn, "%s.scale", name);
+    int64_t rows = N;
+    lstm_status s = lstm_st_writer_add(w, qn, LSTM_DT_I8, 2, v->shape, q, err);
+    if (!s)
+        s = lstm_st_writer_add(w, sn, LSTM_DT_F32, 1, &rows, sc, err);
+    if (q != v->q) {
+        free(q);
+        free(sc);
+    }
+    return s;
+}
+
 lstm_status lstm_params_write(const lstm_params *p, lstm_st_writer *w, const char *prefix,
                               lstm_error *err) {
     if (!p->data)
@@ -226,13 +280,35 @@ lstm_status lstm_params_write(const lstm_params *p, lstm_st_writer *w, const cha
             return lstm_fail(err, LSTM_ERR_NOMEM, "out of memory");
         memcpy(full, prefix ? prefix : "", plen);
         memcpy(full + plen, p->v[i].name, nlen + 1);
-        lstm_status s = lstm_st_writer_add(w, full, LSTM_DT_F32, p->v[i].ndim, p->v[i].shape,
-                                           p->data + p->v[i].offset, err);
+        lstm_status s = p->v[i].q ? q8_write(p, i, w, full, err)
+                                  : lstm_st_writer_add(w, full, LSTM_DT_F32, p->v[i].ndim,
+                                                       p->v[i].shape, p->data + p->v[i].offset,
+                                                       err);
         free(full);
         if (s)
             return s;
+        if (p->v[i].q &&
+            (s = lstm_st_writer_meta(w, "lstm.quantization", "int8-rowwise", err)))
+            return s;
     }
     return lstm_ok(err);
+}
+
+/* NAME.int8 or NAME.scale of a tensor NAME of p. */
+static int q8_part_of(const lstm_params *p, const char *n) {
+    size_t len = strlen(n);
+    char base[512];
+    for (int k = 0; k < 2; k++) {
+        const char *suf = k ? ".scale" : ".int8";
+        size_t sl = strlen(suf);
+        if (len > sl && len - sl < sizeof base && strcmp(n + len - sl, suf) == 0) {
+            memcpy(base, n, len - sl);
+            base[len - sl] = 0;
+            if (lstm_params_find(p, base) >= 0)
+                return 1;
+        }
+    }
+    return 0;
 }
 
 lstm_status lstm_params_read(lstm_params *p, const lstm_st *st, const char *prefix, int strict,
@@ -253,6 +329,24 @@ lstm_status lstm_params_read(lstm_params *p, const lstm_st *st, const char *pref
                                  v->name);
             const lstm_st_tensor *t = lstm_st_find(st, name);
             char a[128], b[128];
+            const lstm_st_tensor *qt = NULL, *qs = NULL;
+            if (!t) {
+                lstm_status s = q8_find(st, name, v, &qt, &qs, err);
+                if (s && qt)
+                    return s;
+            }
+            if (!t && qt) {
+                if (pass == 1) {
+                    tensor_view *vm = &p->v[i];
+                    if (q8_alloc(vm))
+                        return lstm_fail(err, LSTM_ERR_NOMEM, "out of memory reading '%s'", name);
+                    memcpy(vm->q, qt->data, v->numel);
+                    memcpy(vm->qscale, qs->data, sizeof(float) * (size_t)v->shape[0]);
+                    lstm_params_data_mut(p, i);
+                    q8_settle(p, vm);
+                }
+                continue;
+            }
             if (!t)
                 return lstm_fail(err, LSTM_ERR_SHAPE, "%s: missing tensor '%s' %s", file, name,
                                  shape_str(a, sizeof a, v->ndim, v->shape));
@@ -268,19 +362,162 @@ lstm_status lstm_params_read(lstm_params *p, const lstm_st *st, const char *pref
             if (pass == 1) {
                 /* marked changed before it is written: even a conversion
                  * failing halfway leaves no packed copy looking current */
+                q8_free(&p->v[i]); /* a float tensor computes in float */
                 float *dst = lstm_params_data_mut(p, i);
                 lstm_status s = lstm_st_read_f32(st, t, dst, v->numel, err);
                 if (s)
                     return s;
             }
         }
+        if (pass == 1)
+            for (int i = 0; i < p->n; i++)
+                p->v[i].qversion = p->version; /* read as they are */
         if (pass == 0 && strict) {
             for (size_t i = 0; i < lstm_st_count(st); i++) {
                 const char *n = lstm_st_tensor_at(st, i)->name;
-                if (strncmp(n, prefix, plen) == 0 && lstm_params_find(p, n + plen) < 0)
+                if (strncmp(n, prefix, plen) == 0 && lstm_params_find(p, n + plen) < 0 &&
+                    !q8_part_of(p, n + plen))
                     return lstm_fail(err, LSTM_ERR_SHAPE, "%s: unexpected tensor '%s'", file, n);
             }
         }
     }
     return lstm_ok(err);
+}
+
+/* ------------------------------------------------------------------ */
+/* int8 tensors (docs/DESIGN.md, "int8"). */
+
+static void q8_free(tensor_view *v) {
+    free(v->q);
+    free(v->qscale);
+    lstm_free_aligned(v->qbuf);
+    v->q = NULL;
+    v->qscale = NULL;
+    v->qbuf = NULL;
+}
+
+static int q8_alloc(tensor_view *v) {
+    int N = (int)v->shape[0], K = (int)v->shape[1];
+    if (v->q)
+        return 0;
+    v->q = malloc(v->numel ? v->numel : 1);
+    v->qscale = malloc(sizeof(float) * (size_t)(N ? N : 1));
+    v->qbuf = lstm_alloc_aligned(nn_q8_mat_size(N, K));
+    if (!v->q || !v->qscale || !v->qbuf) {
+        q8_free(v);
+        return -1;
+    }
+    return 0;
+}
+
+/* The floats become scale * q, and the packed copy is made. */
+static void q8_settle(lstm_params *p, tensor_view *v) {
+    int N = (int)v->shape[0], K = (int)v->shape[1];
+    float *w = p->data + v->offset;
+    for (int n = 0; n < N; n++)
+        for (int k = 0; k < K; k++)
+            w[(size_t)n * K + k] = (float)v->q[(size_t)n * K + k] * v->qscale[n];
+    nn_q8_mat_pack(&v->qm, v->qbuf, v->q, v->qscale, N, K);
+}
+
+static lstm_status q8_check_shape(const tensor_view *v, lstm_error *err) {
+    if (v->ndim != 2 || v->shape[0] < 1 || v->shape[1] < 1)
+        return lstm_fail(err, LSTM_ERR_SHAPE, "'%s': only a matrix (rows, cols) is quantized",
+                         v->name);
+    if (v->shape[1] > NN_Q8_MAX_K || v->shape[0] > (1 << 24))
+        return lstm_fail(err, LSTM_ERR_UNSUPPORTED,
+                         "'%s': rows of %lld columns (at most %d: longer ones could overflow "
+                         "the int32 sums)",
+                         v->name, (long long)v->shape[1], NN_Q8_MAX_K);
+    return LSTM_OK;
+}
+
+lstm_status lstm_params_quantize(lstm_params *p, int i, lstm_error *err) {
+    if (!p || i < 0 || i >= p->n)
+        return lstm_fail(err, LSTM_ERR_INVALID, "lstm_params_quantize: no tensor %d", i);
+    tensor_view *v = &p->v[i];
+    lstm_status s;
+    if (!p->data)
+        return lstm_fail(err, LSTM_ERR_STATE, "'%s': parameters not allocated", v->name);
+    if ((s = q8_check_shape(v, err)))
+        return s;
+    const float *w = p->data + v->offset;
+    for (size_t j = 0; j < v->numel; j++)
+        if (!isfinite(w[j]))
+            return lstm_fail(err, LSTM_ERR_NONFINITE, "'%s' holds %s at index %zu", v->name,
+                             isnan(w[j]) ? "NaN" : "an infinity", j);
+    if (q8_alloc(v))
+        return lstm_fail(err, LSTM_ERR_NOMEM, "out of memory quantizing '%s'", v->name);
+    nn_q8_quantize_weights(v->q, v->qscale, w, (int)v->shape[0], (int)v->shape[1]);
+    lstm_params_data_mut(p, i);
+    q8_settle(p, v);
+    v->qversion = p->version;
+    return lstm_ok(err);
+}
+
+int lstm_params_is_int8(const lstm_params *p, int i) {
+    return p && i >= 0 && i < p->n && p->v[i].q != NULL;
+}
+
+const nn_q8_mat *lstm_params_q8(lstm_params *p, int i, int *failed) {
+    tensor_view *v = &p->v[i];
+    *failed = 0;
+    if (!v->q)
+        return NULL;
+    if (v->qversion != p->version) {
+        /* values were written since: keep q if they are still scale * q,
+         * else quantize them again */
+        int N = (int)v->shape[0], K = (int)v->shape[1];
+        const float *w = p->data + v->offset;
+        int same = 1;
+        for (size_t j = 0; same && j < v->numel; j++)
+            same = w[j] == (float)v->q[j] * v->qscale[j / (size_t)K];
+        if (!same) {
+            nn_q8_quantize_weights(v->q, v->qscale, w, N, K);
+            q8_settle(p, v);
+        }
+        v->qversion = p->version;
+    }
+    return &v->qm;
+}
+
+/* Checks the int8 form NAME.int8 / NAME.scale of tensor v in st; fills
+ * *qt and *st_scale. */
+static lstm_status q8_find(const lstm_st *st, const char *name, const tensor_view *v,
+                           const lstm_st_tensor **qt, const lstm_st_tensor **sc,
+                           lstm_error *err) {
+    const char *file = lstm_st_name(st);
+    char qn[540], sn[540];
+    snprintf(qn, sizeof qn, "%s.int8", name);
+    snprintf(sn, sizeof sn, "%s.scale", name);
+    *qt = lstm_st_find(st, qn);
+    *sc = lstm_st_find(st, sn);
+    if (!*qt)
+        return LSTM_ERR_SHAPE; /* no int8 form: the caller reports the float one missing */
+    lstm_status s = q8_check_shape(v, err);
+    if (s)
+        return s;
+    if ((*qt)->dtype != LSTM_DT_I8 || (*qt)->ndim != 2 || (*qt)->shape[0] != v->shape[0] ||
+        (*qt)->shape[1] != v->shape[1])
+        return lstm_fail(err, LSTM_ERR_SHAPE, "%s: tensor '%s' must be I8 (%lld, %lld)", file, qn,
+                         (long long)v->shape[0], (long long)v->shape[1]);
+    if (!*sc || (*sc)->dtype != LSTM_DT_F32 || (*sc)->ndim != 1 ||
+        (*sc)->shape[0] != v->shape[0])
+        return lstm_fail(err, LSTM_ERR_SHAPE, "%s: '%s' needs '%s', F32 (%lld)", file, qn, sn,
+                         (long long)v->shape[0]);
+    const int8_t *q = (*qt)->data;
+    for (size_t j = 0; j < (*qt)->numel; j++)
+        if (q[j] == -128)
+            return lstm_fail(err, LSTM_ERR_FORMAT,
+                             "%s: '%s' holds -128 at index %zu (int8 weights are in [-127, 127])",
+                             file, qn, j);
+    for (size_t j = 0; j < (*sc)->numel; j++) {
+        float f;
+        memcpy(&f, (const char *)(*sc)->data + 4 * j, 4);
+        if (!(f >= 0 && f <= 3.4028235e38f))
+            return lstm_fail(err, LSTM_ERR_FORMAT,
+                             "%s: '%s'[%zu] = %g: a scale must be finite and >= 0", file, sn, j,
+                             (double)f);
+    }
+    return LSTM_OK;
 }

@@ -90,13 +90,14 @@ static const char *wname(int kind) {
 
 /* The safetensors metadata keys of the options a state_dict's tensor names
  * cannot show. Other "lstm." keys are those of the task model files
- * (src/tasks/model_file.c, train.c), which a state_dict may sit in. */
+ * (src/tasks/model_file.c, train.c), which a state_dict may sit in, and
+ * the int8 form's (lstm_params_write_int8). */
 #define META_CLIP "lstm.clip"
 #define META_INPUT_FORGET "lstm.input_forget"
 
 static int model_file_key(const char *k) {
-    static const char *const keys[] = {"lstm.version", "lstm.task", "lstm.config",
-                                       "lstm.labels", "lstm.train"};
+    static const char *const keys[] = {"lstm.version", "lstm.task",  "lstm.config",
+                                       "lstm.labels",  "lstm.train", "lstm.quantization"};
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
         if (strcmp(k, keys[i]) == 0)
             return 1;
@@ -147,6 +148,14 @@ lstm_status lstm_rnn_config_write_meta(const lstm_rnn_config *cfg, lstm_st_write
     return lstm_ok(err);
 }
 
+/* A weight matrix NAME, or its int8 form NAME.int8 (the same shape). */
+static const lstm_st_tensor *find_weight(const lstm_st *st, const char *name) {
+    const lstm_st_tensor *t = lstm_st_find(st, name);
+    char q[540];
+    snprintf(q, sizeof q, "%s.int8", name);
+    return t ? t : lstm_st_find(st, q);
+}
+
 lstm_status lstm_rnn_config_infer(lstm_rnn_config *cfg, const lstm_st *st, const char *prefix,
                                   lstm_error *err) {
     const char *file = lstm_st_name(st);
@@ -154,7 +163,7 @@ lstm_status lstm_rnn_config_infer(lstm_rnn_config *cfg, const lstm_st *st, const
     if (!prefix)
         prefix = "";
     snprintf(name, sizeof name, "%sweight_ih_l0", prefix);
-    const lstm_st_tensor *t = lstm_st_find(st, name);
+    const lstm_st_tensor *t = find_weight(st, name);
     if (!t)
         return lstm_fail(err, LSTM_ERR_SHAPE, "%s: no tensor '%s': not an LSTM state_dict", file,
                          name);
@@ -167,13 +176,13 @@ lstm_status lstm_rnn_config_infer(lstm_rnn_config *cfg, const lstm_st *st, const
     do {
         c.num_layers++;
         snprintf(name, sizeof name, "%sweight_ih_l%d", prefix, c.num_layers);
-    } while (c.num_layers < 1024 && lstm_st_find(st, name));
+    } while (c.num_layers < 1024 && find_weight(st, name));
     snprintf(name, sizeof name, "%sweight_ih_l0_reverse", prefix);
-    c.bidirectional = lstm_st_find(st, name) != NULL;
+    c.bidirectional = find_weight(st, name) != NULL;
     snprintf(name, sizeof name, "%sbias_ih_l0", prefix);
     c.bias = lstm_st_find(st, name) != NULL;
     snprintf(name, sizeof name, "%sweight_hr_l0", prefix);
-    const lstm_st_tensor *hr = lstm_st_find(st, name);
+    const lstm_st_tensor *hr = find_weight(st, name);
     if (hr) {
         if (hr->ndim != 2 || hr->shape[1] != c.hidden_size || hr->shape[0] < 1 ||
             hr->shape[0] >= c.hidden_size)
@@ -282,8 +291,26 @@ static lstm_status bind(lstm_rnn *r, lstm_params *p, lstm_error *err) {
                                     VIEW(W_HR, lstm_params_data), VIEW(W_IH, lstm_params_grad),
                                     VIEW(W_HH, lstm_params_grad), VIEW(B_IH, lstm_params_grad),
                                     VIEW(B_HH, lstm_params_grad), VIEW(W_HR, lstm_params_grad),
-                                    VIEW(W_PEEP, lstm_params_data), VIEW(W_PEEP, lstm_params_grad)};
+                                    VIEW(W_PEEP, lstm_params_data), VIEW(W_PEEP, lstm_params_grad),
+                                    NULL, NULL, NULL};
 #undef VIEW
+        /* int8: every weight matrix of the module, or none */
+        int failed = 0, f, nq = 0, nw = 0;
+        const nn_q8_mat **qs[3] = {&r->w[i].q_ih, &r->w[i].q_hh, &r->w[i].q_hr};
+        const int kinds[3] = {W_IH, W_HH, W_HR};
+        for (int j = 0; j < 3; j++) {
+            *qs[j] = ix[kinds[j]] >= 0 ? lstm_params_q8(p, ix[kinds[j]], &f) : NULL;
+            failed |= f;
+            nq += *qs[j] != NULL;
+            nw += ix[kinds[j]] >= 0;
+        }
+        if (failed)
+            return lstm_fail(err, LSTM_ERR_NOMEM, "out of memory quantizing weights");
+        if (nq && (nq != nw || !r->w[0].q_hh))
+            return lstm_fail(err, LSTM_ERR_UNSUPPORTED,
+                             "'%s': some weight matrices of the LSTM are int8 and others float "
+                             "(quantize all of them, or none)",
+                             lstm_params_name(p, ix[W_IH]));
     }
     return LSTM_OK;
 }
@@ -331,6 +358,10 @@ lstm_status lstm_rnn_forward(lstm_rnn *r, lstm_ctx *ctx, lstm_params *p, const l
         return lstm_fail(err, LSTM_ERR_INVALID, "training with dropout needs an rng");
     if ((s = bind(r, p, err)))
         return s;
+    if (training && r->w[0].q_hh)
+        return lstm_fail(err, LSTM_ERR_UNSUPPORTED,
+                         "an LSTM with int8 weights runs inference only: train the float model "
+                         "and quantize it after");
     const nn_ctx *nc = lstm_ctx_nn(ctx);
     if ((s = ensure_packed(r, nc, p, 0, err)))
         return s;

@@ -373,14 +373,17 @@ lstm_status model_batch_run(lstm_model *m, lstm_ctx *ctx, const model_batch *b, 
     if (p > 0)
         lstm_dropout_forward(m->Y, m->Ymask, m->Y, N * m->out_dim, p, rng);
 
-    const float *dw = lstm_params_data(m->p, m->dec_w), *db = lstm_params_data(m->p, m->dec_b);
+    const float *dw = lstm_params_data(m->p, m->dec_w);
     int rows = pooled ? B : (int)N;
     const float *feats = m->Y;
     if (pooled) {
         lstm_mean_pool_forward(m->pooled, m->Y, b->lengths, T, B, m->out_dim);
         feats = m->pooled;
     }
-    lstm_linear_forward(ctx, m->logits, feats, dw, db, rows, m->out_dim, m->nout);
+    /* the decoder: in int8 when the model is quantized */
+    if ((s = lstm_params_linear_forward(ctx, m->p, m->dec_w, m->dec_b, m->logits, feats, rows,
+                                        err)))
+        return s;
     int count;
     double loss = lstm_cross_entropy_forward(ctx, m->logits, m->logits, b->targets, rows, m->nout,
                                              -100, &count);

@@ -136,6 +136,10 @@ static lstm_status check_tensors(const lstm_model *m, const lstm_st *st, lstm_er
     for (int i = 0; i < lstm_params_count(m->p); i++) {
         const char *name = lstm_params_name(m->p, i);
         const lstm_st_tensor *t = lstm_st_find(st, name);
+        char q[540];
+        snprintf(q, sizeof q, "%s.int8", name);
+        if (!t) /* a quantized model: NAME.int8 beside NAME.scale */
+            t = lstm_st_find(st, q);
         int ndim = lstm_params_ndim(m->p, i);
         if (!t || t->ndim != ndim ||
             memcmp(t->shape, lstm_params_shape(m->p, i), sizeof(int64_t) * ndim) != 0)
@@ -312,4 +316,17 @@ lstm_model *lstm_model_load(const char *path, lstm_error *err) {
     lstm_model *m = load(st, err);
     lstm_st_free(st);
     return m;
+}
+
+lstm_status lstm_model_quantize(lstm_model *m, lstm_error *err) {
+    for (int i = 0; i < lstm_params_count(m->p); i++) {
+        const char *n = lstm_params_name(m->p, i);
+        if ((strncmp(n, "lstm.weight_", 12) != 0 && strcmp(n, "decoder.weight") != 0) ||
+            lstm_params_is_int8(m->p, i))
+            continue;
+        lstm_status s = lstm_params_quantize(m->p, i, err);
+        if (s)
+            return s;
+    }
+    return lstm_ok(err);
 }

@@ -451,8 +451,9 @@ static lstm_status sample(lstm_model *m, lstm_ctx *ctx, const char *prime, size_
     float *h = calloc((size_t)L * Ho, sizeof(float)), *c = calloc((size_t)L * H, sizeof(float));
     float *y = malloc(sizeof(float) * Ho), *x = malloc(sizeof(float) * E);
     double *logits = malloc(sizeof(double) * V);
+    float *zf = malloc(sizeof(float) * V); /* a quantized decoder's output */
     int *idx = malloc(sizeof(int) * V), *feed = malloc(sizeof(int) * (nfeed + 1));
-    lstm_status s = h && c && y && logits && x && idx && feed
+    lstm_status s = h && c && y && logits && zf && x && idx && feed
                         ? LSTM_OK
                         : lstm_fail(err, LSTM_ERR_NOMEM, "out of memory");
     if (!s) {
@@ -478,6 +479,13 @@ static lstm_status sample(lstm_model *m, lstm_ctx *ctx, const char *prime, size_
         memcpy(x, table + (size_t)id * E, sizeof(float) * E);
         if ((s = lstm_rnn_step(m->rnn, ctx, m->p, 1, x, h, c, y, err)))
             break;
+        if (lstm_params_is_int8(m->p, m->dec_w)) { /* a quantized model's decoder */
+            if ((s = lstm_params_linear_forward(ctx, m->p, m->dec_w, m->dec_b, zf, y, 1, err)))
+                break;
+            for (int v = 0; v < V; v++)
+                logits[v] = (double)zf[v] / temperature;
+            continue;
+        }
         for (int v = 0; v < V; v++) { /* the next byte's logits / temperature */
             double z = bias[v];
             for (int k = 0; k < Ho; k++)
@@ -485,7 +493,7 @@ static lstm_status sample(lstm_model *m, lstm_ctx *ctx, const char *prime, size_
             logits[v] = z / temperature;
         }
     }
-    free(h), free(c), free(y), free(logits), free(x), free(idx), free(feed);
+    free(h), free(c), free(y), free(logits), free(zf), free(x), free(idx), free(feed);
     return s ? s : lstm_ok(err);
 }
 
