@@ -321,8 +321,9 @@ lstm_model *lstm_model_load(const char *path, lstm_error *err) {
 lstm_status lstm_model_quantize(lstm_model *m, lstm_error *err) {
     for (int i = 0; i < lstm_params_count(m->p); i++) {
         const char *n = lstm_params_name(m->p, i);
+        /* the matrices; the peephole vectors (1-D) stay float, like the biases */
         if ((strncmp(n, "lstm.weight_", 12) != 0 && strcmp(n, "decoder.weight") != 0) ||
-            lstm_params_is_int8(m->p, i))
+            lstm_params_ndim(m->p, i) != 2 || lstm_params_is_int8(m->p, i))
             continue;
         lstm_status s = lstm_params_quantize(m->p, i, err);
         if (s)
