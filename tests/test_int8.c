@@ -88,6 +88,24 @@ static void test_kernels(void) {
         }
 }
 
+/* Every set's vector quantization gives the scalar rule's bits. */
+static void test_quantize_sets(void) {
+    for (int K = 1; K < 70; K += 3) {
+        float a[70];
+        for (int k = 0; k < K; k++) /* ties after scaling: halves of 127ths */
+            a[k] = (rnd() % 3 == 0) ? (float)((int)(rnd() % 255) - 127) / 2 : rf();
+        int Kp = (K + 3) / 4 * 4;
+        int8_t want[72], got[72];
+        float sw = nn_q8_quantize_row(want, a, K, Kp);
+        for (int s = 0; nn_q8_kernels_at(s); s++) {
+            memset(got, 55, sizeof got);
+            float sg = nn_q8_kernels_at(s)->quantize_row(got, a, K, Kp);
+            CHECK(sg == sw && memcmp(got, want, (size_t)Kp) == 0,
+                  "%s: quantize_row of K %d differs from the rule", nn_q8_kernels_at(s)->name, K);
+        }
+    }
+}
+
 static void test_quantize_rules(void) {
     float a[7] = {0.5f, -1.0f, 0.25f, 0.0f, 1.0f / 254, -0.75f, 3.0f / 254};
     int8_t q[8];
@@ -377,6 +395,7 @@ int main(void) {
         (nn_q8_kernels_at(1) == NULL || strcmp(nn_q8_kernels_at(1)->name, "avxvnni") != 0))
         printf("ok skipping: avxvnni (this processor lacks AVX-VNNI)\n");
     test_quantize_rules();
+    test_quantize_sets();
     test_kernels();
     test_lstm();
     test_files();

@@ -212,6 +212,8 @@ typedef struct {
 typedef struct nn_q8_kernels {
     const char *name;
     void (*gemm)(const nn_q8_gemm_args *a, int b0, int b1);
+    /* nn_q8_quantize_row, the same bits */
+    float (*quantize_row)(int8_t *q, const float *a, int K, int Kp);
 } nn_q8_kernels;
 
 extern const nn_q8_kernels nn_q8_kernels_ref;
