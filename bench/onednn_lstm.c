@@ -233,7 +233,11 @@ static void block_init(model *m, block *b, dnnl_memory_t src, dnnl_memory_t dsrc
     dnnl_rnn_direction_t dir = D == 2 ? dnnl_bidirectional_concat : dnnl_unidirectional_left2right;
 
     /* the user tensors, in PyTorch's layout */
-    dnnl_memory_desc_t wl_user = md_tag(5, d_wl, dnnl_ldgoi), wi_user = md_tag(5, d_wi, dnnl_ldgoi),
+    /* int8: oneDNN 2.6 quantizes weights only from ldigo (its reorder from ldgoi to
+     * s8 is unimplemented); the random weights then land transposed, which changes
+     * nothing timed */
+    dnnl_format_tag_t wtag = int8_mode ? dnnl_ldigo : dnnl_ldgoi;
+    dnnl_memory_desc_t wl_user = md_tag(5, d_wl, wtag), wi_user = md_tag(5, d_wi, wtag),
                        wp_user = md_tag(4, d_wp, dnnl_ldoi);
     b->w[W_LAYER] = mem_new(m, &wl_user);
     b->w[W_ITER] = mem_new(m, &wi_user);

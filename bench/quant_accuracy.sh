@@ -33,7 +33,7 @@ rows=("lm lm.st $data/brown-text/train.txt $data/brown-text/valid.txt bpc 0.02"
       "classify cls.st $data/spam/train.txt $data/spam/valid.txt accuracy 0.002")
 field() { sed -n "s/.*\"$2\":\([-0-9.e]*\).*/\1/p" "$1" | tail -n 1; }
 fail=0
-printf '| task | metric | float | int8 | difference | bound | size float -> int8 | eval time float / int8 |\n|---|---|---:|---:|---:|---:|---:|---:|\n' >"$models/table.md"
+printf '| task | metric | float | int8 | difference | bound | size float -> int8 |\n|---|---|---:|---:|---:|---:|---:|\n' >"$models/table.md"
 for row in "${rows[@]}"; do
     set -- $row
     task=$1 model=$models/$2 train=$3 valid=$4 metric=$5 bound=$6
@@ -44,19 +44,15 @@ for row in "${rows[@]}"; do
     fi
     q=${model%.st}.int8.st
     "$L" quantize "$model" "$q"
-    t0=$(date +%s.%N)
     "$L" eval "$model" "$valid" --json 2>/dev/null >"$models/$task.float.json"
-    t1=$(date +%s.%N)
     "$L" eval "$q" "$valid" --json 2>/dev/null >"$models/$task.int8.json"
-    t2=$(date +%s.%N)
     f=$(field "$models/$task.float.json" "$metric") i=$(field "$models/$task.int8.json" "$metric")
     verdict=$(awk -v f="$f" -v i="$i" -v b="$bound" -v m="$metric" 'BEGIN {
         d = i - f; bad = (m == "bpc") ? (d > b) : (-d > b);
         printf "%+.4f %s", d, bad ? "MISSED" : "ok" }')
     sizes="$(($(stat -c %s "$model") / 1024)) -> $(($(stat -c %s "$q") / 1024)) KiB"
-    times=$(awk -v a="$t0" -v b="$t1" -v c="$t2" 'BEGIN { printf "%.1f / %.1f s", b - a, c - b }')
-    printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$task" "$metric" "$f" "$i" \
-        "${verdict% *}" "$bound" "$sizes" "$times" >>"$models/table.md"
+    printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$task" "$metric" "$f" "$i" \
+        "${verdict% *}" "$bound" "$sizes" >>"$models/table.md"
     [ "${verdict#* }" = ok ] || fail=1
 done
 cat "$models/table.md"

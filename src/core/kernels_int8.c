@@ -258,6 +258,7 @@ static inline vi loadw(const int8_t *p) { return _mm512_loadu_si512((const void 
 static inline vi dot(vi acc, vi a, vi w) { return _mm512_dpbusd_epi32(acc, a, w); }
 static inline vi zero(void) { return _mm512_setzero_si512(); }
 static inline void storev(int32_t *d, vi v) { _mm512_storeu_si512((void *)d, v); }
+static inline vi vadd(vi x, vi y) { return _mm512_add_epi32(x, y); }
 #define MR4_NB 2
 #define HAVE_VSTORE 1
 /* nn_q8_store's operations, 16 lanes at once: the same bits */
@@ -314,6 +315,7 @@ static inline vi dot(vi acc, vi a, vi w) { return _mm256_dpbusd_avx_epi32(acc, a
 #endif
 static inline vi zero(void) { return _mm256_setzero_si256(); }
 static inline void storev(int32_t *d, vi v) { _mm256_storeu_si256((__m256i *)d, v); }
+static inline vi vadd(vi x, vi y) { return _mm256_add_epi32(x, y); }
 #define MR4_NB 1
 #else /* AVX2 */
 typedef __m256i vi;
@@ -327,11 +329,37 @@ static inline vi dot(vi acc, vi a, vi w) {
 }
 static inline vi zero(void) { return _mm256_setzero_si256(); }
 static inline void storev(int32_t *d, vi v) { _mm256_storeu_si256((__m256i *)d, v); }
+static inline vi vadd(vi x, vi y) { return _mm256_add_epi32(x, y); }
 #define MR4_NB 1
 #endif
 
 /* the tile loops have constant trips: registers, not memory */
 #define UNROLL _Pragma("GCC unroll 16")
+
+/* The sums of row m, block b (NV vectors): the u8 offset taken off, then
+ * written as raw sums or scaled floats. */
+static inline __attribute__((always_inline)) void finish(const nn_q8_gemm_args *a, int m, int b,
+                                                         const vi *acc) {
+    const nn_q8_mat *w = a->w;
+#ifdef HAVE_VSTORE
+    if (!a->acc) {
+        vi rsum = _mm512_loadu_si512((const void *)(w->rowsum + b * 16));
+        vstore_out(a, m, b, _mm512_sub_epi32(acc[0], _mm512_slli_epi32(rsum, 7)));
+        return;
+    }
+#endif
+    int32_t s[16];
+    UNROLL for (int v = 0; v < NV; v++)
+        storev(s + v * 16 / NV, acc[v]);
+#if OFFSET
+    const int32_t *rs = w->rowsum + b * 16;
+    for (int i = 0; i < 16; i++) /* wraps: exact when the true sum fits */
+        s[i] = (int32_t)((uint32_t)s[i] - 128u * (uint32_t)rs[i]);
+#else
+    (void)w;
+#endif
+    emit(a, m, b, s);
+}
 
 /* Rows [m, m+mr) times blocks [b, b+nb): mr * nb * NV accumulators. */
 static inline __attribute__((always_inline)) void tile(const nn_q8_gemm_args *a, int m, int mr,
@@ -356,38 +384,49 @@ static inline __attribute__((always_inline)) void tile(const nn_q8_gemm_args *a,
                     acc[r][j][v] = dot(acc[r][j][v], av[r], wv);
             }
     }
-#ifdef HAVE_VSTORE
-    if (!a->acc) {
-        UNROLL for (int r = 0; r < mr; r++)
-            UNROLL for (int j = 0; j < nb; j++) {
-                vi rsum = _mm512_loadu_si512((const void *)(w->rowsum + (b + j) * 16));
-                vi v = _mm512_sub_epi32(acc[r][j][0], _mm512_slli_epi32(rsum, 7));
-                vstore_out(a, m + r, b + j, v);
-            }
-        return;
-    }
-#endif
-    for (int r = 0; r < mr; r++)
-        for (int j = 0; j < nb; j++) {
-            int32_t s[16];
+    UNROLL for (int r = 0; r < mr; r++)
+        UNROLL for (int j = 0; j < nb; j++)
+            finish(a, m + r, b + j, acc[r][j]);
+}
+
+/* One row by one block, the columns in four interleaved sums: the block's
+ * bytes are read as one sequential stream (a step's product is a read of
+ * the weights from L3, and one stream per thread keeps the prefetcher
+ * simplest). */
+static void tile_row(const nn_q8_gemm_args *a, int m, int b) {
+    const nn_q8_mat *w = a->w;
+    int G = w->Kp / 4;
+    vi acc[4][NV];
+    UNROLL for (int u = 0; u < 4; u++)
+        UNROLL for (int v = 0; v < NV; v++)
+            acc[u][v] = zero();
+    const int8_t *W = w->blocks + (size_t)b * 16 * w->Kp;
+    const int8_t *x = a->qa + (size_t)m * a->lda;
+    int g = 0;
+    for (; g + 4 <= G; g += 4)
+        UNROLL for (int u = 0; u < 4; u++) {
+            vi av = bcast(x + 4 * (g + u));
             UNROLL for (int v = 0; v < NV; v++)
-                storev(s + v * 16 / NV, acc[r][j][v]);
-#if OFFSET
-            const int32_t *rs = w->rowsum + (b + j) * 16;
-            for (int i = 0; i < 16; i++) /* wraps: exact when the true sum fits */
-                s[i] = (int32_t)((uint32_t)s[i] - 128u * (uint32_t)rs[i]);
-#endif
-            emit(a, m + r, b + j, s);
+                acc[u][v] = dot(acc[u][v], av, loadw(W + (size_t)(g + u) * 64 + v * 64 / NV));
         }
+    for (; g < G; g++) {
+        vi av = bcast(x + 4 * g);
+        UNROLL for (int v = 0; v < NV; v++)
+            acc[0][v] = dot(acc[0][v], av, loadw(W + (size_t)g * 64 + v * 64 / NV));
+    }
+    UNROLL for (int v = 0; v < NV; v++) /* integers: any order gives the same sum */
+        acc[0][v] = vadd(vadd(acc[0][v], acc[1][v]), vadd(acc[2][v], acc[3][v]));
+    finish(a, m, b, acc[0]);
 }
 
 /* A block tile's weights stay in L1 while every row goes past them. */
 static void isa_gemm(const nn_q8_gemm_args *a, int b0, int b1) {
     int b = b0;
-    if (a->M < 4) { /* a step: four blocks at once, four independent sums */
-        for (; b + 4 <= b1; b += 4)
+    if (a->M < 4) { /* a step's few rows: block after block */
+        for (; b < b1; b++)
             for (int m = 0; m < a->M; m++)
-                tile(a, m, 1, b, 4);
+                tile_row(a, m, b);
+        return;
     }
     for (; b < b1; b += MR4_NB) {
         int nb = b1 - b < MR4_NB ? b1 - b : MR4_NB;
