@@ -130,7 +130,7 @@ static void ref_gemm(const nn_q8_gemm_args *a, int b0, int b1) {
         }
 }
 
-const nn_q8_kernels nn_q8_kernels_ref = {"reference", ref_gemm, nn_q8_quantize_row};
+const nn_q8_kernels nn_q8_kernels_ref = {"reference", ref_gemm, nn_q8_quantize_row, 0};
 
 #ifdef LSTM_X86_KERNELS
 extern const nn_q8_kernels nn_q8_kernels_avx512vnni, nn_q8_kernels_avxvnni, nn_q8_kernels_avx2,
@@ -251,15 +251,14 @@ static inline int32_t load32(const int8_t *p) {
 typedef __m512i vi;
 #define NV 1 /* vectors per 16 rows */
 #define OFFSET 1
-static inline vi bcast(const int8_t *p) {
-    return _mm512_xor_si512(_mm512_set1_epi32(load32(p)), _mm512_set1_epi32((int)0x80808080));
-}
+/* the activations are stored as q_a + 128 already (isa_quantize_row) */
+static inline vi bcast(const int8_t *p) { return _mm512_set1_epi32(load32(p)); }
 static inline vi loadw(const int8_t *p) { return _mm512_loadu_si512((const void *)p); }
 static inline vi dot(vi acc, vi a, vi w) { return _mm512_dpbusd_epi32(acc, a, w); }
 static inline vi zero(void) { return _mm512_setzero_si512(); }
 static inline void storev(int32_t *d, vi v) { _mm512_storeu_si512((void *)d, v); }
 static inline vi vadd(vi x, vi y) { return _mm512_add_epi32(x, y); }
-#define MR4_NB 2
+#define MR4_NB 4 /* 16 accumulators: 4 broadcasts and 4 loads feed 16 products */
 #define HAVE_VSTORE 1
 /* nn_q8_store's operations, 16 lanes at once: the same bits */
 static inline void vstore_out(const nn_q8_gemm_args *a, int m, int b, vi acc) {
@@ -284,7 +283,7 @@ static float isa_quantize_row(int8_t *q, const float *a, int K, int Kp) {
     }
     float m = _mm512_reduce_max_ps(mx);
     if (bad || m == 0) {
-        memset(q, 0, (size_t)Kp);
+        memset(q, 0x80, (size_t)Kp);
         return bad ? NAN : 0;
     }
     __m512 inv = _mm512_set1_ps(127.0f / m);
@@ -293,9 +292,10 @@ static float isa_quantize_row(int8_t *q, const float *a, int K, int Kp) {
         __mmask16 km = K - k >= 16 ? 0xffff : (__mmask16)((1u << (K - k)) - 1);
         __m512i r = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(km, a + k), inv));
         r = _mm512_min_epi32(_mm512_max_epi32(r, lo), hi);
-        _mm_mask_storeu_epi8(q + k, km, _mm512_cvtepi32_epi8(r));
+        __m128i b = _mm_xor_si128(_mm512_cvtepi32_epi8(r), _mm_set1_epi8((char)0x80));
+        _mm_mask_storeu_epi8(q + k, km, b);
     }
-    memset(q + K, 0, (size_t)(Kp - K));
+    memset(q + K, 0x80, (size_t)(Kp - K));
     return m / 127.0f;
 }
 #elif defined(__AVXVNNI__) || defined(Q8_VNNI256_EVEX)
@@ -430,18 +430,20 @@ static void isa_gemm(const nn_q8_gemm_args *a, int b0, int b1) {
     }
     for (; b < b1; b += MR4_NB) {
         int nb = b1 - b < MR4_NB ? b1 - b : MR4_NB;
-        int m = 0;
-        for (; m + 4 <= a->M; m += 4) {
-            if (nb == MR4_NB)
+        if (nb == MR4_NB) {
+            int m = 0;
+            for (; m + 4 <= a->M; m += 4)
                 tile(a, m, 4, b, MR4_NB);
-            else
-                tile(a, m, 4, b, 1);
-        }
-        for (; m < a->M; m++) {
-            if (nb == 2)
-                tile(a, m, 1, b, 2);
-            else
-                tile(a, m, 1, b, 1);
+            for (; m < a->M; m++)
+                tile(a, m, 1, b, MR4_NB);
+        } else { /* the last blocks, one at a time */
+            for (int j = 0; j < nb; j++) {
+                int m = 0;
+                for (; m + 4 <= a->M; m += 4)
+                    tile(a, m, 4, b + j, 1);
+                for (; m < a->M; m++)
+                    tile(a, m, 1, b + j, 1);
+            }
         }
     }
 }
@@ -449,7 +451,12 @@ static void isa_gemm(const nn_q8_gemm_args *a, int b0, int b1) {
 #ifndef HAVE_VSTORE
 #define isa_quantize_row nn_q8_quantize_row
 #endif
+#if defined(__AVX512VNNI__) && !defined(Q8_VNNI256_EVEX)
+#define U8 1 /* isa_quantize_row stores q_a + 128 */
+#else
+#define U8 0
+#endif
 const nn_q8_kernels CAT(nn_q8_kernels_, KERNEL_ISA) = {STR(KERNEL_ISA), isa_gemm,
-                                                       isa_quantize_row};
+                                                       isa_quantize_row, U8};
 
 #endif
