@@ -102,7 +102,7 @@ LIB_OBJS  += $(BUILD)/src/core/kernels_f32_avx2.o $(BUILD)/src/core/kernels_f32_
              $(BUILD)/src/core/kernels_f32_avx512bf16.o $(BUILD)/src/core/kernels_bf16_avx512bf16.o
 # int8: kernels_int8.c compiled plain (reference, driver) and per set
 LIB_OBJS  += $(BUILD)/src/core/kernels_int8_avx2.o $(BUILD)/src/core/kernels_int8_avxvnni.o \
-             $(BUILD)/src/core/kernels_int8_avx512vnni.o
+             $(BUILD)/src/core/kernels_int8_avx512vnni.o $(BUILD)/src/core/kernels_int8_avxvnni_evex.o
 ALL_CFLAGS += -DLSTM_X86_KERNELS
 endif
 endif
@@ -156,6 +156,8 @@ $(BUILD)/src/core/kernels_f32_%.o: $(F32_SRC) $(HEADERS) | $(BUILD)/src/core
 INT8_FLAGS_avx2       := -mavx2 -mfma
 INT8_FLAGS_avxvnni    := -mavx2 -mfma -mavxvnni
 INT8_FLAGS_avx512vnni := -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx2 -mfma
+# the avxvnni code with the EVEX instruction: tests it on AVX-512 VNNI machines
+INT8_FLAGS_avxvnni_evex := -mavx512f -mavx512vl -mavx512vnni -mavx2 -mfma -DQ8_VNNI256_EVEX
 $(BUILD)/src/core/kernels_int8_%.o: src/core/kernels_int8.c $(HEADERS) | $(BUILD)/src/core
 	$(CC) $(INC_core) $(CPPFLAGS) $(ALL_CFLAGS) -ffp-contract=off -DKERNEL_ISA=$* $(INT8_FLAGS_$*) -c $< -o $@
 $(BUILD)/src/core/kernels_int8.o: ALL_CFLAGS += -ffp-contract=off

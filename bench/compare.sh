@@ -8,7 +8,7 @@
 #   bench/compare.sh --cases 'stream|infer' --rounds 5
 #
 # Options: --quick, --rounds N, --repeat R, --cases REGEX (grep -E on the case names),
-# --no-build (use the programs already in build/), --help.
+# --no-build (use the programs already in build/), --int8 (only the int8 table), --help.
 # Needs: make and OpenBLAS for lstm; libdnnl-dev (oneDNN 2.6) for build/bench/onednn_lstm;
 # Debian's /usr/bin/python3 with torch for bench/torch_lstm.py; node and onnxruntime-node
 # (scripts/install-ort.sh, or LSTM_ORT) for bench/ort_lstm.js, which runs the model
@@ -21,6 +21,11 @@
 # (bf16 activations and weights) and torch_lstm.py --bf16 (module in bfloat16); a
 # third gives the peak memory of the training cases. "of peak": lstm's GFLOP/s over
 # the two cores' multiply-add peak measured in the same run (bench/sgemm_rate.c).
+# The int8 table: the infer and stream cases on 2 threads and on 1, lstm
+# --precision int8 (int8 weights per row, activations quantized per row as they
+# come) against lstm in float, oneDNN's int8 LSTM (onednn_lstm --int8: u8
+# activations with static scales, s8 weights) and PyTorch's quantize_dynamic
+# (torch_lstm.py --int8).
 set -u
 
 cd "$(dirname "$0")/.." || exit 1
@@ -28,6 +33,8 @@ ROUNDS=3
 REPEAT=10
 CASES_RE=.
 BUILD=1
+INT8_ONLY=0
+THREADS=2
 while [ $# -gt 0 ]; do
     case $1 in
     --quick) ROUNDS=1 REPEAT=3 ;;
@@ -35,7 +42,8 @@ while [ $# -gt 0 ]; do
     --repeat) REPEAT=$2; shift ;;
     --cases) CASES_RE=$2; shift ;;
     --no-build) BUILD=0 ;;
-    --help | -h) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --int8) INT8_ONLY=1 ;;
+    --help | -h) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "compare.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -78,8 +86,11 @@ run() {
     lstm-bf16) set -- ./lstm bench "$@" --precision bf16 ;;
     onednn-bf16) set -- build/bench/onednn_lstm "$@" --bf16 ;;
     torch-bf16) set -- bench/torch_lstm.py "$@" --bf16 ;;
+    lstm-int8) set -- ./lstm bench "$@" --precision int8 ;;
+    onednn-int8) set -- build/bench/onednn_lstm "$@" --int8 ;;
+    torch-int8) set -- bench/torch_lstm.py "$@" --int8 ;;
     esac
-    line=$(timeout 600 "$@" --threads 2 --repeat "$REPEAT" --json 2>/dev/null | grep '^{' | tail -n 1)
+    line=$(timeout 600 "$@" --threads "$THREADS" --repeat "$REPEAT" --json 2>/dev/null | grep '^{' | tail -n 1)
     ms=$(echo "$line" | sed -n 's/.*"ms":\([-0-9.e+]*\).*/\1/p')
     gf=$(echo "$line" | sed -n 's/.*"gflops":\([-0-9.e+]*\).*/\1/p')
     [ -n "$ms" ] && [ -n "$gf" ] && echo "$ms $gf"
@@ -129,6 +140,39 @@ fi
 echo
 BF16_ROWS=$(mktemp)
 trap 'rm -f "$BF16_ROWS"' EXIT
+
+int8_table() {
+    echo "int8 (the infer and stream cases; ratios are times, above 1 lstm int8 is faster):"
+    echo
+    echo "| case | threads | lstm fp32 ms | lstm int8 ms | oneDNN int8 ms | PyTorch int8 ms | lstm fp32/int8 | oneDNN int8/lstm int8 | PyTorch int8/lstm int8 |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    for THREADS in 2 1; do
+        echo "$CASES" | grep -E '^(infer|stream)' | while IFS='|' read -r name args; do
+            echo "$name" | grep -Eq -- "$CASES_RE" || continue
+            l='' li='' oi='' ti=''
+            r=0
+            while [ $r -lt "$ROUNDS" ]; do
+                # shellcheck disable=SC2086 # args is a word list
+                l=$(best "$l" "$(run lstm $args)")
+                # shellcheck disable=SC2086
+                li=$(best "$li" "$(run lstm-int8 $args)")
+                # shellcheck disable=SC2086
+                oi=$(best "$oi" "$(run onednn-int8 $args)")
+                # shellcheck disable=SC2086
+                ti=$(best "$ti" "$(run torch-int8 $args)")
+                r=$((r + 1))
+            done
+            echo "| $name | $THREADS | $(fmt "$l" 1) | $(fmt "$li" 1) | $(fmt "$oi" 1) | $(fmt "$ti" 1) |" \
+                "$(ratio "$l" "$li") | $(ratio "$oi" "$li") | $(ratio "$ti" "$li") |"
+        done
+    done
+    THREADS=2
+}
+if [ "$INT8_ONLY" = 1 ]; then
+    int8_table
+    exit 0
+fi
+
 echo "| case | lstm ms | oneDNN ms | PyTorch ms | ORT ms | lstm GFLOP/s | of peak | oneDNN/lstm | PyTorch/lstm | ORT/lstm |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 echo "$CASES" | while IFS='|' read -r name args; do
@@ -164,6 +208,9 @@ echo
 echo "| case | lstm bf16 ms | oneDNN bf16 ms | PyTorch bf16 ms | lstm bf16 GFLOP/s | of peak | oneDNN bf16/lstm bf16 | PyTorch bf16/lstm bf16 | oneDNN fp32/lstm bf16 |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 cat "$BF16_ROWS"
+
+echo
+int8_table
 
 # Peak memory of training: each process's peak resident memory, whole and above
 # what it held before any model or data existed (for PyTorch: after `import torch`),

@@ -34,6 +34,13 @@
  * source, destination, h states and weights bf16; biases, c states and every diff
  * (weights included) f32. The input and dy are rounded once, outside the timing. Only
  * the f32 configuration is checked against the reference (--check).
+ * --int8: oneDNN's int8 LSTM (inference and stream only, no projection): source,
+ * destination and h states u8 with one scale and shift for all activations
+ * (rnn_data_qparams: static quantization, fixed before the run, where lstm's int8
+ * quantizes every row as it comes), weights s8 with a scale per gate and output
+ * channel (rnn_weights_qparams, mask (1 << 3) + (1 << 4)), quantized by the weight
+ * reorder, once, outside the timing; c states and biases f32. The input is
+ * converted once, outside the timing.
  */
 #include <dnnl.h>
 #include <dnnl_debug.h>
@@ -117,6 +124,9 @@ typedef struct {
 /* The data type of the activations and weights: f32, or bf16 with --bf16 (biases,
  * cell states and every gradient stay f32, as oneDNN's bf16 LSTM wants them). */
 static dnnl_data_type_t act_dt = dnnl_f32;
+/* --int8: the quantization attributes of the primitive and the weight reorders */
+static int int8_mode;
+static dnnl_primitive_attr_t q_attr;
 
 static dnnl_memory_desc_t md_dt(int nd, const dnnl_dims_t dims, dnnl_data_type_t dt,
                                 dnnl_format_tag_t tag) {
@@ -173,7 +183,8 @@ static dnnl_memory_t layout_for(model *m, const_dnnl_primitive_desc_t pd, int ar
     re->from = to_user ? mem : user;
     re->to = to_user ? user : mem;
     dnnl_primitive_desc_t rpd;
-    DN(dnnl_reorder_primitive_desc_create(&rpd, md_of(re->from), m->eng, md_of(re->to), m->eng, NULL));
+    DN(dnnl_reorder_primitive_desc_create(&rpd, md_of(re->from), m->eng, md_of(re->to), m->eng,
+                                          want->data_type == dnnl_s8 ? q_attr : NULL));
     re->p = prim_new(m, rpd);
     DN(dnnl_primitive_desc_destroy(rpd));
     return mem;
@@ -209,13 +220,24 @@ static void block_init(model *m, block *b, dnnl_memory_t src, dnnl_memory_t dsrc
                        dwl_any = md_tag(5, d_wl, dnnl_format_tag_any),
                        dwi_any = md_tag(5, d_wi, dnnl_format_tag_any),
                        dwp_any = md_tag(4, d_wp, dnnl_format_tag_any);
+    if (int8_mode) { /* u8 activations and h states, s8 weights; c and bias f32 */
+        src_md = md_dt(3, d_src, dnnl_u8, dnnl_tnc);
+        dst_md = md_dt(3, d_dst, dnnl_u8, dnnl_tnc);
+        iter_md = md_dt(4, d_iter, dnnl_u8, dnnl_ldnc);
+        wl_any = md_dt(5, d_wl, dnnl_s8, dnnl_format_tag_any);
+        wi_any = md_dt(5, d_wi, dnnl_s8, dnnl_format_tag_any);
+    }
     const dnnl_memory_desc_t *wp = m->P ? &wp_any : NULL;
     const dnnl_memory_desc_t *si = m->omit_state ? NULL : &iter_md, *sic = m->omit_state ? NULL : &iter_c_md;
     const dnnl_memory_desc_t *dsi = m->omit_state ? NULL : &diter_md;
     dnnl_rnn_direction_t dir = D == 2 ? dnnl_bidirectional_concat : dnnl_unidirectional_left2right;
 
     /* the user tensors, in PyTorch's layout */
-    dnnl_memory_desc_t wl_user = md_tag(5, d_wl, dnnl_ldgoi), wi_user = md_tag(5, d_wi, dnnl_ldgoi),
+    /* int8: oneDNN 2.6 quantizes weights only from ldigo (its reorder from ldgoi to
+     * s8 is unimplemented); the random weights then land transposed, which changes
+     * nothing timed */
+    dnnl_format_tag_t wtag = int8_mode ? dnnl_ldigo : dnnl_ldgoi;
+    dnnl_memory_desc_t wl_user = md_tag(5, d_wl, wtag), wi_user = md_tag(5, d_wi, wtag),
                        wp_user = md_tag(4, d_wp, dnnl_ldoi);
     b->w[W_LAYER] = mem_new(m, &wl_user);
     b->w[W_ITER] = mem_new(m, &wi_user);
@@ -233,7 +255,7 @@ static void block_init(model *m, block *b, dnnl_memory_t src, dnnl_memory_t dsrc
                                       dir, &src_md, si, sic, &wl_any, &wi_any, NULL, wp, &bias_md, &dst_md,
                                       &iter_md, &iter_c_md, 0));
     dnnl_primitive_desc_t fpd;
-    DN(dnnl_primitive_desc_create(&fpd, &fd, NULL, m->eng, NULL));
+    DN(dnnl_primitive_desc_create(&fpd, &fd, int8_mode ? q_attr : NULL, m->eng, NULL));
     b->fwd = prim_new(m, fpd);
     static const int warg[NW] = {DNNL_ARG_WEIGHTS_LAYER, DNNL_ARG_WEIGHTS_ITER, DNNL_ARG_WEIGHTS_PROJECTION};
     for (int k = 0; k < NW; k++)
@@ -386,7 +408,7 @@ static model *model_create(int mode, int I, int H, int L, int B, int T, int bidi
             m->blk[m->nb++] = (block){.l0 = l, .nl = 1, .in = in};
     }
     dnnl_dims_t d_x = {m->T, B, I};
-    dnnl_memory_desc_t x_md = md_dt(3, d_x, act_dt, dnnl_tnc);
+    dnnl_memory_desc_t x_md = md_dt(3, d_x, int8_mode ? dnnl_u8 : act_dt, dnnl_tnc);
     dnnl_memory_desc_t dx_md = md_tag(3, d_x, dnnl_tnc);
     dnnl_memory_t src = mem_new(m, &x_md), dsrc = mode == TRAIN ? mem_new(m, &dx_md) : NULL;
     for (int i = 0; i < m->nb; i++) {
@@ -775,22 +797,22 @@ static double forward_flops(int I, int H, int L, int D, int P, int T, int B) {
 static const char *usage =
     "usage: onednn_lstm [--mode train|infer|stream] [--input I] [--hidden H] [--layers L] [--batch B]\n"
     "                   [--steps T] [--bidirectional] [--proj P] [--threads N] [--repeat R] [--json]\n"
-    "                   [--split] [--bf16] [--check [--omit-state]]\n"
+    "                   [--split] [--bf16] [--int8] [--check [--omit-state]]\n"
     "Times nn.LSTM's work with oneDNN's LSTM primitive, as `lstm bench` does with lstm.\n"
     "--split: one primitive per layer; --bf16: activations and weights in bfloat16 (biases,\n"
     "cell states and all gradients f32), where oneDNN supports it; --check: compare with a\n"
-    "plain double reference, in f32 only\n"
+    "plain double reference, in f32 only; --int8: u8 activations, s8 weights (infer, stream)\n"
     "(--omit-state: pass no initial state, which shows oneDNN 2.6.3's diff_weights_iter bug).\n";
 
 int main(int argc, char **argv) {
     const char *mode_s = "train";
     int I = 256, H = 256, L = 1, B = 32, T = 50, bidir = 0, P = 0, threads = 2, repeat = 10;
-    int json = 0, check = 0, split = 0, omit_state = 0, bf16 = 0;
+    int json = 0, check = 0, split = 0, omit_state = 0, bf16 = 0, int8 = 0;
     struct { const char *name; int *v; } ints[] = {{"--input", &I}, {"--hidden", &H}, {"--layers", &L},
         {"--batch", &B}, {"--steps", &T}, {"--proj", &P}, {"--threads", &threads}, {"--repeat", &repeat}};
     struct { const char *name; int *v; } flags[] = {{"--bidirectional", &bidir}, {"--json", &json},
         {"--check", &check}, {"--split", &split}, {"--omit-state", &omit_state},
-        {"--bf16", &bf16}};
+        {"--bf16", &bf16}, {"--int8", &int8}};
     for (int i = 1; i < argc; i++) {
         int done = 0;
         for (size_t k = 0; k < sizeof ints / sizeof *ints && !done; k++)
@@ -828,6 +850,21 @@ int main(int argc, char **argv) {
     }
     if (bf16)
         act_dt = dnnl_bf16;
+    if (int8 && (bf16 || check || P || mode == TRAIN)) {
+        fprintf(stderr, "onednn_lstm: --int8 is for infer and stream, without --proj, --bf16, --check\n");
+        return 2;
+    }
+    if (int8) {
+        int8_mode = 1;
+        DN(dnnl_primitive_attr_create(&q_attr));
+        /* activations in (-1, 1) onto u8: u = 127 a + 128; weights U(-k, k), k = 1/sqrt(H) */
+        DN(dnnl_primitive_attr_set_rnn_data_qparams(q_attr, 127.f, 128.f));
+        float *ws = xcalloc((size_t)4 * H, sizeof *ws);
+        for (int i = 0; i < 4 * H; i++)
+            ws[i] = 127.f * sqrtf((float)H);
+        DN(dnnl_primitive_attr_set_rnn_weights_qparams(q_attr, 4 * H, (1 << 3) + (1 << 4), ws));
+        free(ws);
+    }
     if (check)
         return run_checks(omit_state);
 
@@ -849,13 +886,13 @@ int main(int argc, char **argv) {
     const dnnl_version_t *v = dnnl_version();
     printf("onednn %d.%d.%d%s %s I=%d H=%d L=%d%s%s B=%d T=%d threads=%d: %.3f ms%s, %.1f GFLOP/s, "
            "peak RSS %.1f MiB\n",
-           v->major, v->minor, v->patch, bf16 ? " bf16" : "", mode_s, I, H, L, bidir ? " bidirectional" : "", P ? " proj" : "", B,
+           v->major, v->minor, v->patch, bf16 ? " bf16" : int8 ? " int8" : "", mode_s, I, H, L, bidir ? " bidirectional" : "", P ? " proj" : "", B,
            T, threads, med * 1e3, mode == STREAM ? " per step" : "", flops / med * 1e-9, ru.ru_maxrss / 1024.0);
     if (json)
         printf("{\"impl\":\"onednn\",\"precision\":\"%s\",\"version\":\"%d.%d.%d\",\"mode\":\"%s\",\"input\":%d,\"hidden\":%d,"
                "\"layers\":%d,\"bidirectional\":%d,\"proj\":%d,\"batch\":%d,\"steps\":%d,\"threads\":%d,"
                "\"primitives\":%d,\"ms\":%.6f,\"gflops\":%.3f,\"peak_rss_mib\":%.1f}\n",
-               bf16 ? "bf16" : "fp32", v->major, v->minor, v->patch, mode_s, I, H, L, bidir, P, B, T, threads,
+               bf16 ? "bf16" : int8 ? "int8" : "fp32", v->major, v->minor, v->patch, mode_s, I, H, L, bidir, P, B, T, threads,
                m->nb, med * 1e3,
                flops / med * 1e-9, ru.ru_maxrss / 1024.0);
     free(times);

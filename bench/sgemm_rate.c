@@ -211,11 +211,16 @@ int main(int argc, char **argv) {
     if (__builtin_cpu_supports("avx512bf16"))
         peak(peak_bf16, &b1, &b2);
 #endif
-    double rd = 0;
+    double rd = 0, rd4 = 0;
 #if defined(__x86_64__) && defined(__GNUC__)
     for (int it = 0; it < 3 && __builtin_cpu_supports("avx512f"); it++) {
         double t = read_time((size_t)8 << 20);
         rd = rd == 0 || (t > 0 && t < rd) ? t : rd;
+    }
+    /* the bytes of the int8 step (lstm bench --precision int8): a quarter */
+    for (int it = 0; it < 3 && __builtin_cpu_supports("avx512f"); it++) {
+        double t = read_time((size_t)2 << 20);
+        rd4 = rd4 == 0 || (t > 0 && t < rd4) ? t : rd4;
     }
 #endif
     if (p1 > 0)
@@ -227,6 +232,9 @@ int main(int argc, char **argv) {
     if (rd > 0)
         printf("reading 16 MiB of floats (8 MiB per thread, 2 threads, from cache): %.1f us, %.1f GB/s\n", rd,
                16.0 * 1048576 / rd * 1e-3);
+    if (rd4 > 0)
+        printf("reading 4 MiB (the int8 step's weights; 2 MiB per thread, 2 threads, from cache): "
+               "%.1f us, %.1f GB/s\n", rd4, 4.0 * 1048576 / rd4 * 1e-3);
     printf("{\"n\":%d,\"gflops_1\":%.3f,\"gflops_2\":%.3f,\"core\":\"%s\",\"peak_1\":%.3f,"
            "\"peak_2\":%.3f,\"peak_bf16_1\":%.3f,\"peak_bf16_2\":%.3f,\"read_16mib_us\":%.3f}\n",
            n, g1, g2, openblas_get_corename(), p1, p2, b1, b2, rd);

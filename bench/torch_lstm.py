@@ -15,6 +15,13 @@ missing; a value already set (e.g. OMP_WAIT_POLICY=ACTIVE) is kept, to compare.
 the one way to run nn.LSTM in bfloat16 on a CPU here: PyTorch 1.13's CPU autocast
 leaves nn.LSTM in float. Its weights and gradients are then bfloat16 too (lstm's
 --precision bf16 keeps both in float and rounds only the products' operands).
+
+--int8: torch.ao.quantization.quantize_dynamic(..., {nn.LSTM}, dtype=torch.qint8),
+PyTorch's dynamic quantization (int8 weights, activations quantized as they come
+with a scale and zero point per tensor), on the quantized engine this build has
+(Debian's 1.13: onednn; fbgemm is not built in). infer and stream only. The module
+is wrapped in a container, as quantize_dynamic swaps children only (a bare LSTM
+comes back in float): the script checks that the LSTM was swapped.
 """
 import os
 import sys
@@ -68,7 +75,10 @@ def main():
     ap.add_argument("--repeat", type=int, default=10)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--bf16", action="store_true", help="module and input in bfloat16")
+    ap.add_argument("--int8", action="store_true", help="quantize_dynamic (infer, stream)")
     a = ap.parse_args()
+    if a.int8 and (a.bf16 or a.mode == "train"):
+        ap.error("--int8 is for infer and stream, without --bf16")
     if min(a.input, a.hidden, a.layers, a.batch, a.steps, a.repeat, a.threads) < 1 or a.proj < 0:
         ap.error("sizes, --steps, --repeat and --threads must be >= 1")
     if a.mode == "stream" and a.bidirectional:
@@ -82,6 +92,11 @@ def main():
     lstm = torch.nn.LSTM(I, H, num_layers=L, bidirectional=a.bidirectional, proj_size=P)
     dt = torch.bfloat16 if a.bf16 else torch.float32
     lstm.to(dt)
+    if a.int8:
+        lstm = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(lstm), {torch.nn.LSTM},
+                                                      dtype=torch.qint8)[0]
+        assert type(lstm).__module__.startswith("torch.ao.nn.quantized"), \
+            "quantize_dynamic left the LSTM in float"
 
     if a.mode == "train":
         x = torch.randn(T, B, I, dtype=dt, requires_grad=True)
@@ -123,12 +138,12 @@ def main():
     rss = peak_rss_mib()
     print("torch %s%s %s I=%d H=%d L=%d%s%s B=%d T=%d threads=%d: %.3f ms%s, %.1f GFLOP/s, "
           "peak RSS %.1f MiB (%.1f MiB above the start, +%.1f MiB while timed)"
-          % (torch.__version__, " bf16" if a.bf16 else "", a.mode, I, H, L, " bidirectional" if a.bidirectional else "",
+          % (torch.__version__, " bf16" if a.bf16 else " int8" if a.int8 else "", a.mode, I, H, L, " bidirectional" if a.bidirectional else "",
              " proj" if P else "", B, T, torch.get_num_threads(), med * 1e3,
              " per step" if a.mode == "stream" else "", flops / med * 1e-9, rss, rss - rss_start, rss - rss0))
     if a.json:
         print(json.dumps({
-            "impl": "torch", "precision": "bf16" if a.bf16 else "fp32", "version": torch.__version__, "mode": a.mode, "input": I, "hidden": H,
+            "impl": "torch", "precision": "bf16" if a.bf16 else "int8" if a.int8 else "fp32", "version": torch.__version__, "mode": a.mode, "input": I, "hidden": H,
             "layers": L, "bidirectional": int(a.bidirectional), "proj": P, "batch": B, "steps": T,
             "threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
             "ms": round(med * 1e3, 6), "gflops": round(flops / med * 1e-9, 3),

@@ -25,11 +25,11 @@ static void copy_tensor(lstm_st_writer *w, const lstm_st *st, const char *from, 
         lstm_st_writer_add(w, to, t->dtype, t->ndim, t->shape, t->data, NULL);
 }
 
-/* Runs a command line, capturing stderr in tmp/err; returns the exit status. */
-static int run(const char *args, char *errbuf, size_t n) {
+/* Runs `lstm VERB args`, capturing stderr in tmp/err; returns the exit status. */
+static int run_verb(const char *verb, const char *args, char *errbuf, size_t n) {
     char cmd[2048], path[512];
     snprintf(path, sizeof path, "%s/err", tmp);
-    snprintf(cmd, sizeof cmd, "%s forward %s 2>%s >/dev/null", bin, args, path);
+    snprintf(cmd, sizeof cmd, "%s %s %s 2>%s >/dev/null", bin, verb, args, path);
     int rc = system(cmd);
     FILE *f = fopen(path, "r");
     size_t got = f ? fread(errbuf, 1, n - 1, f) : 0;
@@ -37,6 +37,10 @@ static int run(const char *args, char *errbuf, size_t n) {
     if (f)
         fclose(f);
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+static int run(const char *args, char *errbuf, size_t n) {
+    return run_verb("forward", args, errbuf, n);
 }
 
 static int is_lstm_tensor(const char *name) {
@@ -98,6 +102,47 @@ static void test_fixture(const char *name) {
         lstm_st_read_f32(st, w, b, w->numel, NULL);
         /* ONNX Runtime's sigmoid and tanh are approximations */
         CHECK_CLOSE(a, b, g->numel, 2e-5, 1e-4, "%s: %s equals the reference's", name, names[k]);
+        free(a);
+        free(b);
+    }
+    lstm_st_free(out);
+
+    /* The same model quantized (lstm quantize): within the tolerance
+     * tests/parity_int8.py derives from the quantization step, 0.05 of
+     * max|PyTorch's output|, and the file holds only the int8 matrices. */
+    char qmodel[600], qout[600];
+    snprintf(qmodel, sizeof qmodel, "%s.int8", model);
+    snprintf(qout, sizeof qout, "%s.int8", output);
+    snprintf(args, sizeof args, "%s %s", model, qmodel);
+    rc = run_verb("quantize", args, msg, sizeof msg);
+    CHECK(rc == 0, "%s: lstm quantize exit %d: %s", name, rc, msg);
+    lstm_st *qm = lstm_st_open(qmodel, &err);
+    CHECK(qm && lstm_st_find(qm, "encoder.rnn.weight_ih_l0.int8") &&
+              lstm_st_find(qm, "encoder.rnn.weight_hh_l0.scale") &&
+              !lstm_st_find(qm, "encoder.rnn.weight_ih_l0") &&
+              lstm_st_find(qm, "encoder.embedding.weight") &&
+              lstm_st_find(qm, "encoder.embedding.weight")->dtype == LSTM_DT_F32,
+          "%s: the quantized file holds NAME.int8 and NAME.scale, the rest as it was", name);
+    lstm_st_free(qm);
+    snprintf(args, sizeof args, "%s %s %s%s", qmodel, input, qout,
+             bf && strcmp(bf, "1") == 0 ? " --batch-first" : "");
+    rc = run(args, msg, sizeof msg);
+    CHECK(rc == 0, "%s: lstm forward of the int8 model: exit %d: %s", name, rc, msg);
+    out = lstm_st_open(qout, &err);
+    for (int k = 0; out && k < 3; k++) {
+        const lstm_st_tensor *g = lstm_st_find(out, names[k]), *w = lstm_st_find(st, names[k]);
+        if (!g || !w || g->numel != w->numel) {
+            CHECK(0, "%s: int8 %s missing or of another size", name, names[k]);
+            continue;
+        }
+        float *a = malloc(sizeof(float) * g->numel), *b = malloc(sizeof(float) * w->numel);
+        lstm_st_read_f32(out, g, a, g->numel, NULL);
+        lstm_st_read_f32(st, w, b, w->numel, NULL);
+        float m = 0;
+        for (size_t i = 0; i < w->numel; i++)
+            m = fabsf(b[i]) > m ? fabsf(b[i]) : m;
+        CHECK_CLOSE(a, b, g->numel, 0.05 * m, 0, "%s: int8 %s within 0.05 max|PyTorch|", name,
+                    names[k]);
         free(a);
         free(b);
     }
@@ -238,6 +283,22 @@ static void test_prefix(void) {
         free(x), free(y);
     }
     lstm_st_free(out);
+
+    /* lstm quantize --prefix: the b. LSTM's matrices int8, a.'s copied */
+    char qmodel[600];
+    snprintf(qmodel, sizeof qmodel, "%s/two.int8", tmp);
+    snprintf(args, sizeof args, "%s %s", model, qmodel);
+    rc = run_verb("quantize", args, msg, sizeof msg);
+    CHECK(rc == 1 && strstr(msg, "choose one with --prefix"), "quantize two LSTMs: %d %s", rc,
+          msg);
+    snprintf(args, sizeof args, "%s %s --prefix b.", model, qmodel);
+    rc = run_verb("quantize", args, msg, sizeof msg);
+    lstm_st *q = rc == 0 ? lstm_st_open(qmodel, &err) : NULL;
+    CHECK(q && lstm_st_find(q, "b.weight_ih_l1.int8") && !lstm_st_find(q, "b.weight_ih_l1") &&
+              lstm_st_find(q, "a.weight_ih_l0") && !lstm_st_find(q, "a.weight_ih_l0.int8") &&
+              lstm_st_find(q, "a.weight_ih_l0")->dtype == LSTM_DT_F32,
+          "quantize --prefix b.: b.'s matrices int8, a.'s as they were (exit %d: %s)", rc, msg);
+    lstm_st_free(q);
     lstm_st_free(a), lstm_st_free(b);
 }
 

@@ -57,9 +57,13 @@ static void test_kernels(void) {
             float *base = malloc(sizeof(float) * M * N);
             for (int i = 0; i < M * N; i++)
                 base[i] = rf();
+            int8_t *qu = malloc((size_t)M * w.Kp); /* as a u8 set stores them */
+            for (size_t i = 0; i < (size_t)M * w.Kp; i++)
+                qu[i] = (int8_t)(qa[i] ^ 0x80);
             for (int s = 0; nn_q8_kernels_at(s); s++) {
                 const nn_q8_kernels *k = nn_q8_kernels_at(s);
-                nn_q8_gemm_args a = {M, qa, w.Kp, sa, &w, acc, w.Np, NULL, 0, 0};
+                const int8_t *qk = k->u8 ? qu : qa;
+                nn_q8_gemm_args a = {M, qk, w.Kp, sa, &w, acc, w.Np, NULL, 0, 0};
                 k->gemm(&a, 0, w.Np / 16);
                 int bad = 0;
                 for (int m = 0; m < M; m++)
@@ -69,7 +73,7 @@ static void test_kernels(void) {
                       k->name, bad, M * N, M, N, K);
                 for (int accu = 0; accu < 2; accu++) {
                     memcpy(C, base, sizeof(float) * M * N);
-                    a = (nn_q8_gemm_args){M, qa, w.Kp, sa, &w, NULL, 0, C, N, accu};
+                    a = (nn_q8_gemm_args){M, qk, w.Kp, sa, &w, NULL, 0, C, N, accu};
                     k->gemm(&a, 0, w.Np / 16);
                     if (s == 0 && accu == 1)
                         memcpy(C0, C, sizeof(float) * M * N);
@@ -83,9 +87,29 @@ static void test_kernels(void) {
                     CHECK(C[0] == e, "%s: C[0] = %g, want %g", k->name, (double)C[0], (double)e);
                 }
             }
-            free(q), free(scale), lstm_free_aligned(buf), free(qa), free(sa), free(want);
+            free(q), free(scale), lstm_free_aligned(buf), free(qa), free(qu), free(sa), free(want);
             free(acc), free(C0), free(C), free(base);
         }
+}
+
+/* Every set's vector quantization gives the scalar rule's bits. */
+static void test_quantize_sets(void) {
+    for (int K = 1; K < 70; K += 3) {
+        float a[70];
+        for (int k = 0; k < K; k++) /* ties after scaling: halves of 127ths */
+            a[k] = (rnd() % 3 == 0) ? (float)((int)(rnd() % 255) - 127) / 2 : rf();
+        int Kp = (K + 3) / 4 * 4;
+        int8_t want[72], got[72];
+        float sw = nn_q8_quantize_row(want, a, K, Kp);
+        for (int s = 0; nn_q8_kernels_at(s); s++) {
+            memset(got, 55, sizeof got);
+            float sg = nn_q8_kernels_at(s)->quantize_row(got, a, K, Kp);
+            for (int k = 0; nn_q8_kernels_at(s)->u8 && k < Kp; k++)
+                got[k] = (int8_t)(got[k] ^ 0x80); /* stored as q + 128 */
+            CHECK(sg == sw && memcmp(got, want, (size_t)Kp) == 0,
+                  "%s: quantize_row of K %d differs from the rule", nn_q8_kernels_at(s)->name, K);
+        }
+    }
 }
 
 static void test_quantize_rules(void) {
@@ -377,6 +401,7 @@ int main(void) {
         (nn_q8_kernels_at(1) == NULL || strcmp(nn_q8_kernels_at(1)->name, "avxvnni") != 0))
         printf("ok skipping: avxvnni (this processor lacks AVX-VNNI)\n");
     test_quantize_rules();
+    test_quantize_sets();
     test_kernels();
     test_lstm();
     test_files();

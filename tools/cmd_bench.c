@@ -46,7 +46,7 @@ int cmd_bench(int argc, char **argv) {
         {"bidirectional", OPT_FLAG, &bidir, NULL, "two directions"},
         {"proj", OPT_INT, &P, "P", "projection size (0: none)"},
         {"threads", OPT_INT, &threads, "N", "threads (2)"},
-        {"precision", OPT_STR, &precision, "fp32|bf16", "bf16: products in bfloat16 (AVX-512 BF16), sums in float (fp32)"},
+        {"precision", OPT_STR, &precision, "fp32|bf16|int8", "bf16: products in bfloat16 (AVX-512 BF16), sums in float; int8: weights quantized as lstm quantize does, products in integers (infer, stream) (fp32)"},
         {"repeat", OPT_INT, &repeat, "R", "timed runs after the warm-up; the median is printed (10)"},
         {"json", OPT_FLAG, &json, NULL, "print one JSON object of the figures instead of the text"},
         OPT_END};
@@ -54,7 +54,7 @@ int cmd_bench(int argc, char **argv) {
     int npos;
     int r = cli_parse(
         V, "lstm bench [--mode train|infer|stream] [--input I] [--hidden H] [--layers L] [--batch B]\n"
-           "                  [--steps T] [--bidirectional] [--proj P] [--threads N] [--precision fp32|bf16]\n"
+           "                  [--steps T] [--bidirectional] [--proj P] [--threads N] [--precision fp32|bf16|int8]\n"
            "                  [--repeat R] [--json]",
         "Times one nn.LSTM with random weights (fixed seed). train: forward and backward\n"
         "over the sequence with the input and all weight gradients (the work of\n"
@@ -85,7 +85,15 @@ int cmd_bench(int argc, char **argv) {
         lstm_params_free(p);
         return cli_error(V, "%s", err.msg);
     }
-    lstm_ctx *ctx = cli_precision_ctx(V, threads, precision, NULL);
+    /* int8: the weight matrices quantized (as lstm quantize writes them),
+     * products in integers on the float context's int8 kernels */
+    int int8 = strcmp(precision, "int8") == 0;
+    if (int8 && m == 0) {
+        lstm_rnn_free(rnn);
+        lstm_params_free(p);
+        return cli_error(V, "--precision int8 runs inference only: --mode infer or stream");
+    }
+    lstm_ctx *ctx = cli_precision_ctx(V, threads, int8 ? "fp32" : precision, NULL);
     if (!ctx) {
         lstm_rnn_free(rnn);
         lstm_params_free(p);
@@ -94,6 +102,14 @@ int cmd_bench(int argc, char **argv) {
     lstm_rng rng;
     lstm_rng_seed(&rng, 1);
     lstm_rnn_reset_parameters(rnn, p, &rng);
+    for (int i = 0; int8 && i < lstm_params_count(p); i++)
+        if (lstm_params_ndim(p, i) == 2 && lstm_params_quantize(p, i, &err)) {
+            lstm_rnn_free(rnn);
+            lstm_params_free(p);
+            lstm_ctx_free(ctx);
+            return cli_error(V, "%s", err.msg);
+        }
+    const char *kernels = int8 ? lstm_ctx_int8_kernels(ctx) : lstm_ctx_kernels(ctx);
     int D = bidir ? 2 : 1, Ho = P ? P : H;
     int Tx = m == 2 ? 1 : T;
     size_t nx = (size_t)Tx * B * I, ny = (size_t)Tx * B * D * Ho;
@@ -138,7 +154,7 @@ int cmd_bench(int argc, char **argv) {
             printf("%s I=%d H=%d L=%d%s%s B=%d T=%d threads=%d kernels=%s gemm=%s: %.3f ms%s, "
                    "%.1f GFLOP/s, peak RSS %.1f MiB (%.1f MiB above the start)\n",
                    mode, I, H, L, bidir ? " bidirectional" : "", P ? " proj" : "", B, T,
-                   lstm_ctx_threads(ctx), lstm_ctx_kernels(ctx), lstm_ctx_gemm(ctx), med * 1e3,
+                   lstm_ctx_threads(ctx), kernels, lstm_ctx_gemm(ctx), med * 1e3,
                    m == 2 ? " per step" : "", flops / med * 1e-9, ru.ru_maxrss / 1024.0,
                    (ru.ru_maxrss - ru0.ru_maxrss) / 1024.0);
         } else { /* stdout holds this one JSON document and nothing else */
@@ -146,7 +162,7 @@ int cmd_bench(int argc, char **argv) {
                 "{s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:s, s:s, s:o, s:o, s:f, s:f}",
                 "impl", "lstm", "mode", mode, "input", I, "hidden", H, "layers", L,
                 "bidirectional", bidir, "proj", P, "batch", B, "steps", T, "threads",
-                lstm_ctx_threads(ctx), "kernels", lstm_ctx_kernels(ctx), "gemm",
+                lstm_ctx_threads(ctx), "kernels", kernels, "gemm",
                 lstm_ctx_gemm(ctx), "ms", num(med * 1e3), "gflops", num(flops / med * 1e-9),
                 "peak_rss_mib", ru.ru_maxrss / 1024.0, "peak_rss_over_start_mib",
                 (ru.ru_maxrss - ru0.ru_maxrss) / 1024.0);

@@ -130,14 +130,15 @@ static void ref_gemm(const nn_q8_gemm_args *a, int b0, int b1) {
         }
 }
 
-const nn_q8_kernels nn_q8_kernels_ref = {"reference", ref_gemm};
+const nn_q8_kernels nn_q8_kernels_ref = {"reference", ref_gemm, nn_q8_quantize_row, 0};
 
 #ifdef LSTM_X86_KERNELS
-extern const nn_q8_kernels nn_q8_kernels_avx512vnni, nn_q8_kernels_avxvnni, nn_q8_kernels_avx2;
+extern const nn_q8_kernels nn_q8_kernels_avx512vnni, nn_q8_kernels_avxvnni, nn_q8_kernels_avx2,
+    nn_q8_kernels_avxvnni_evex;
 #endif
 
 const nn_q8_kernels *nn_q8_kernels_at(int i) {
-    const nn_q8_kernels *have[4];
+    const nn_q8_kernels *have[5];
     int n = 0;
 #if defined(LSTM_X86_KERNELS) && defined(__GNUC__)
     __builtin_cpu_init();
@@ -146,6 +147,8 @@ const nn_q8_kernels *nn_q8_kernels_at(int i) {
         have[n++] = &nn_q8_kernels_avx512vnni;
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("avxvnni"))
         have[n++] = &nn_q8_kernels_avxvnni;
+    if (__builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"))
+        have[n++] = &nn_q8_kernels_avxvnni_evex; /* for the tests; never first */
     if (__builtin_cpu_supports("avx2"))
         have[n++] = &nn_q8_kernels_avx2;
 #endif
@@ -204,6 +207,7 @@ void nn_q8_matmul(const nn_ctx *ctx, real *C, int ldc, int accumulate, int M,
                 C[(size_t)m * ldc + n] = NAN;
         return;
     }
+    const nn_q8_kernels *kq = ctx->q8 ? ctx->q8 : &nn_q8_kernels_ref;
     int8_t *qa[MAX_TERMS];
     float *sa[MAX_TERMS];
     char *p = buf;
@@ -215,11 +219,11 @@ void nn_q8_matmul(const nn_ctx *ctx, real *C, int ldc, int accumulate, int M,
         sa[t] = (float *)p;
         p += up((size_t)M * sizeof(float), 64);
         for (int m = 0; m < M; m++)
-            sa[t][m] = nn_q8_quantize_row(qa[t] + (size_t)m * w->Kp,
-                                          terms[t].A + (size_t)m * terms[t].lda, w->K, w->Kp);
+            sa[t][m] = kq->quantize_row(qa[t] + (size_t)m * w->Kp,
+                                        terms[t].A + (size_t)m * terms[t].lda, w->K, w->Kp);
         work += (double)M * w->Np * w->Kp;
     }
-    q8_job j = {ctx->q8 ? ctx->q8 : &nn_q8_kernels_ref, C, ldc, accumulate, M, nterms, terms,
+    q8_job j = {kq, C, ldc, accumulate, M, nterms, terms,
                 qa, sa};
     if (work < (1 << 18))
         q8_part(&j, 0, 1);
@@ -243,19 +247,60 @@ static inline int32_t load32(const int8_t *p) {
     return v;
 }
 
-#if defined(__AVX512VNNI__)
+#if defined(__AVX512VNNI__) && !defined(Q8_VNNI256_EVEX)
 typedef __m512i vi;
 #define NV 1 /* vectors per 16 rows */
 #define OFFSET 1
-static inline vi bcast(const int8_t *p) {
-    return _mm512_xor_si512(_mm512_set1_epi32(load32(p)), _mm512_set1_epi32((int)0x80808080));
-}
+/* the activations are stored as q_a + 128 already (isa_quantize_row) */
+static inline vi bcast(const int8_t *p) { return _mm512_set1_epi32(load32(p)); }
 static inline vi loadw(const int8_t *p) { return _mm512_loadu_si512((const void *)p); }
 static inline vi dot(vi acc, vi a, vi w) { return _mm512_dpbusd_epi32(acc, a, w); }
 static inline vi zero(void) { return _mm512_setzero_si512(); }
 static inline void storev(int32_t *d, vi v) { _mm512_storeu_si512((void *)d, v); }
-#define MR4_NB 2
-#elif defined(__AVXVNNI__)
+static inline vi vadd(vi x, vi y) { return _mm512_add_epi32(x, y); }
+#define MR4_NB 4 /* 16 accumulators: 4 broadcasts and 4 loads feed 16 products */
+#define HAVE_VSTORE 1
+/* nn_q8_store's operations, 16 lanes at once: the same bits */
+static inline void vstore_out(const nn_q8_gemm_args *a, int m, int b, vi acc) {
+    int n = a->w->N - b * 16 < 16 ? a->w->N - b * 16 : 16;
+    __mmask16 k = (__mmask16)((1u << n) - 1);
+    float *C = a->C + (size_t)m * a->ldc + (size_t)b * 16;
+    __m512 s = _mm512_mul_ps(_mm512_set1_ps(a->sa[m]), _mm512_loadu_ps(a->w->scale + b * 16));
+    __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), s);
+    if (a->accumulate)
+        v = _mm512_add_ps(_mm512_maskz_loadu_ps(k, C), v);
+    _mm512_mask_storeu_ps(C, k, v);
+}
+/* nn_q8_quantize_row's operations, 16 lanes at once: the same bits */
+static float isa_quantize_row(int8_t *q, const float *a, int K, int Kp) {
+    __m512 mx = _mm512_setzero_ps(), big = _mm512_set1_ps(3.4028235e38f);
+    __mmask16 bad = 0;
+    for (int k = 0; k < K; k += 16) {
+        __mmask16 km = K - k >= 16 ? 0xffff : (__mmask16)((1u << (K - k)) - 1);
+        __m512 v = _mm512_abs_ps(_mm512_maskz_loadu_ps(km, a + k));
+        bad |= _mm512_mask_cmp_ps_mask(km, v, big, _CMP_NLE_UQ);
+        mx = _mm512_max_ps(mx, v);
+    }
+    float m = _mm512_reduce_max_ps(mx);
+    if (bad || m == 0) {
+        memset(q, 0x80, (size_t)Kp);
+        return bad ? NAN : 0;
+    }
+    __m512 inv = _mm512_set1_ps(127.0f / m);
+    __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
+    for (int k = 0; k < K; k += 16) {
+        __mmask16 km = K - k >= 16 ? 0xffff : (__mmask16)((1u << (K - k)) - 1);
+        __m512i r = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(km, a + k), inv));
+        r = _mm512_min_epi32(_mm512_max_epi32(r, lo), hi);
+        __m128i b = _mm_xor_si128(_mm512_cvtepi32_epi8(r), _mm_set1_epi8((char)0x80));
+        _mm_mask_storeu_epi8(q + k, km, b);
+    }
+    memset(q + K, 0x80, (size_t)(Kp - K));
+    return m / 127.0f;
+}
+#elif defined(__AVXVNNI__) || defined(Q8_VNNI256_EVEX)
+/* AVX-VNNI; or the same code with the EVEX form of the instruction
+ * (AVX-512 VNNI + VL), which lets a processor without AVX-VNNI test it */
 typedef __m256i vi;
 #define NV 2
 #define OFFSET 1
@@ -263,9 +308,14 @@ static inline vi bcast(const int8_t *p) {
     return _mm256_xor_si256(_mm256_set1_epi32(load32(p)), _mm256_set1_epi32((int)0x80808080));
 }
 static inline vi loadw(const int8_t *p) { return _mm256_loadu_si256((const __m256i *)p); }
+#ifdef Q8_VNNI256_EVEX
+static inline vi dot(vi acc, vi a, vi w) { return _mm256_dpbusd_epi32(acc, a, w); }
+#else
 static inline vi dot(vi acc, vi a, vi w) { return _mm256_dpbusd_avx_epi32(acc, a, w); }
+#endif
 static inline vi zero(void) { return _mm256_setzero_si256(); }
 static inline void storev(int32_t *d, vi v) { _mm256_storeu_si256((__m256i *)d, v); }
+static inline vi vadd(vi x, vi y) { return _mm256_add_epi32(x, y); }
 #define MR4_NB 1
 #else /* AVX2 */
 typedef __m256i vi;
@@ -279,8 +329,37 @@ static inline vi dot(vi acc, vi a, vi w) {
 }
 static inline vi zero(void) { return _mm256_setzero_si256(); }
 static inline void storev(int32_t *d, vi v) { _mm256_storeu_si256((__m256i *)d, v); }
+static inline vi vadd(vi x, vi y) { return _mm256_add_epi32(x, y); }
 #define MR4_NB 1
 #endif
+
+/* the tile loops have constant trips: registers, not memory */
+#define UNROLL _Pragma("GCC unroll 16")
+
+/* The sums of row m, block b (NV vectors): the u8 offset taken off, then
+ * written as raw sums or scaled floats. */
+static inline __attribute__((always_inline)) void finish(const nn_q8_gemm_args *a, int m, int b,
+                                                         const vi *acc) {
+    const nn_q8_mat *w = a->w;
+#ifdef HAVE_VSTORE
+    if (!a->acc) {
+        vi rsum = _mm512_loadu_si512((const void *)(w->rowsum + b * 16));
+        vstore_out(a, m, b, _mm512_sub_epi32(acc[0], _mm512_slli_epi32(rsum, 7)));
+        return;
+    }
+#endif
+    int32_t s[16];
+    UNROLL for (int v = 0; v < NV; v++)
+        storev(s + v * 16 / NV, acc[v]);
+#if OFFSET
+    const int32_t *rs = w->rowsum + b * 16;
+    for (int i = 0; i < 16; i++) /* wraps: exact when the true sum fits */
+        s[i] = (int32_t)((uint32_t)s[i] - 128u * (uint32_t)rs[i]);
+#else
+    (void)w;
+#endif
+    emit(a, m, b, s);
+}
 
 /* Rows [m, m+mr) times blocks [b, b+nb): mr * nb * NV accumulators. */
 static inline __attribute__((always_inline)) void tile(const nn_q8_gemm_args *a, int m, int mr,
@@ -288,63 +367,96 @@ static inline __attribute__((always_inline)) void tile(const nn_q8_gemm_args *a,
     const nn_q8_mat *w = a->w;
     int Kp = w->Kp, G = Kp / 4;
     vi acc[4][4][NV];
-    for (int r = 0; r < mr; r++)
-        for (int j = 0; j < nb; j++)
-            for (int v = 0; v < NV; v++)
+    UNROLL for (int r = 0; r < mr; r++)
+        UNROLL for (int j = 0; j < nb; j++)
+            UNROLL for (int v = 0; v < NV; v++)
                 acc[r][j][v] = zero();
     const int8_t *W = w->blocks + (size_t)b * 16 * Kp;
     const int8_t *x = a->qa + (size_t)m * a->lda;
     for (int g = 0; g < G; g++) {
         vi av[4];
-        for (int r = 0; r < mr; r++)
+        UNROLL for (int r = 0; r < mr; r++)
             av[r] = bcast(x + (size_t)r * a->lda + 4 * g);
-        for (int j = 0; j < nb; j++)
-            for (int v = 0; v < NV; v++) {
+        UNROLL for (int j = 0; j < nb; j++)
+            UNROLL for (int v = 0; v < NV; v++) {
                 vi wv = loadw(W + (size_t)j * 16 * Kp + (size_t)g * 64 + v * 64 / NV);
-                for (int r = 0; r < mr; r++)
+                UNROLL for (int r = 0; r < mr; r++)
                     acc[r][j][v] = dot(acc[r][j][v], av[r], wv);
             }
     }
-    for (int r = 0; r < mr; r++)
-        for (int j = 0; j < nb; j++) {
-            int32_t s[16];
-            for (int v = 0; v < NV; v++)
-                storev(s + v * 16 / NV, acc[r][j][v]);
-#if OFFSET
-            const int32_t *rs = w->rowsum + (b + j) * 16;
-            for (int i = 0; i < 16; i++) /* wraps: exact when the true sum fits */
-                s[i] = (int32_t)((uint32_t)s[i] - 128u * (uint32_t)rs[i]);
-#endif
-            emit(a, m + r, b + j, s);
+    UNROLL for (int r = 0; r < mr; r++)
+        UNROLL for (int j = 0; j < nb; j++)
+            finish(a, m + r, b + j, acc[r][j]);
+}
+
+/* One row by one block, the columns in four interleaved sums: the block's
+ * bytes are read as one sequential stream (a step's product is a read of
+ * the weights from L3, and one stream per thread keeps the prefetcher
+ * simplest). */
+static void tile_row(const nn_q8_gemm_args *a, int m, int b) {
+    const nn_q8_mat *w = a->w;
+    int G = w->Kp / 4;
+    vi acc[4][NV];
+    UNROLL for (int u = 0; u < 4; u++)
+        UNROLL for (int v = 0; v < NV; v++)
+            acc[u][v] = zero();
+    const int8_t *W = w->blocks + (size_t)b * 16 * w->Kp;
+    const int8_t *x = a->qa + (size_t)m * a->lda;
+    int g = 0;
+    for (; g + 4 <= G; g += 4)
+        UNROLL for (int u = 0; u < 4; u++) {
+            vi av = bcast(x + 4 * (g + u));
+            UNROLL for (int v = 0; v < NV; v++)
+                acc[u][v] = dot(acc[u][v], av, loadw(W + (size_t)(g + u) * 64 + v * 64 / NV));
         }
+    for (; g < G; g++) {
+        vi av = bcast(x + 4 * g);
+        UNROLL for (int v = 0; v < NV; v++)
+            acc[0][v] = dot(acc[0][v], av, loadw(W + (size_t)g * 64 + v * 64 / NV));
+    }
+    UNROLL for (int v = 0; v < NV; v++) /* integers: any order gives the same sum */
+        acc[0][v] = vadd(vadd(acc[0][v], acc[1][v]), vadd(acc[2][v], acc[3][v]));
+    finish(a, m, b, acc[0]);
 }
 
 /* A block tile's weights stay in L1 while every row goes past them. */
 static void isa_gemm(const nn_q8_gemm_args *a, int b0, int b1) {
     int b = b0;
-    if (a->M < 4) { /* a step: four blocks at once, four independent sums */
-        for (; b + 4 <= b1; b += 4)
+    if (a->M < 4) { /* a step's few rows: block after block */
+        for (; b < b1; b++)
             for (int m = 0; m < a->M; m++)
-                tile(a, m, 1, b, 4);
+                tile_row(a, m, b);
+        return;
     }
     for (; b < b1; b += MR4_NB) {
         int nb = b1 - b < MR4_NB ? b1 - b : MR4_NB;
-        int m = 0;
-        for (; m + 4 <= a->M; m += 4) {
-            if (nb == MR4_NB)
+        if (nb == MR4_NB) {
+            int m = 0;
+            for (; m + 4 <= a->M; m += 4)
                 tile(a, m, 4, b, MR4_NB);
-            else
-                tile(a, m, 4, b, 1);
-        }
-        for (; m < a->M; m++) {
-            if (nb == 2)
-                tile(a, m, 1, b, 2);
-            else
-                tile(a, m, 1, b, 1);
+            for (; m < a->M; m++)
+                tile(a, m, 1, b, MR4_NB);
+        } else { /* the last blocks, one at a time */
+            for (int j = 0; j < nb; j++) {
+                int m = 0;
+                for (; m + 4 <= a->M; m += 4)
+                    tile(a, m, 4, b + j, 1);
+                for (; m < a->M; m++)
+                    tile(a, m, 1, b + j, 1);
+            }
         }
     }
 }
 
-const nn_q8_kernels CAT(nn_q8_kernels_, KERNEL_ISA) = {STR(KERNEL_ISA), isa_gemm};
+#ifndef HAVE_VSTORE
+#define isa_quantize_row nn_q8_quantize_row
+#endif
+#if defined(__AVX512VNNI__) && !defined(Q8_VNNI256_EVEX)
+#define U8 1 /* isa_quantize_row stores q_a + 128 */
+#else
+#define U8 0
+#endif
+const nn_q8_kernels CAT(nn_q8_kernels_, KERNEL_ISA) = {STR(KERNEL_ISA), isa_gemm,
+                                                       isa_quantize_row, U8};
 
 #endif

@@ -219,7 +219,8 @@ void nn_q8_quantize_weights(int8_t *q, float *scale, const float *w, int N, int 
  * so that the products come out NaN as in float). */
 float nn_q8_quantize_row(int8_t *q, const float *a, int K, int Kp);
 
-/* One call of a kernel: rows [0, M) of the quantized activations times
+/* One call of a kernel: rows [0, M) of the quantized activations (as the
+ * set's quantize_row writes them: see u8 below) times
  * blocks [b0, b1) of w. With acc, writes the raw sums acc[m][n] (columns
  * n of the blocks, N and beyond included); otherwise writes
  * C[m][n] = (float)acc * (sa[m] * scale[n]), added to C when accumulate,
@@ -240,6 +241,10 @@ typedef struct {
 typedef struct nn_q8_kernels {
     const char *name;
     void (*gemm)(const nn_q8_gemm_args *a, int b0, int b1);
+    /* nn_q8_quantize_row, the same bits; with u8 set, each byte is stored
+     * as q_a + 128 (q_a xor 0x80), the unsigned operand VPDPBUSD takes */
+    float (*quantize_row)(int8_t *q, const float *a, int K, int Kp);
+    int u8; /* the activations gemm reads are quantize_row's: offset by 128 */
 } nn_q8_kernels;
 
 extern const nn_q8_kernels nn_q8_kernels_ref;
