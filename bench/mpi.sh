@@ -47,5 +47,5 @@ for task in ${TASKS:-lm tag classify}; do
     $MPIRUN -np 2 ./lstm train $task $a --time-limit "$SECS" --threads 1 --quiet --out "$tmp/m.st" --log "$tmp/21n.log" --valid-every 100000 --no-overlap
     t11=$(tps "$tmp/11.log") t12=$(tps "$tmp/12.log") t21=$(tps "$tmp/21.log")
     after=$(msper "$tmp/21n.log") exposed=$(msper "$tmp/21.log")
-    echo "| $task | $t11 | $t12 | $t21 | $(awk -v a="$t21" -v b="$t11" 'BEGIN { printf "%.2f", a / b }') | $after ms | $exposed ms | $(awk -v a="$after" -v e="$exposed" 'BEGIN { if (a > 0) printf "%.0f%%", 100 * (1 - e / a); else print "n/a" }') |"
+    echo "| $task | $t11 | $t12 | $t21 | $(awk -v a="$t21" -v b="$t11" 'BEGIN { if (a ~ /^[0-9.]+$/ && b + 0 > 0) printf "%.2f", a / b; else print "n/a" }') | $after ms | $exposed ms | $(awk -v a="$after" -v e="$exposed" 'BEGIN { if (a + 0 > 0 && e ~ /^[0-9.]+$/) printf "%.0f%%", 100 * (1 - e / a); else print "n/a" }') |"
 done
