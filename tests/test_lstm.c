@@ -342,6 +342,25 @@ static void test_options_meta(void) {
     c.bidirectional = 1;
     CHECK(lstm_rnn_config_check(&c, &err) == LSTM_ERR_INVALID && strstr(err.msg, "reverse"),
           "reverse with bidirectional is refused: %s", err.msg);
+    /* a file with a bidirectional LSTM's tensors and lstm.reverse = "1" */
+    lstm_st_writer *w = lstm_st_writer_create();
+    float wih[8 * 3] = {0}, whh[8 * 2] = {0};
+    int64_t s_ih[2] = {8, 3}, s_hh[2] = {8, 2};
+    lstm_st_writer_add(w, "weight_ih_l0", LSTM_DT_F32, 2, s_ih, wih, NULL);
+    lstm_st_writer_add(w, "weight_hh_l0", LSTM_DT_F32, 2, s_hh, whh, NULL);
+    lstm_st_writer_add(w, "weight_ih_l0_reverse", LSTM_DT_F32, 2, s_ih, wih, NULL);
+    lstm_st_writer_add(w, "weight_hh_l0_reverse", LSTM_DT_F32, 2, s_hh, whh, NULL);
+    lstm_st_writer_meta(w, "lstm.reverse", "1", NULL);
+    void *buf;
+    size_t n;
+    lstm_st_writer_to_memory(w, &buf, &n, NULL);
+    lstm_st_writer_free(w);
+    lstm_st *st = lstm_st_from_memory(buf, n, "bidir.safetensors", NULL);
+    CHECK(lstm_rnn_config_infer(&got, st, "", &err) == LSTM_ERR_FORMAT &&
+              strstr(err.msg, "bidir.safetensors") && strstr(err.msg, "lstm.reverse"),
+          "lstm.reverse on a bidirectional LSTM's tensors is refused: %s", err.msg);
+    lstm_st_free(st);
+    free(buf);
 }
 
 /* ------------------------------------------------------------------ */
