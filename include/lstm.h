@@ -392,6 +392,11 @@ typedef struct {
                           add p * c_{t-1} to their pre-activation, o adds p * c_t */
     float clip;        /* > 0: ONNX's `clip`, the cell clip threshold; 0: none */
     int input_forget;  /* 1: ONNX's `input_forget`, coupled gates: f = 1 - i */
+    int reverse;       /* 1: ONNX's direction="reverse": one direction, walking
+                          t from T-1 down to 0 (each sequence from its own last
+                          step, len-1, with h0/c0; hn/cn are its state after
+                          t = 0); tensors named as a forward layer's; not with
+                          bidirectional, and no lstm_rnn_step */
 } lstm_rnn_config;
 
 /* With the ONNX options (ONNX's LSTM operator, in PyTorch's gate order;
@@ -406,11 +411,14 @@ typedef struct {
  * CPU kernel applies it (docs/DESIGN.md); its gradient is 0 where it
  * clamps. With input_forget the f rows of the weights and biases have no
  * effect and get zero gradients. weight_peephole_l{k}[_reverse] is (3H);
- * lstm_rnn_reset_parameters draws it like the other tensors. clip and
- * input_forget are not visible in tensor names: a state_dict file carries
- * them in its metadata as "lstm.clip" (a number) and "lstm.input_forget"
- * ("0" or "1"), which lstm_rnn_config_infer reads and
- * lstm_rnn_config_write_meta writes. */
+ * lstm_rnn_reset_parameters draws it like the other tensors. clip,
+ * input_forget and reverse are not visible in tensor names: a state_dict
+ * file carries them in its metadata as "lstm.clip" (a number),
+ * "lstm.input_forget" and "lstm.reverse" ("0" or "1"), which
+ * lstm_rnn_config_infer reads and lstm_rnn_config_write_meta writes.
+ * reverse (ONNX's direction="reverse") equals, per sequence, a forward
+ * LSTM over the sequence reversed within its length, its output reversed
+ * back. */
 
 /* input_size, hidden_size given; one layer, bias, everything else off. */
 LSTM_API lstm_rnn_config lstm_rnn_config_default(int input_size, int hidden_size);
@@ -418,8 +426,9 @@ LSTM_API lstm_rnn_config lstm_rnn_config_default(int input_size, int hidden_size
 LSTM_API lstm_status lstm_rnn_config_check(const lstm_rnn_config *cfg, lstm_error *err);
 /* Infers the configuration of the LSTM whose tensors are in st under
  * `prefix` (e.g. "" or "lstm."), from their names and shapes (peephole:
- * weight_peephole_l0 is present), and clip and input_forget from the
- * metadata keys "lstm.clip" and "lstm.input_forget". batch_first and
+ * weight_peephole_l0 is present), and clip, input_forget and reverse from
+ * the metadata keys "lstm.clip", "lstm.input_forget" and "lstm.reverse"
+ * (reverse with weight_ih_l0_reverse present: LSTM_ERR_FORMAT). batch_first and
  * dropout are not stored in a state_dict and are left 0. Errors: a missing
  * or misshapen tensor (LSTM_ERR_SHAPE); an unparsable value of those keys,
  * or a metadata key "lstm.*" that is neither of them nor one of the task
@@ -429,7 +438,8 @@ LSTM_API lstm_status lstm_rnn_config_infer(lstm_rnn_config *cfg, const lstm_st *
                                            const char *prefix, lstm_error *err);
 /* Adds to w the metadata lstm_rnn_config_infer reads back: "lstm.clip"
  * ("%.9g" of the float, which reads back as the same float) when
- * cfg->clip > 0, "lstm.input_forget" = "1" when set; nothing otherwise.
+ * cfg->clip > 0, "lstm.input_forget" = "1" and "lstm.reverse" = "1" when
+ * set; nothing otherwise.
  * Call it for every state_dict written with those options. */
 LSTM_API lstm_status lstm_rnn_config_write_meta(const lstm_rnn_config *cfg, lstm_st_writer *w,
                                                 lstm_error *err);
@@ -492,7 +502,8 @@ LSTM_API lstm_status lstm_rnn_forward(lstm_rnn *rnn, lstm_ctx *ctx, lstm_params 
  * dx, dh0, dc0 when asked. */
 LSTM_API lstm_status lstm_rnn_backward(lstm_rnn *rnn, lstm_ctx *ctx, lstm_params *p,
                                        const lstm_rnn_grads *g, lstm_error *err);
-/* Advances B states by one time step (unidirectional modules only):
+/* Advances B states by one time step (forward-only modules: not
+ * bidirectional, not reverse, LSTM_ERR_UNSUPPORTED):
  * x (B,I); h (L,B,Hout) and c (L,B,H) are read and updated in place;
  * y (B,Hout), the top layer's new h, may be NULL. No dropout. The
  * weights are packed once and re-packed when p's version changes. */

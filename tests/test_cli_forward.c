@@ -67,7 +67,7 @@ static void test_fixture(const char *name) {
     float emb[6] = {1, 2, 3, 4, 5, 6};
     int64_t es[2] = {2, 3};
     lstm_st_writer_add(mw, "encoder.embedding.weight", LSTM_DT_F32, 2, es, emb, NULL);
-    for (size_t i = 0; i < lstm_st_meta_count(st); i++) { /* ONNX's clip, input_forget */
+    for (size_t i = 0; i < lstm_st_meta_count(st); i++) { /* clip, input_forget, reverse */
         const char *k, *v;
         lstm_st_meta_at(st, i, &k, &v);
         if (strncmp(k, "lstm.", 5) == 0)
@@ -313,10 +313,12 @@ int main(void) {
     }
     const char *cases[] = {"lstm_basic", "lstm_layers2_bidir_proj_lengths_h0",
                            "lstm_layers3_bidir_bf_lengths", "lstm_tails", "lstm_nobias",
-                           /* ONNX Runtime's, with peephole, clip, input_forget */
-                           "onnx_lstm_peephole_clip_input_forget", "onnx_lstm_clip"};
-    for (int i = 0; i < 7; i++)
-        test_fixture(cases[i] + 0);
+                           /* ONNX Runtime's, with peephole, clip, input_forget, reverse */
+                           "onnx_lstm_peephole_clip_input_forget", "onnx_lstm_clip",
+                           "onnx_lstm_reverse_lengths_h0",
+                           "onnx_lstm_reverse_peephole_clip_input_forget"};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        test_fixture(cases[i]);
     /* test_errors uses basic's files, named after the fixture */
     char from[600], to[600];
     snprintf(from, sizeof from, "%s/lstm_basic.model", tmp);

@@ -679,6 +679,13 @@ static void test_bad_files(void) {
     lstm_embed_host_free(h);
     lstm_st_free(st);
     lstm_st_writer_free(w);
+    /* a reverse LSTM (lstm.reverse): the runtime walks forward only */
+    st = lstm_st_open("tests/fixtures/onnx_lstm_reverse.safetensors", &err);
+    h = st ? lstm_embed_host_load(st, &err) : NULL;
+    CHECK(st && !h && err.status == LSTM_ERR_UNSUPPORTED && strstr(err.msg, "lstm.reverse"),
+          "a reverse LSTM refused: %s", err.msg);
+    lstm_embed_host_free(h);
+    lstm_st_free(st);
 }
 
 int main(void) {

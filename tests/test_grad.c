@@ -417,35 +417,48 @@ static void test_dropout(void) {
 int main(void) {
     lstm_rng_seed(&rng, 1234);
     /* I, H, P, L, D, bias, dropout */
-    lstm_grad_case("1 layer", (nn_lstm_dims){3, 4, 0, 1, 1, 1, 0, 0, 0, 0}, 5, 2, 0, 0, 0, 1);
-    lstm_grad_case("h0 c0", (nn_lstm_dims){3, 5, 0, 1, 1, 1, 0, 0, 0, 0}, 4, 3, 0, 1, 0, 1);
-    lstm_grad_case("no bias, batch first", (nn_lstm_dims){4, 3, 0, 1, 1, 0, 0, 0, 0, 0}, 3, 2, 1, 1, 0, 1);
-    lstm_grad_case("lengths", (nn_lstm_dims){3, 4, 0, 1, 1, 1, 0, 0, 0, 0}, 6, 4, 0, 1, 1, 1);
-    lstm_grad_case("bidirectional lengths", (nn_lstm_dims){3, 4, 0, 1, 2, 1, 0, 0, 0, 0}, 5, 3, 0, 1, 1,
+    lstm_grad_case("1 layer", (nn_lstm_dims){3, 4, 0, 1, 1, 1, 0, 0, 0, 0, 0}, 5, 2, 0, 0, 0, 1);
+    lstm_grad_case("h0 c0", (nn_lstm_dims){3, 5, 0, 1, 1, 1, 0, 0, 0, 0, 0}, 4, 3, 0, 1, 0, 1);
+    lstm_grad_case("no bias, batch first", (nn_lstm_dims){4, 3, 0, 1, 1, 0, 0, 0, 0, 0, 0}, 3, 2, 1, 1, 0, 1);
+    lstm_grad_case("lengths", (nn_lstm_dims){3, 4, 0, 1, 1, 1, 0, 0, 0, 0, 0}, 6, 4, 0, 1, 1, 1);
+    lstm_grad_case("bidirectional lengths", (nn_lstm_dims){3, 4, 0, 1, 2, 1, 0, 0, 0, 0, 0}, 5, 3, 0, 1, 1,
                    1);
-    lstm_grad_case("projection", (nn_lstm_dims){3, 5, 2, 1, 1, 1, 0, 0, 0, 0}, 4, 2, 0, 1, 0, 1);
+    lstm_grad_case("projection", (nn_lstm_dims){3, 5, 2, 1, 1, 1, 0, 0, 0, 0, 0}, 4, 2, 0, 1, 0, 1);
     lstm_grad_case("2 layers bidirectional proj lengths",
-                   (nn_lstm_dims){3, 4, 3, 2, 2, 1, 0, 0, 0, 0}, 5, 3, 1, 1, 1, 1);
-    lstm_grad_case("3 layers", (nn_lstm_dims){2, 3, 0, 3, 1, 1, 0, 0, 0, 0}, 4, 2, 0, 1, 0, 1);
-    lstm_grad_case("2 layers dropout", (nn_lstm_dims){3, 4, 0, 2, 2, 1, 0.3, 0, 0, 0}, 4, 2, 0, 1, 1, 1);
-    lstm_grad_case("T = 1, B = 1", (nn_lstm_dims){3, 4, 0, 2, 2, 1, 0, 0, 0, 0}, 1, 1, 0, 1, 0, 1);
+                   (nn_lstm_dims){3, 4, 3, 2, 2, 1, 0, 0, 0, 0, 0}, 5, 3, 1, 1, 1, 1);
+    lstm_grad_case("3 layers", (nn_lstm_dims){2, 3, 0, 3, 1, 1, 0, 0, 0, 0, 0}, 4, 2, 0, 1, 0, 1);
+    lstm_grad_case("2 layers dropout", (nn_lstm_dims){3, 4, 0, 2, 2, 1, 0.3, 0, 0, 0, 0}, 4, 2, 0, 1, 1, 1);
+    lstm_grad_case("T = 1, B = 1", (nn_lstm_dims){3, 4, 0, 2, 2, 1, 0, 0, 0, 0, 0}, 1, 1, 0, 1, 0, 1);
     /* ONNX's options: ..., peephole, clip, input_forget */
-    lstm_grad_case("peephole", (nn_lstm_dims){3, 4, 0, 1, 1, 1, 0, 1, 0, 0}, 5, 2, 0, 1, 0, 1);
-    lstm_grad_case("clip", (nn_lstm_dims){3, 4, 0, 1, 1, 1, 0, 0, 0.9, 0}, 5, 2, 0, 1, 0, 1);
-    lstm_grad_case("input_forget", (nn_lstm_dims){3, 4, 0, 1, 1, 1, 0, 0, 0, 1}, 5, 2, 0, 1, 0,
+    lstm_grad_case("peephole", (nn_lstm_dims){3, 4, 0, 1, 1, 1, 0, 1, 0, 0, 0}, 5, 2, 0, 1, 0, 1);
+    lstm_grad_case("clip", (nn_lstm_dims){3, 4, 0, 1, 1, 1, 0, 0, 0.9, 0, 0}, 5, 2, 0, 1, 0, 1);
+    lstm_grad_case("input_forget", (nn_lstm_dims){3, 4, 0, 1, 1, 1, 0, 0, 0, 1, 0}, 5, 2, 0, 1, 0,
                    1);
-    lstm_grad_case("peephole clip input_forget", (nn_lstm_dims){3, 4, 0, 1, 1, 1, 0, 1, 0.9, 1},
+    lstm_grad_case("peephole clip input_forget", (nn_lstm_dims){3, 4, 0, 1, 1, 1, 0, 1, 0.9, 1, 0},
                    5, 3, 0, 1, 1, 1);
     lstm_grad_case("peephole, 2 layers bidirectional proj lengths",
-                   (nn_lstm_dims){3, 4, 3, 2, 2, 1, 0, 1, 0, 0}, 5, 3, 1, 1, 1, 1);
+                   (nn_lstm_dims){3, 4, 3, 2, 2, 1, 0, 1, 0, 0, 0}, 5, 3, 1, 1, 1, 1);
     lstm_grad_case("clip, 2 layers bidirectional proj lengths",
-                   (nn_lstm_dims){3, 4, 3, 2, 2, 1, 0, 0, 0.8, 0}, 5, 3, 1, 1, 1, 1);
+                   (nn_lstm_dims){3, 4, 3, 2, 2, 1, 0, 0, 0.8, 0, 0}, 5, 3, 1, 1, 1, 1);
     lstm_grad_case("input_forget, 2 layers bidirectional lengths no bias",
-                   (nn_lstm_dims){3, 4, 0, 2, 2, 0, 0, 0, 0, 1}, 5, 3, 0, 1, 1, 1);
+                   (nn_lstm_dims){3, 4, 0, 2, 2, 0, 0, 0, 0, 1, 0}, 5, 3, 0, 1, 1, 1);
     lstm_grad_case("all three, 2 layers bidirectional proj lengths dropout",
-                   (nn_lstm_dims){3, 5, 2, 2, 2, 1, 0.3, 1, 0.8, 1}, 4, 3, 1, 1, 1, 1);
-    lstm_grad_case("all three, 3 layers, T = 1", (nn_lstm_dims){2, 3, 0, 3, 1, 1, 0, 1, 0.7, 1}, 1,
+                   (nn_lstm_dims){3, 5, 2, 2, 2, 1, 0.3, 1, 0.8, 1, 0}, 4, 3, 1, 1, 1, 1);
+    lstm_grad_case("all three, 3 layers, T = 1", (nn_lstm_dims){2, 3, 0, 3, 1, 1, 0, 1, 0.7, 1, 0}, 1,
                    2, 0, 1, 0, 1);
+    /* ONNX's direction="reverse": one direction walking back in time
+     * (..., input_forget, reverse) */
+    lstm_grad_case("reverse", (nn_lstm_dims){3, 4, 0, 1, 1, 1, 0, 0, 0, 0, 1}, 5, 2, 0, 0, 0, 1);
+    lstm_grad_case("reverse h0 lengths", (nn_lstm_dims){3, 4, 0, 1, 1, 1, 0, 0, 0, 0, 1}, 6, 4, 0,
+                   1, 1, 1);
+    lstm_grad_case("reverse, 2 layers proj lengths h0 batch first",
+                   (nn_lstm_dims){3, 5, 2, 2, 1, 1, 0, 0, 0, 0, 1}, 5, 3, 1, 1, 1, 1);
+    lstm_grad_case("reverse, 3 layers dropout, time-major in place",
+                   (nn_lstm_dims){2, 3, 0, 3, 1, 1, 0.3, 0, 0, 0, 1}, 4, 2, 0, 1, 0, 1);
+    lstm_grad_case("reverse, all three, 2 layers proj lengths",
+                   (nn_lstm_dims){3, 4, 3, 2, 1, 1, 0, 1, 0.8, 1, 1}, 5, 3, 0, 1, 1, 1);
+    lstm_grad_case("reverse, T = 1, B = 1", (nn_lstm_dims){3, 4, 0, 2, 1, 1, 0, 0, 0, 0, 1}, 1, 1,
+                   0, 1, 0, 1);
     test_linear();
     test_embedding();
     test_cross_entropy();

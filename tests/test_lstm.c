@@ -211,9 +211,10 @@ static void run_onnx_fixture(const char *path, const variant *var) {
     CHECK(cfg.peephole == meta_int(st, "peephole") &&
               cfg.clip == (clip ? strtof(clip, NULL) : 0) &&
               cfg.input_forget == (lstm_st_meta(st, "lstm.input_forget") != NULL) &&
+              cfg.reverse == (lstm_st_meta(st, "lstm.reverse") != NULL) &&
               cfg.bidirectional == meta_int(st, "bidirectional"),
-          "%s: peephole, clip, input_forget inferred (%d %g %d)", path, cfg.peephole,
-          (double)cfg.clip, cfg.input_forget);
+          "%s: peephole, clip, input_forget, reverse inferred (%d %g %d %d)", path, cfg.peephole,
+          (double)cfg.clip, cfg.input_forget, cfg.reverse);
     int T = meta_int(st, "T"), B = meta_int(st, "B");
     lstm_ctx_config cc = {var->threads, var->kernels, var->blas};
     lstm_ctx *ctx = lstm_ctx_create(&cc, &err);
@@ -253,8 +254,14 @@ static void run_onnx_fixture(const char *path, const variant *var) {
 }
 
 static void test_onnx_fixtures(void) {
-    static const char *const names[] = {"peephole", "clip", "input_forget",
-                                        "peephole_clip_input_forget", "peephole_bidir_lengths"};
+    static const char *const names[] = {"peephole",
+                                        "clip",
+                                        "input_forget",
+                                        "peephole_clip_input_forget",
+                                        "peephole_bidir_lengths",
+                                        "reverse",
+                                        "reverse_lengths_h0",
+                                        "reverse_peephole_clip_input_forget"};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
         char path[512];
         snprintf(path, sizeof path, "%s/onnx_lstm_%s.safetensors", fixtures, names[i]);
@@ -301,13 +308,21 @@ static void test_options_meta(void) {
               got.clip == 0.1f && got.input_forget == 1 && got.bias == 0,
           "options written and inferred back: %s", err.msg);
     CHECK(infer_with_meta(NULL, NULL, NULL, &got, &err) == LSTM_OK && !got.peephole &&
-              got.clip == 0 && !got.input_forget,
+              got.clip == 0 && !got.input_forget && !got.reverse,
           "no options without their tensor and keys");
+    lstm_rnn_config rev = lstm_rnn_config_default(3, 2);
+    rev.reverse = 1;
+    CHECK(infer_with_meta(&rev, NULL, NULL, &got, &err) == LSTM_OK && got.reverse == 1 &&
+              !got.bidirectional && !got.input_forget,
+          "reverse written and inferred back: %s", err.msg);
+    CHECK(infer_with_meta(NULL, "lstm.reverse", "0", &got, &err) == LSTM_OK && !got.reverse,
+          "lstm.reverse = \"0\" read: %s", err.msg);
     static const struct {
         const char *key, *value;
     } bad[] = {{"lstm.clip", "abc"},        {"lstm.clip", "-1"},     {"lstm.clip", "3x"},
                {"lstm.clip", "nan"},        {"lstm.clip", ""},       {"lstm.input_forget", "2"},
-               {"lstm.input_forget", "yes"}, {"lstm.peephole", "1"}, {"lstm.clipp", "3"}};
+               {"lstm.input_forget", "yes"}, {"lstm.peephole", "1"}, {"lstm.clipp", "3"},
+               {"lstm.reverse", "2"},        {"lstm.reverse", ""},    {"lstm.reverse", "true"}};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         lstm_status s = infer_with_meta(NULL, bad[i].key, bad[i].value, &got, &err);
         CHECK(s == LSTM_ERR_FORMAT && strstr(err.msg, bad[i].key) &&
@@ -322,6 +337,30 @@ static void test_options_meta(void) {
     c.clip = 0;
     c.peephole = 2;
     CHECK(lstm_rnn_config_check(&c, &err) == LSTM_ERR_INVALID, "peephole 2 is refused");
+    c.peephole = 0;
+    c.reverse = 1;
+    c.bidirectional = 1;
+    CHECK(lstm_rnn_config_check(&c, &err) == LSTM_ERR_INVALID && strstr(err.msg, "reverse"),
+          "reverse with bidirectional is refused: %s", err.msg);
+    /* a file with a bidirectional LSTM's tensors and lstm.reverse = "1" */
+    lstm_st_writer *w = lstm_st_writer_create();
+    float wih[8 * 3] = {0}, whh[8 * 2] = {0};
+    int64_t s_ih[2] = {8, 3}, s_hh[2] = {8, 2};
+    lstm_st_writer_add(w, "weight_ih_l0", LSTM_DT_F32, 2, s_ih, wih, NULL);
+    lstm_st_writer_add(w, "weight_hh_l0", LSTM_DT_F32, 2, s_hh, whh, NULL);
+    lstm_st_writer_add(w, "weight_ih_l0_reverse", LSTM_DT_F32, 2, s_ih, wih, NULL);
+    lstm_st_writer_add(w, "weight_hh_l0_reverse", LSTM_DT_F32, 2, s_hh, whh, NULL);
+    lstm_st_writer_meta(w, "lstm.reverse", "1", NULL);
+    void *buf;
+    size_t n;
+    lstm_st_writer_to_memory(w, &buf, &n, NULL);
+    lstm_st_writer_free(w);
+    lstm_st *st = lstm_st_from_memory(buf, n, "bidir.safetensors", NULL);
+    CHECK(lstm_rnn_config_infer(&got, st, "", &err) == LSTM_ERR_FORMAT &&
+              strstr(err.msg, "bidir.safetensors") && strstr(err.msg, "lstm.reverse"),
+          "lstm.reverse on a bidirectional LSTM's tensors is refused: %s", err.msg);
+    lstm_st_free(st);
+    free(buf);
 }
 
 /* ------------------------------------------------------------------ */
@@ -444,18 +483,22 @@ static void compare_results(const char *what, const run_result *a, const run_res
 
 static void test_fast_vs_reference(void) {
     random_case cases[] = {
-        {{37, 70, 2, 1, 0, 1, 0, 0, 0, 0, 0}, 11, 9, 1, 1},
-        {{20, 64, 1, 1, 0, 0, 24, 0, 0, 0, 0}, 7, 13, 0, 1},
-        {{16, 16, 1, 1, 1, 0, 0, 0, 0, 0, 0}, 5, 1, 0, 0},
-        {{33, 129, 2, 1, 0, 0, 0, 0.25f, 0, 0, 0}, 6, 7, 1, 1},
-        {{8, 48, 3, 0, 0, 1, 17, 0, 0, 0, 0}, 4, 20, 1, 0},
-        {{128, 128, 1, 1, 0, 0, 0, 0, 0, 0, 0}, 9, 32, 0, 1},
+        {{37, 70, 2, 1, 0, 1, 0, 0, 0, 0, 0, 0}, 11, 9, 1, 1},
+        {{20, 64, 1, 1, 0, 0, 24, 0, 0, 0, 0, 0}, 7, 13, 0, 1},
+        {{16, 16, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0}, 5, 1, 0, 0},
+        {{33, 129, 2, 1, 0, 0, 0, 0.25f, 0, 0, 0, 0}, 6, 7, 1, 1},
+        {{8, 48, 3, 0, 0, 1, 17, 0, 0, 0, 0, 0}, 4, 20, 1, 0},
+        {{128, 128, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0}, 9, 32, 0, 1},
         /* ONNX's options: peephole, clip, input_forget */
-        {{37, 70, 2, 1, 0, 1, 0, 0, 1, 0.5f, 1}, 11, 9, 1, 1},
-        {{20, 64, 1, 1, 0, 0, 24, 0, 1, 0, 0}, 7, 13, 0, 1},
-        {{33, 129, 2, 1, 0, 0, 0, 0.25f, 0, 0.5f, 0}, 6, 7, 1, 1},
-        {{16, 16, 1, 1, 1, 0, 0, 0, 0, 0, 1}, 5, 1, 0, 0},
-        {{8, 48, 3, 0, 0, 1, 17, 0, 1, 0.3f, 0}, 4, 20, 1, 0},
+        {{37, 70, 2, 1, 0, 1, 0, 0, 1, 0.5f, 1, 0}, 11, 9, 1, 1},
+        {{20, 64, 1, 1, 0, 0, 24, 0, 1, 0, 0, 0}, 7, 13, 0, 1},
+        {{33, 129, 2, 1, 0, 0, 0, 0.25f, 0, 0.5f, 0, 0}, 6, 7, 1, 1},
+        {{16, 16, 1, 1, 1, 0, 0, 0, 0, 0, 1, 0}, 5, 1, 0, 0},
+        {{8, 48, 3, 0, 0, 1, 17, 0, 1, 0.3f, 0, 0}, 4, 20, 1, 0},
+        /* ..., reverse */
+        {{37, 70, 2, 1, 0, 0, 0, 0, 0, 0, 0, 1}, 11, 9, 1, 1},
+        {{20, 64, 3, 1, 1, 0, 24, 0.25f, 0, 0, 0, 1}, 7, 13, 1, 1},
+        {{16, 16, 1, 1, 0, 0, 0, 0, 1, 0.5f, 1, 1}, 5, 3, 0, 0},
     };
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
         run_result ref;
@@ -537,7 +580,7 @@ static void test_ctx_config(void) {
     } sets[] = {{LSTM_KERNELS_REFERENCE, "reference"}, {LSTM_KERNELS_GENERIC, "generic"},
                 {LSTM_KERNELS_AVX2, "avx2"},           {LSTM_KERNELS_AVX512, "avx512"},
                 {LSTM_KERNELS_AVX512_BF16, "avx512bf16"}};
-    random_case rc = {{48, 64, 1, 1, 0, 0, 0, 0, 0, 0, 0}, 6, 5, 0, 0};
+    random_case rc = {{48, 64, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0}, 6, 5, 0, 0};
     run_result ref;
     variant refv = {LSTM_KERNELS_REFERENCE, 1, LSTM_BLAS_OFF, "reference"};
     run_random(&rc, &refv, &ref);
@@ -668,8 +711,8 @@ static void check_same_nonfinite(const char *what, const char *name, const float
  * finite, plausible outputs. */
 static void test_nonfinite(void) {
     random_case cases[] = {
-        {{12, 37, 2, 1, 0, 1, 0, 0, 0, 0, 0}, 6, 5, 1, 1},
-        {{9, 24, 1, 1, 0, 0, 10, 0, 0, 0, 0}, 5, 3, 1, 1},
+        {{12, 37, 2, 1, 0, 1, 0, 0, 0, 0, 0, 0}, 6, 5, 1, 1},
+        {{9, 24, 1, 1, 0, 0, 10, 0, 0, 0, 0, 0}, 5, 3, 1, 1},
     };
     const char *where[] = {"x", "h0", "c0", "dy", "lstm.weight_ih_l0", "lstm.weight_hh_l0",
                            "lstm.bias_ih_l0", "lstm.bias_hh_l0", "lstm.weight_hh_l1_reverse",
@@ -731,10 +774,10 @@ static void test_bf16(void) {
     }
     lstm_ctx_free(probe);
     random_case cases[] = {
-        {{37, 70, 2, 1, 0, 1, 0, 0, 0, 0, 0}, 11, 9, 1, 1},
-        {{20, 64, 1, 1, 0, 0, 24, 0, 0, 0, 0}, 7, 13, 0, 1},
-        {{64, 384, 2, 1, 0, 0, 0, 0, 0, 0, 0}, 25, 16, 0, 0},
-        {{8, 48, 3, 0, 0, 1, 17, 0, 0, 0, 0}, 4, 20, 1, 0},
+        {{37, 70, 2, 1, 0, 1, 0, 0, 0, 0, 0, 0}, 11, 9, 1, 1},
+        {{20, 64, 1, 1, 0, 0, 24, 0, 0, 0, 0, 0}, 7, 13, 0, 1},
+        {{64, 384, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0}, 25, 16, 0, 0},
+        {{8, 48, 3, 0, 0, 1, 17, 0, 0, 0, 0, 0}, 4, 20, 1, 0},
     };
     double worst = 0;
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
@@ -769,9 +812,9 @@ static void test_bf16(void) {
 static void test_step(void) {
     /* ..., dropout, peephole, clip, input_forget */
     lstm_rnn_config cfgs[] = {
-        {5, 12, 2, 1, 0, 0, 0, 0, 0, 0, 0},    {7, 33, 1, 1, 0, 0, 0, 0, 0, 0, 0},
-        {4, 20, 2, 0, 0, 0, 6, 0, 0, 0, 0},    {5, 12, 2, 1, 0, 0, 0, 0, 1, 0.5f, 1},
-        {7, 33, 1, 1, 0, 0, 0, 0, 1, 0, 0},    {4, 20, 2, 0, 0, 0, 6, 0, 0, 0.4f, 1}};
+        {5, 12, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0},    {7, 33, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0},
+        {4, 20, 2, 0, 0, 0, 6, 0, 0, 0, 0, 0},    {5, 12, 2, 1, 0, 0, 0, 0, 1, 0.5f, 1, 0},
+        {7, 33, 1, 1, 0, 0, 0, 0, 1, 0, 0, 0},    {4, 20, 2, 0, 0, 0, 6, 0, 0, 0.4f, 1, 0}};
     for (size_t c = 0; c < sizeof cfgs / sizeof *cfgs; c++)
         for (int v = 0; v < nvariants; v++) {
             lstm_error err;
@@ -919,6 +962,142 @@ static void test_backward_hooks(void) {
     }
 }
 
+/* ------------------------------------------------------------------ */
+/* A reverse LSTM (ONNX's direction="reverse") over a batch equals, per
+ * sequence, a forward LSTM with the same weights over the sequence
+ * reversed within its length, its output reversed back: forward and
+ * backward (dx reversed the same way; the weight gradients, h0/c0's
+ * gradients equal), every kernel set. PyTorch's fixtures and ONNX
+ * Runtime's check the forward LSTM and the reverse one from outside; this
+ * ties the two together for the options and kernels those do not cover. */
+
+typedef struct {
+    float *y, *hn, *cn, *dx, *dh0, *dc0, *grad;
+    size_t ngrad;
+} rev_run;
+
+static void rev_pass(const lstm_rnn_config *cfg, const variant *v, int T, int B, const float *x,
+                     const int *len, const float *h0, const float *c0, const float *dy,
+                     const float *dhn, const float *dcn, rev_run *out) {
+    lstm_error err;
+    lstm_ctx_config cc = {v->threads, v->kernels, v->blas};
+    lstm_ctx *ctx = lstm_ctx_create(&cc, &err);
+    lstm_params *p = lstm_params_create();
+    lstm_rnn *rnn = lstm_rnn_create(cfg, p, "", &err);
+    CHECK(rnn != NULL, "create: %s", err.msg);
+    lstm_params_alloc(p, &err);
+    lstm_rng rng;
+    lstm_rng_seed(&rng, 17); /* the same weights, forward or reverse */
+    lstm_rnn_reset_parameters(rnn, p, &rng);
+    int L = cfg->num_layers, H = cfg->hidden_size, Ho = cfg->proj_size ? cfg->proj_size : H;
+    size_t nx = (size_t)T * B * cfg->input_size, ny = (size_t)T * B * Ho;
+    size_t nh = (size_t)L * B * Ho, nc = (size_t)L * B * H;
+    out->y = calloc(ny, sizeof(float)), out->hn = calloc(nh, sizeof(float));
+    out->cn = calloc(nc, sizeof(float)), out->dx = calloc(nx, sizeof(float));
+    out->dh0 = calloc(nh, sizeof(float)), out->dc0 = calloc(nc, sizeof(float));
+    lstm_rnn_io io = {T, B, x, len, h0, c0, out->y, out->hn, out->cn};
+    CHECK(lstm_rnn_forward(rnn, ctx, p, &io, 1, &rng, &err) == LSTM_OK, "forward: %s", err.msg);
+    lstm_rnn_grads g = {.dy = dy, .dhn = dhn, .dcn = dcn, .dx = out->dx, .dh0 = out->dh0,
+                        .dc0 = out->dc0};
+    CHECK(lstm_rnn_backward(rnn, ctx, p, &g, &err) == LSTM_OK, "backward: %s", err.msg);
+    out->ngrad = lstm_params_size(p);
+    out->grad = malloc(sizeof(float) * out->ngrad);
+    memcpy(out->grad, lstm_params_grad_all(p), sizeof(float) * out->ngrad);
+    lstm_rnn_free(rnn);
+    lstm_params_free(p);
+    lstm_ctx_free(ctx);
+}
+
+/* Row (t, b) of a (T,B,F) or (B,T,F) tensor reversed within length n:
+ * dst's row t is src's row n-1-t, zero from n on. */
+static void flip_rows(float *dst, const float *src, int T, int B, int F, int bf, const int *len) {
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            int n = len ? len[b] : T;
+            float *d = dst + (bf ? (size_t)b * T + t : (size_t)t * B + b) * F;
+            int u = n - 1 - t;
+            if (u >= 0)
+                memcpy(d, src + (bf ? (size_t)b * T + u : (size_t)u * B + b) * F,
+                       sizeof(float) * F);
+            else
+                memset(d, 0, sizeof(float) * F);
+        }
+}
+
+static void test_reverse_identity(void) {
+    /* I, H, L, bias, batch_first, bidirectional, proj, dropout, peephole,
+     * clip, input_forget, reverse */
+    static const struct {
+        lstm_rnn_config cfg;
+        int T, B, use_len, use_h0;
+    } cases[] = {
+        {{5, 8, 1, 1, 0, 0, 0, 0, 0, 0, 0, 1}, 6, 3, 0, 0},
+        {{7, 19, 2, 1, 1, 0, 0, 0, 0, 0, 0, 1}, 9, 5, 1, 1},
+        {{4, 33, 3, 0, 0, 0, 13, 0, 0, 0, 0, 1}, 7, 6, 1, 1},
+        {{6, 12, 2, 1, 0, 0, 0, 0, 1, 0.6f, 1, 1}, 8, 4, 1, 1},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        lstm_rnn_config rc = cases[k].cfg, fc = rc;
+        fc.reverse = 0;
+        int T = cases[k].T, B = cases[k].B, bf = rc.batch_first, L = rc.num_layers;
+        int H = rc.hidden_size, Ho = rc.proj_size ? rc.proj_size : H, I = rc.input_size;
+        size_t nx = (size_t)T * B * I, ny = (size_t)T * B * Ho, nh = (size_t)L * B * Ho;
+        size_t nc = (size_t)L * B * H;
+        lstm_rng rng;
+        lstm_rng_seed(&rng, 300 + k);
+        int len[16];
+        for (int b = 0; b < B; b++)
+            len[b] = 1 + (int)lstm_rng_below(&rng, (uint64_t)T);
+        len[B / 2] = T;
+        const int *lp = cases[k].use_len ? len : NULL;
+        float *x = malloc(sizeof(float) * nx), *dy = malloc(sizeof(float) * ny);
+        float *h0 = malloc(sizeof(float) * nh), *c0 = malloc(sizeof(float) * nc);
+        float *dhn = malloc(sizeof(float) * nh), *dcn = malloc(sizeof(float) * nc);
+        float *xf = malloc(sizeof(float) * nx), *dyf = malloc(sizeof(float) * ny);
+        float *back = malloc(sizeof(float) * (nx > ny ? nx : ny));
+        for (size_t i = 0; i < nx; i++)
+            x[i] = lstm_rng_normal(&rng);
+        for (size_t i = 0; i < ny; i++)
+            dy[i] = lstm_rng_normal(&rng);
+        for (size_t i = 0; i < nh; i++)
+            h0[i] = lstm_rng_uniform(&rng) - 0.5f, dhn[i] = lstm_rng_normal(&rng);
+        for (size_t i = 0; i < nc; i++)
+            c0[i] = lstm_rng_uniform(&rng) - 0.5f, dcn[i] = lstm_rng_normal(&rng);
+        /* dy past a length is ignored by both: zero it so flipping keeps it */
+        flip_rows(dyf, dy, T, B, Ho, bf, lp);
+        flip_rows(dy, dyf, T, B, Ho, bf, lp);
+        flip_rows(xf, x, T, B, I, bf, lp);
+        const float *s0 = cases[k].use_h0 ? h0 : NULL, *s1 = cases[k].use_h0 ? c0 : NULL;
+        for (int v = 0; v < nvariants; v++) {
+            rev_run r, f;
+            rev_pass(&rc, &variants[v], T, B, x, lp, s0, s1, dy, dhn, dcn, &r);
+            rev_pass(&fc, &variants[v], T, B, xf, lp, s0, s1, dyf, dhn, dcn, &f);
+            char what[160];
+            snprintf(what, sizeof what, "reverse case %zu [%s]: reverse = forward over the flipped sequences",
+                     k, variants[v].name);
+            flip_rows(back, f.y, T, B, Ho, bf, lp);
+            CHECK_CLOSE(r.y, back, ny, FAST_ATOL, FAST_RTOL, "%s: y", what);
+            CHECK_CLOSE(r.hn, f.hn, nh, FAST_ATOL, FAST_RTOL, "%s: h_n", what);
+            CHECK_CLOSE(r.cn, f.cn, nc, FAST_ATOL, FAST_RTOL, "%s: c_n", what);
+            flip_rows(back, f.dx, T, B, I, bf, lp);
+            CHECK_CLOSE(r.dx, back, nx, FAST_ATOL, FAST_RTOL, "%s: dx", what);
+            CHECK_CLOSE(r.dh0, f.dh0, nh, FAST_ATOL, FAST_RTOL, "%s: dh0", what);
+            CHECK_CLOSE(r.dc0, f.dc0, nc, FAST_ATOL, FAST_RTOL, "%s: dc0", what);
+            CHECK(r.ngrad == f.ngrad, "%s: the same tensors", what);
+            if (r.ngrad == f.ngrad)
+                CHECK_CLOSE(r.grad, f.grad, r.ngrad, FAST_ATOL, FAST_RTOL, "%s: weight gradients",
+                            what);
+            rev_run *rs[2] = {&r, &f};
+            for (int j = 0; j < 2; j++) {
+                free(rs[j]->y), free(rs[j]->hn), free(rs[j]->cn), free(rs[j]->dx);
+                free(rs[j]->dh0), free(rs[j]->dc0), free(rs[j]->grad);
+            }
+        }
+        free(x), free(dy), free(h0), free(c0), free(dhn), free(dcn), free(xf), free(dyf);
+        free(back);
+    }
+}
+
 static void test_errors(void) {
     lstm_error err;
     lstm_ctx *ctx = lstm_ctx_create(NULL, &err);
@@ -931,6 +1110,18 @@ static void test_errors(void) {
     CHECK(lstm_rnn_step(rnn, ctx, p, 2, x, h, c, NULL, &err) == LSTM_ERR_UNSUPPORTED &&
               strstr(err.msg, "bidirectional"),
           "step on a bidirectional LSTM is refused: %s", err.msg);
+    {
+        lstm_params *pr = lstm_params_create();
+        lstm_rnn_config rc = lstm_rnn_config_default(3, 4);
+        rc.reverse = 1;
+        lstm_rnn *rr = lstm_rnn_create(&rc, pr, "", &err);
+        lstm_params_alloc(pr, &err);
+        CHECK(lstm_rnn_step(rr, ctx, pr, 2, x, h, c, NULL, &err) == LSTM_ERR_UNSUPPORTED &&
+                  strstr(err.msg, "reverse"),
+              "step on a reverse LSTM is refused: %s", err.msg);
+        lstm_rnn_free(rr);
+        lstm_params_free(pr);
+    }
     int bad_len[2] = {2, 3};
     lstm_rnn_io io = {2, 2, x, bad_len, NULL, NULL, y, NULL, NULL};
     CHECK(lstm_rnn_forward(rnn, ctx, p, &io, 0, NULL, &err) == LSTM_ERR_INVALID &&
@@ -1022,6 +1213,7 @@ int main(int argc, char **argv) {
     test_onnx_fixtures();
     test_options_meta();
     test_fast_vs_reference();
+    test_reverse_identity();
     test_nonfinite();
     test_bf16();
     /* the step API fuses the input product into the step's sum, the

@@ -27,7 +27,7 @@ int cmd_convert(int argc, char **argv) {
     int r = cli_parse(V, "lstm convert MODEL.onnx OUT.safetensors",
                       "Imports the LSTM nodes of an ONNX model (opsets 7 to 22) as one nn.LSTM and\n"
                       "writes its state_dict (weight_ih_l0, ...), which lstm forward runs. Imports\n"
-                      "directions forward and bidirectional, layout 0 and 1, sequence_lens,\n"
+                      "directions forward, reverse and bidirectional, layout 0 and 1, sequence_lens,\n"
                       "initial_h/initial_c, B, P (peepholes), clip, input_forget and the default\n"
                       "activations; several LSTM nodes joined by Transpose/Reshape/Squeeze, with\n"
                       "states sliced per layer and Y_h/Y_c concatenated, as torch.onnx.export writes\n"
@@ -53,11 +53,11 @@ int cmd_convert(int argc, char **argv) {
     }
     if (!quiet) {
         const lstm_rnn_config *c = &imp.cfg;
-        printf("%s: opset %d%s%s: nn.LSTM(%d, %d, num_layers=%d%s)%s%s%s -> %s\n", pos[0], imp.opset,
+        printf("%s: opset %d%s%s: nn.LSTM(%d, %d, num_layers=%d%s)%s%s%s%s -> %s\n", pos[0], imp.opset,
                imp.producer[0] ? ", from " : "", imp.producer, c->input_size, c->hidden_size,
                c->num_layers, c->bidirectional ? ", bidirectional=True" : "",
                c->peephole ? " with peepholes" : "", c->clip > 0 ? ", clip" : "",
-               c->input_forget ? ", input_forget" : "", pos[1]);
+               c->input_forget ? ", input_forget" : "", c->reverse ? ", reverse" : "", pos[1]);
         char ax[64];
         static const char *roles[] = {"the sequence", "initial h (h0)", "initial c (c0)",
                                       "sequence lengths", "unused", "a weight"};

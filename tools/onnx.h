@@ -68,7 +68,7 @@ typedef struct {
 typedef struct {
     lstm_rnn_config cfg;   /* batch_first: whether x is (B,T,I) */
     lstm_st_writer *weights; /* the state_dict (weight_ih_l0 ...), metadata lstm.clip,
-                                lstm.input_forget when set */
+                                lstm.input_forget, lstm.reverse when set */
     int opset;             /* the default domain's operator set version */
     int nin, nout;
     onnx_io in[ONNX_MAX_IO];   /* the graph's inputs, in order */

@@ -309,6 +309,8 @@ static lstm_status lstm_stack(builder *b, const lstm_rnn_config *cfg, lstm_param
         attr_i(b, nd, "hidden_size", H);
         if (D == 2)
             attr_s(b, nd, "direction", "bidirectional");
+        else if (cfg->reverse)
+            attr_s(b, nd, "direction", "reverse");
         if (cfg->clip > 0)
             attr_f(b, nd, "clip", cfg->clip);
         if (cfg->input_forget)

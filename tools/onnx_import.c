@@ -220,6 +220,7 @@ typedef struct {
     /* the stack */
     int L, D, H, I, layout_seen;
     int peephole, has_clip, input_forget;
+    int reverse; /* direction="reverse" (D = 1) */
     float clip;
     const onnx_tensor *W[MAX_LAYERS], *R[MAX_LAYERS], *Bias[MAX_LAYERS], *P[MAX_LAYERS];
     int lnode[MAX_LAYERS];
@@ -1010,7 +1011,7 @@ static lstm_status rule_lstm(importer *im, int n) {
     const Onnx__NodeProto *nd = im->g->node[n];
     const char *nn = node_name(im, n);
     /* attributes */
-    int H = -1, dirs = 1, layout = 0, input_forget = 0, has_clip = 0;
+    int H = -1, dirs = 1, reverse = 0, layout = 0, input_forget = 0, has_clip = 0;
     float clip = 0;
     for (size_t a = 0; a < nd->n_attribute; a++) {
         const Onnx__AttributeProto *at = nd->attribute[a];
@@ -1026,9 +1027,7 @@ static lstm_status rule_lstm(importer *im, int n) {
             if (len == 7 && s && memcmp(s, "forward", 7) == 0)
                 dirs = 1;
             else if (len == 7 && s && memcmp(s, "reverse", 7) == 0)
-                return lstm_fail(im->err, LSTM_ERR_UNSUPPORTED,
-                                 "%s: node '%s' (LSTM): attribute 'direction' is 'reverse': nn.LSTM has no reverse-only layer (forward and bidirectional import)",
-                                 im->file, nn);
+                dirs = 1, reverse = 1; /* lstm_rnn_config's reverse */
             else if (len == 13 && s && memcmp(s, "bidirectional", 13) == 0)
                 dirs = 2;
             else
@@ -1110,8 +1109,8 @@ static lstm_status rule_lstm(importer *im, int n) {
                        ? lstm_fail(im->err, LSTM_ERR_UNSUPPORTED, "%s: node '%s' (LSTM): a second LSTM reads the graph input '%s'; lstm imports one stack",
                                    im->file, nn, xname)
                        : cannot(im, n, "X (the output of the layer before, as (T, B, D*H) or (B, T, D*H))", xname, x);
-        if (D != im->D || H != im->H || input_forget != im->input_forget || has_clip != im->has_clip ||
-            clip != im->clip)
+        if (D != im->D || reverse != im->reverse || H != im->H ||
+            input_forget != im->input_forget || has_clip != im->has_clip || clip != im->clip)
             return lstm_fail(im->err, LSTM_ERR_UNSUPPORTED,
                              "%s: node '%s' (LSTM): direction, hidden_size, clip and input_forget must be those of the first layer '%s'",
                              im->file, nn, node_name(im, im->lnode[0]));
@@ -1146,6 +1145,7 @@ static lstm_status rule_lstm(importer *im, int n) {
                          im->file, nn, D, 3 * H);
     if (k == 0) {
         im->D = D;
+        im->reverse = reverse;
         im->H = H;
         im->I = I;
         im->clip = clip;
@@ -1270,6 +1270,8 @@ static lstm_status write_weights(importer *im, lstm_st_writer *w) {
     }
     if (!s && im->input_forget)
         s = lstm_st_writer_meta(w, "lstm.input_forget", "1", err);
+    if (!s && im->reverse)
+        s = lstm_st_writer_meta(w, "lstm.reverse", "1", err);
     free(zeros), free(buf);
     return s;
 }
@@ -1438,6 +1440,7 @@ static lstm_status import(importer *im, onnx_import *out) {
     cfg.peephole = im->peephole;
     cfg.clip = im->has_clip ? im->clip : 0;
     cfg.input_forget = im->input_forget;
+    cfg.reverse = im->reverse;
     out->cfg = cfg;
     if (!(out->weights = lstm_st_writer_create()))
         return nomem(im);

@@ -28,7 +28,10 @@
  * pack_padded_sequence does. Then at step t the sequences still running are
  * a prefix of the batch, of bs[t] rows, and every kernel works on that
  * prefix. The reverse direction walks t from T-1 down to 0; a sequence
- * joins it at its own last step t = len-1, with its initial state.
+ * joins it at its own last step t = len-1, with its initial state. A
+ * reverse-only LSTM (dims->reverse, ONNX's direction="reverse") has D = 1
+ * and walks its one direction that way: the loops take the walk's order
+ * from nn_lstm_walks_back and index buffers and weights by dir as always.
  *
  * What is kept for backward, per layer and direction:
  *   G  (T,B,4H)   gate activations i,f,g,o (backward overwrites them with
@@ -430,14 +433,15 @@ static void forward_loop(const nn_ctx *ctx, void *p, int dir) {
     dir_pack *pk = &ws->pack[ld];
     const real *h0 = io->h0 ? io->h0 + (size_t)ld * B * Ho : NULL;
     const real *c0 = io->c0 ? io->c0 + (size_t)ld * B * H : NULL;
+    int rev = nn_lstm_walks_back(d, dir); /* the walk's order; dir stays the index */
     for (int s = 0; s < T; s++) {
-        int t = dir == 0 ? s : T - 1 - s;
+        int t = rev ? T - 1 - s : s;
         int M = ws->bs[t];
-        int prev = dir == 0 ? t : t + 1, cur = dir == 0 ? t + 1 : t;
+        int prev = rev ? t + 1 : t, cur = rev ? t : t + 1;
         real *hp = a->Hs + (size_t)prev * B * Ho, *cp = a->Cs + (size_t)prev * B * H;
         real *hc = a->Hs + (size_t)cur * B * Ho, *cc = a->Cs + (size_t)cur * B * H;
         /* sequences starting here take their initial state */
-        int j0 = dir == 0 ? (t == 0 ? 0 : M) : ws->bs[t + 1];
+        int j0 = rev ? ws->bs[t + 1] : (t == 0 ? 0 : M);
         for (int j = j0; j < M; j++) {
             int b = ws->perm[j];
             if (h0)
@@ -454,7 +458,7 @@ static void forward_loop(const nn_ctx *ctx, void *p, int dir) {
         real *Yt = la->Y + (size_t)t * B * W + (size_t)dir * Ho;
         if (M > 0) {
             /* without a projection the kernel also writes h into the output */
-            int tn = dir == 0 ? t + 1 : t - 1; /* the next step, to prefetch */
+            int tn = rev ? t - 1 : t + 1; /* the next step, to prefetch */
             int has_next = tn >= 0 && tn < T;
             nn_cell_fwd cf = {.M = M, .H = H, .K1 = 0, .K2 = Ho, .hp = hp, .cp = cp,
                               .gin = Gt, .bias = pk->bias, .w = pk->cell, .g = Gt,
@@ -476,7 +480,7 @@ static void forward_loop(const nn_ctx *ctx, void *p, int dir) {
     }
     /* h_n, c_n: the forward direction ends at slot len, the reverse at 0 */
     for (int j = 0; j < B; j++) {
-        int slot = dir == 0 ? ws->len[j] : 0;
+        int slot = rev ? 0 : ws->len[j];
         int b = ws->perm[j];
         if (io->hn)
             memcpy(io->hn + ((size_t)ld * B + b) * Ho, a->Hs + ((size_t)slot * B + j) * Ho,
@@ -572,13 +576,14 @@ static void backward_loop(const nn_ctx *ctx, void *p, int dir) {
         memset(sc->dbsum, 0, sizeof(real) * 4 * H);
     if (sc->dpsum)
         memset(sc->dpsum, 0, sizeof(real) * 3 * H);
+    int rev = nn_lstm_walks_back(d, dir); /* the forward walk's order; dir stays the index */
     for (int s = 0; s < T; s++) {
-        int t = dir == 0 ? T - 1 - s : s;
+        int t = rev ? s : T - 1 - s;
         int M = ws->bs[t];
-        int prev = dir == 0 ? t : t + 1, cur = dir == 0 ? t + 1 : t;
+        int prev = rev ? t + 1 : t, cur = rev ? t : t + 1;
         /* sequences whose last step (in this walk's order) is t start with
          * the gradients of h_n and c_n */
-        int j0 = dir == 0 ? ws->bs[t + 1] : (t == 0 ? 0 : M);
+        int j0 = rev ? (t == 0 ? 0 : M) : ws->bs[t + 1];
         for (int j = j0; j < M; j++) {
             int b = ws->perm[j];
             if (dhn)
@@ -592,9 +597,9 @@ static void backward_loop(const nn_ctx *ctx, void *p, int dir) {
         }
         real *Gt = a->G + (size_t)t * B * 4 * H;
         const real *dYt = dY + (size_t)t * B * W + (size_t)dir * Ho;
-        int tn = dir == 0 ? t - 1 : t + 1; /* the next step, to prefetch */
+        int tn = rev ? t + 1 : t - 1; /* the next step, to prefetch */
         int has_next = tn >= 0 && tn < T;
-        int prev_n = dir == 0 ? tn : tn + 1;
+        int prev_n = rev ? tn + 1 : tn;
         nn_cell_bwd cb = {.M = M, .H = H, .Hout = Ho, .g = Gt, .c = a->Cs + (size_t)cur * B * H,
                           .cp = a->Cs + (size_t)prev * B * H, .dr = sc->dhc, .dy = dYt, .ldy = W,
                           .dc = sc->dcc, .dhp = sc->dhc, .w = pk->whh_nn,
@@ -682,7 +687,7 @@ int nn_lstm_backward(const nn_ctx *ctx, const nn_lstm_dims *d, const nn_lstm_wei
             dir_act *a = &ws->act[ld];
             dir_scratch *sc = &ws->bw[dir];
             /* Weight gradients over all steps at once (G now holds dL/dpre). */
-            const real *Hprev = a->Hs + (dir == 0 ? 0 : (size_t)B * Ho);
+            const real *Hprev = a->Hs + (nn_lstm_walks_back(d, dir) ? (size_t)B * Ho : 0);
             if (wt->dw_ih && wt->dw_hh)
                 k->gemm_tn2(ctx, 4 * H, (int)TB, a->G, 4 * H, In, X, In, wt->dw_ih, In, Ho, Hprev,
                             Ho, wt->dw_hh, Ho);

@@ -304,9 +304,13 @@ typedef struct {
     int peephole;
     real clip;
     int input_forget;
+    int reverse; /* D = 1 only: the one direction walks t from T-1 down to 0 */
 } nn_lstm_dims;
 
 static inline int nn_lstm_hout(const nn_lstm_dims *d) { return d->P > 0 ? d->P : d->H; }
+/* Whether direction dir walks time backwards: the reverse half of a
+ * bidirectional layer, or the one direction of a reverse-only LSTM. */
+static inline int nn_lstm_walks_back(const nn_lstm_dims *d, int dir) { return dir || d->reverse; }
 static inline int nn_lstm_in(const nn_lstm_dims *d, int layer) {
     return layer == 0 ? d->I : d->D * nn_lstm_hout(d);
 }

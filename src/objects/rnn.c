@@ -74,8 +74,12 @@ lstm_status lstm_rnn_config_check(const lstm_rnn_config *c, lstm_error *err) {
         return lstm_fail(err, LSTM_ERR_INVALID, "dropout %g is not in [0, 1)", (double)c->dropout);
     if ((c->bias | 1) != 1 || (c->batch_first | 1) != 1 || (c->bidirectional | 1) != 1)
         return lstm_fail(err, LSTM_ERR_INVALID, "bias, batch_first and bidirectional are 0 or 1");
-    if ((c->peephole | 1) != 1 || (c->input_forget | 1) != 1)
-        return lstm_fail(err, LSTM_ERR_INVALID, "peephole and input_forget are 0 or 1");
+    if ((c->peephole | 1) != 1 || (c->input_forget | 1) != 1 || (c->reverse | 1) != 1)
+        return lstm_fail(err, LSTM_ERR_INVALID, "peephole, input_forget and reverse are 0 or 1");
+    if (c->reverse && c->bidirectional)
+        return lstm_fail(err, LSTM_ERR_INVALID,
+                         "reverse and bidirectional exclude each other: reverse is one direction "
+                         "walking back in time");
     if (!(c->clip >= 0 && c->clip <= 1e30f))
         return lstm_fail(err, LSTM_ERR_INVALID, "clip %g is not 0 (off) or a positive threshold",
                          (double)c->clip);
@@ -94,6 +98,7 @@ static const char *wname(int kind) {
  * the int8 form's (lstm_params_write_int8). */
 #define META_CLIP "lstm.clip"
 #define META_INPUT_FORGET "lstm.input_forget"
+#define META_REVERSE "lstm.reverse"
 
 static int model_file_key(const char *k) {
     static const char *const keys[] = {"lstm.version", "lstm.task",  "lstm.config",
@@ -104,7 +109,7 @@ static int model_file_key(const char *k) {
     return strncmp(k, "lstm.vocab.", 11) == 0;
 }
 
-/* Sets cfg's clip and input_forget from st's metadata. */
+/* Sets cfg's clip, input_forget and reverse from st's metadata. */
 static lstm_status config_read_meta(lstm_rnn_config *cfg, const lstm_st *st, lstm_error *err) {
     const char *file = lstm_st_name(st);
     for (size_t i = 0; i < lstm_st_meta_count(st); i++) {
@@ -120,15 +125,15 @@ static lstm_status config_read_meta(lstm_rnn_config *cfg, const lstm_st *st, lst
                                  "%s: metadata %s = \"%s\": expected a number >= 0 (0: no clip)",
                                  file, k, v);
             cfg->clip = (float)x;
-        } else if (strcmp(k, META_INPUT_FORGET) == 0) {
+        } else if (strcmp(k, META_INPUT_FORGET) == 0 || strcmp(k, META_REVERSE) == 0) {
             if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0)
                 return lstm_fail(err, LSTM_ERR_FORMAT, "%s: metadata %s = \"%s\": expected 0 or 1",
                                  file, k, v);
-            cfg->input_forget = v[0] == '1';
+            *(strcmp(k, META_REVERSE) == 0 ? &cfg->reverse : &cfg->input_forget) = v[0] == '1';
         } else
             return lstm_fail(err, LSTM_ERR_FORMAT,
                              "%s: metadata key \"%s\" is not an LSTM option this library knows "
-                             "(" META_CLIP ", " META_INPUT_FORGET ")",
+                             "(" META_CLIP ", " META_INPUT_FORGET ", " META_REVERSE ")",
                              file, k);
     }
     return LSTM_OK;
@@ -144,6 +149,8 @@ lstm_status lstm_rnn_config_write_meta(const lstm_rnn_config *cfg, lstm_st_write
             return s;
     }
     if (cfg->input_forget && (s = lstm_st_writer_meta(w, META_INPUT_FORGET, "1", err)))
+        return s;
+    if (cfg->reverse && (s = lstm_st_writer_meta(w, META_REVERSE, "1", err)))
         return s;
     return lstm_ok(err);
 }
@@ -196,6 +203,11 @@ lstm_status lstm_rnn_config_infer(lstm_rnn_config *cfg, const lstm_st *st, const
     lstm_status s = config_read_meta(&c, st, err);
     if (s)
         return s;
+    if (c.reverse && c.bidirectional)
+        return lstm_fail(err, LSTM_ERR_FORMAT,
+                         "%s: metadata " META_REVERSE " = \"1\" but the tensors are a "
+                         "bidirectional LSTM's (%sweight_ih_l0_reverse)",
+                         file, prefix);
     *cfg = c;
     return lstm_rnn_config_check(cfg, err);
 }
@@ -219,7 +231,8 @@ lstm_rnn *lstm_rnn_create(const lstm_rnn_config *cfg, lstm_params *p, const char
     r->dims = (nn_lstm_dims){.I = cfg->input_size, .H = cfg->hidden_size, .P = cfg->proj_size,
                              .L = cfg->num_layers, .D = D, .bias = cfg->bias,
                              .dropout = cfg->dropout, .peephole = cfg->peephole,
-                             .clip = cfg->clip, .input_forget = cfg->input_forget};
+                             .clip = cfg->clip, .input_forget = cfg->input_forget,
+                             .reverse = cfg->reverse};
     int H = cfg->hidden_size, Ho = nn_lstm_hout(&r->dims);
     for (int l = 0; l < cfg->num_layers; l++)
         for (int d = 0; d < D; d++) {
@@ -406,6 +419,9 @@ lstm_status lstm_rnn_step(lstm_rnn *r, lstm_ctx *ctx, lstm_params *p, int B, con
     if (r->cfg.bidirectional)
         return lstm_fail(err, LSTM_ERR_UNSUPPORTED,
                          "a bidirectional LSTM cannot run step by step: it needs the future");
+    if (r->cfg.reverse)
+        return lstm_fail(err, LSTM_ERR_UNSUPPORTED,
+                         "a reverse LSTM cannot run step by step: it starts from the last step");
     if (B < 1 || B > (1 << 24) || !x || !h || !c)
         return lstm_fail(err, LSTM_ERR_INVALID, "step needs B >= 1, x, h and c");
     if ((s = bind(r, p, err)))

@@ -175,6 +175,12 @@ static lstm_status load_lstm(lstm_embed_host *h, const lstm_st *st, const char *
         return lstm_fail(err, LSTM_ERR_SHAPE, "%s: %sweight_ih_l0 has %d rows, not 4 * hidden",
                          file, prefix, w0.rows);
     int H = w0.rows / 4, I = w0.cols, L = 0, P = 0;
+    const char *rev = lstm_st_meta(st, "lstm.reverse");
+    if (rev && strcmp(rev, "0") != 0) /* lstm_rnn_config's reverse */
+        return lstm_fail(err, LSTM_ERR_UNSUPPORTED,
+                         "%s: a reverse LSTM (metadata lstm.reverse = \"%s\"): the embeddable "
+                         "runtime walks forward only",
+                         file, rev);
     char name[64];
     for (L = 1; L < 64; L++) {
         snprintf(name, sizeof name, "weight_ih_l%d", L);

@@ -85,6 +85,20 @@ if "$lstm" convert "$f/model.onnx" "$tmp/torch.safetensors" >"$tmp/out" 2>"$tmp/
     grep -q "batch-first" "$tmp/out"; then ok "convert of torch.onnx.export's 2-layer bidirectional batch-first LSTM"
 else bad "convert of $f"; fi
 
+# direction="reverse" (ONNX Runtime's fixtures, tests/gen_onnx_fixtures.py):
+# convert says so, and export writes it back
+f=tests/fixtures/onnx/ort_rev2_layout1_opset14
+if "$lstm" convert "$f/model.onnx" "$tmp/rev.safetensors" >"$tmp/out" 2>"$tmp/err" &&
+    grep -q "num_layers=2), reverse" "$tmp/out" && grep -q "batch-first" "$tmp/out"; then
+    ok "convert of a 2-layer reverse LSTM in layout 1: $(head -1 "$tmp/out" | sed 's/.*: //')"
+else bad "convert of $f"; fi
+if "$lstm" export --prefix= "$tmp/rev.safetensors" "$tmp/rev.onnx" 2>"$tmp/err" &&
+    grep -q "reverse" "$tmp/rev.onnx" &&
+    "$lstm" convert "$tmp/rev.onnx" "$tmp/rev2.safetensors" >"$tmp/out" 2>"$tmp/err" &&
+    grep -q "reverse" "$tmp/out"; then
+    ok "export of a reverse state_dict writes direction=\"reverse\", and converts back"
+else bad "export of a reverse state_dict"; fi
+
 ort=${LSTM_ORT:-$root/.ort/node_modules/onnxruntime-node}
 if ! command -v node >/dev/null 2>&1 || [ ! -d "$ort" ]; then
     echo "ok skipping: ONNX Runtime not found (set LSTM_ORT, or run scripts/install-ort.sh)"
@@ -128,6 +142,9 @@ onnx_lstm_clip --lengths
 onnx_lstm_input_forget --state
 onnx_lstm_peephole_clip_input_forget --state --lengths
 onnx_lstm_peephole_bidir_lengths --state --lengths
+onnx_lstm_reverse
+onnx_lstm_reverse_lengths_h0 --state --lengths
+onnx_lstm_reverse_peephole_clip_input_forget --state --lengths
 LIST
     # the task models: ONNX Runtime's probabilities are lstm's (test_onnx
     # --task-data writes a batch of ids and lstm's own probabilities)
