@@ -686,6 +686,20 @@ static void test_bad_files(void) {
           "a reverse LSTM refused: %s", err.msg);
     lstm_embed_host_free(h);
     lstm_st_free(st);
+    /* ONNX's cell options: not in the runtime's cell, so refused rather
+     * than run (or exported) as the plain cell */
+    static const char *const opts[] = {"onnx_lstm_peephole", "onnx_lstm_clip",
+                                       "onnx_lstm_input_forget"};
+    for (int i = 0; i < 3; i++) {
+        char path[128];
+        snprintf(path, sizeof path, "tests/fixtures/%s.safetensors", opts[i]);
+        st = lstm_st_open(path, &err);
+        h = st ? lstm_embed_host_load(st, &err) : NULL;
+        CHECK(st && !h && err.status == LSTM_ERR_UNSUPPORTED && strstr(err.msg, "cell options"),
+              "%s: refused: %s", opts[i], err.msg);
+        lstm_embed_host_free(h);
+        lstm_st_free(st);
+    }
 }
 
 int main(void) {

@@ -181,6 +181,15 @@ static lstm_status load_lstm(lstm_embed_host *h, const lstm_st *st, const char *
                          "%s: a reverse LSTM (metadata lstm.reverse = \"%s\"): the embeddable "
                          "runtime walks forward only",
                          file, rev);
+    /* ONNX's cell options (lstm_rnn_config's peephole, clip, input_forget)
+     * are not in the runtime's cell: refused, never exported without them */
+    const char *clip = lstm_st_meta(st, "lstm.clip"), *cifg = lstm_st_meta(st, "lstm.input_forget");
+    if (find(st, prefix, "weight_peephole_l0", "") || (clip && strtod(clip, NULL) != 0) ||
+        (cifg && strcmp(cifg, "0") != 0))
+        return lstm_fail(err, LSTM_ERR_UNSUPPORTED,
+                         "%s: an LSTM with ONNX's cell options (peephole weights, lstm.clip or "
+                         "lstm.input_forget): the embeddable runtime computes the plain cell only",
+                         file);
     char name[64];
     for (L = 1; L < 64; L++) {
         snprintf(name, sizeof name, "weight_ih_l%d", L);
