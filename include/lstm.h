@@ -434,6 +434,13 @@ LSTM_API lstm_status lstm_rnn_config_check(const lstm_rnn_config *cfg, lstm_erro
  * or a metadata key "lstm.*" that is neither of them nor one of the task
  * model files' (lstm.version, lstm.task, lstm.config, lstm.labels,
  * lstm.train, lstm.vocab.*) (LSTM_ERR_FORMAT). */
+/* The prefix under which st holds an nn.LSTM ("" or "lstm." ...): the part
+ * of the one tensor named PREFIX + "weight_ih_l0" (or its int8 form,
+ * "weight_ih_l0.int8") before that name, where PREFIX is empty or ends in
+ * '.'; written into buf (n bytes). LSTM_ERR_SHAPE when there is none,
+ * LSTM_ERR_INVALID when there are several (the message names two). */
+LSTM_API lstm_status lstm_rnn_find_prefix(const lstm_st *st, char *buf, size_t n,
+                                          lstm_error *err);
 LSTM_API lstm_status lstm_rnn_config_infer(lstm_rnn_config *cfg, const lstm_st *st,
                                            const char *prefix, lstm_error *err);
 /* Adds to w the metadata lstm_rnn_config_infer reads back: "lstm.clip"

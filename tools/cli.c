@@ -209,28 +209,9 @@ double cli_now(void) {
 /* The prefix under which the file holds weight_ih_l0 ("" or "lstm." ...),
  * or NULL (after an error message) when there is none or more than one. */
 const char *cli_lstm_prefix(const char *V, const lstm_st *st, char *buf, size_t n) {
-    const char *suffix = "weight_ih_l0";
-    size_t sl = strlen(suffix);
-    int found = 0;
-    for (size_t i = 0; i < lstm_st_count(st); i++) {
-        const char *name = lstm_st_tensor_at(st, i)->name;
-        size_t len = strlen(name);
-        if (len > 5 && strcmp(name + len - 5, ".int8") == 0) /* a quantized file */
-            len -= 5;
-        if (len < sl || strncmp(name + len - sl, suffix, sl) != 0)
-            continue;
-        if (len - sl > 0 && name[len - sl - 1] != '.')
-            continue;
-        if (found++) {
-            cli_error(V, "%s: more than one LSTM (%s%s and %s); choose one with --prefix",
-                      lstm_st_name(st), buf, suffix, name);
-            return NULL;
-        }
-        snprintf(buf, n, "%.*s", (int)(len - sl), name);
-    }
-    if (!found) {
-        cli_error(V, "%s: no tensor named weight_ih_l0 (with or without a prefix): not an nn.LSTM state_dict",
-                  lstm_st_name(st));
+    lstm_error err;
+    if (lstm_rnn_find_prefix(st, buf, n, &err)) {
+        cli_error(V, "%s", err.msg);
         return NULL;
     }
     return buf;

@@ -41,9 +41,7 @@ lstm_ctx *cli_ctx(const char *verb, int threads);
 lstm_ctx *cli_precision_ctx(const char *verb, int threads, const char *precision,
                             lstm_ctx **eval);
 
-/* The prefix under which st holds an nn.LSTM's weight_ih_l0 (or its int8
- * form weight_ih_l0.int8): "" or "lstm." ..., written into buf; NULL
- * after an error message when there is none or more than one. */
+/* lstm_rnn_find_prefix, with its error printed: buf, or NULL. */
 const char *cli_lstm_prefix(const char *verb, const lstm_st *st, char *buf, size_t n);
 /* 1 when name is NAME.int8 or NAME.scale of an int8 tensor NAME of p. */
 int cli_int8_part(const lstm_params *p, const char *name);

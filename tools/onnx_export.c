@@ -333,28 +333,6 @@ static lstm_status lstm_stack(builder *b, const lstm_rnn_config *cfg, lstm_param
     return b->failed ? lstm_fail(err, LSTM_ERR_NOMEM, "out of memory") : LSTM_OK;
 }
 
-/* The prefix under which st holds weight_ih_l0 (one LSTM only). */
-static lstm_status find_prefix(const lstm_st *st, char *buf, size_t n, lstm_error *err) {
-    const char *suffix = "weight_ih_l0";
-    size_t sl = strlen(suffix);
-    int found = 0;
-    for (size_t i = 0; i < lstm_st_count(st); i++) {
-        const char *name = lstm_st_tensor_at(st, i)->name;
-        size_t len = strlen(name);
-        if (len < sl || strcmp(name + len - sl, suffix) != 0 || (len > sl && name[len - sl - 1] != '.'))
-            continue;
-        if (found++)
-            return lstm_fail(err, LSTM_ERR_INVALID, "%s: more than one LSTM (%s%s and %s)",
-                             lstm_st_name(st), buf, suffix, name);
-        snprintf(buf, n, "%.*s", (int)(len - sl), name);
-    }
-    if (!found)
-        return lstm_fail(err, LSTM_ERR_SHAPE, "%s: no tensor named weight_ih_l0: not an nn.LSTM state_dict",
-                         lstm_st_name(st));
-    return LSTM_OK;
-}
-
-
 /* Reads tensor `name` of st as float (numel values) into a malloc'd array. */
 static float *read_f32(const lstm_st *st, const char *name, size_t numel, lstm_error *err) {
     const lstm_st_tensor *t = lstm_st_find(st, name);
@@ -519,7 +497,7 @@ lstm_status onnx_export_lstm(const char *in_path, const char *out_path, const on
     }
     if (o->prefix)
         snprintf(prefix, sizeof prefix, "%s", o->prefix);
-    if ((!o->prefix && (s = find_prefix(st, prefix, sizeof prefix, err))) ||
+    if ((!o->prefix && (s = lstm_rnn_find_prefix(st, prefix, sizeof prefix, err))) ||
         (s = lstm_rnn_config_infer(&cfg, st, prefix, err)))
         goto out;
     p = lstm_params_create();

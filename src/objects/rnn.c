@@ -163,6 +163,33 @@ static const lstm_st_tensor *find_weight(const lstm_st *st, const char *name) {
     return t ? t : lstm_st_find(st, q);
 }
 
+lstm_status lstm_rnn_find_prefix(const lstm_st *st, char *buf, size_t n, lstm_error *err) {
+    const char *suffix = "weight_ih_l0";
+    size_t sl = strlen(suffix);
+    int found = 0;
+    for (size_t i = 0; i < lstm_st_count(st); i++) {
+        const char *name = lstm_st_tensor_at(st, i)->name;
+        size_t len = strlen(name);
+        if (len > 5 && strcmp(name + len - 5, ".int8") == 0) /* a quantized file */
+            len -= 5;
+        if (len < sl || strncmp(name + len - sl, suffix, sl) != 0)
+            continue;
+        if (len - sl > 0 && name[len - sl - 1] != '.')
+            continue;
+        if (found++)
+            return lstm_fail(err, LSTM_ERR_INVALID,
+                             "%s: more than one LSTM (%s%s and %s); choose one with --prefix",
+                             lstm_st_name(st), buf, suffix, name);
+        snprintf(buf, n, "%.*s", (int)(len - sl), name);
+    }
+    if (!found)
+        return lstm_fail(err, LSTM_ERR_SHAPE,
+                         "%s: no tensor named weight_ih_l0 (with or without a prefix): not an "
+                         "nn.LSTM state_dict",
+                         lstm_st_name(st));
+    return lstm_ok(err);
+}
+
 lstm_status lstm_rnn_config_infer(lstm_rnn_config *cfg, const lstm_st *st, const char *prefix,
                                   lstm_error *err) {
     const char *file = lstm_st_name(st);
