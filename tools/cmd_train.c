@@ -327,6 +327,7 @@ static int check_resume(int argc, char **argv, const lstm_model_config *mc,
         {"decay", tc->decay != ct.decay, ct.decay},
         {"warmup", tc->warmup != ct.warmup, ct.warmup},
         {"clip", tc->clip != ct.clip, ct.clip},
+        {"ema", tc->ema != ct.ema, ct.ema},
         {"patience", tc->patience != ct.patience, ct.patience},
         {"valid-every", tc->valid_every != ct.valid_every, ct.valid_every},
     };
@@ -411,6 +412,7 @@ int cmd_train(int argc, char **argv) {
         {"decay", OPT_FLOAT, &tc.decay, "G", "step/exponential: factor per epoch"},
         {"warmup", OPT_LONG, &tc.warmup, "STEPS", "linear warm-up"},
         {"clip", OPT_FLOAT, &tc.clip, "NORM", "clip the gradients' global norm (0: off)"},
+        {"ema", OPT_FLOAT, &tc.ema, "DECAY", "validate and save a moving average of the weights with this decay per step (0: off)"},
         {"patience", OPT_INT, &tc.patience, "N", "stop after N validations without a new best (0: never)"},
         {"valid-every", OPT_LONG, &tc.valid_every, "STEPS", "validate every so many steps (0: at the end of each epoch)"},
         OPT_END};

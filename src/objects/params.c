@@ -225,6 +225,33 @@ lstm_status lstm_params_copy(lstm_params *dst, const lstm_params *src, lstm_erro
     return lstm_ok(err);
 }
 
+lstm_status lstm_params_ema(lstm_params *avg, const lstm_params *p, float decay,
+                            lstm_error *err) {
+    if (!(decay >= 0 && decay <= 1))
+        return lstm_fail(err, LSTM_ERR_INVALID, "the average's decay %g is not in [0, 1]",
+                         (double)decay);
+    if (!avg->data || !p->data)
+        return lstm_fail(err, LSTM_ERR_STATE, "parameters not allocated");
+    if (avg->n != p->n)
+        return lstm_fail(err, LSTM_ERR_SHAPE, "parameter sets differ (%d and %d tensors)", avg->n,
+                         p->n);
+    for (int i = 0; i < avg->n; i++) {
+        int j = lstm_params_find(p, avg->v[i].name);
+        if (j < 0 || !same_shape(&avg->v[i], &p->v[j]))
+            return lstm_fail(err, LSTM_ERR_SHAPE, "parameter '%s' missing or of another shape",
+                             avg->v[i].name);
+    }
+    float keep = decay, take = 1 - decay;
+    for (int i = 0; i < avg->n; i++) {
+        float *a = avg->data + avg->v[i].offset;
+        const float *x = p->data + p->v[lstm_params_find(p, avg->v[i].name)].offset;
+        for (size_t k = 0; k < avg->v[i].numel; k++)
+            a[k] = keep * a[k] + take * x[k];
+    }
+    avg->version++;
+    return lstm_ok(err);
+}
+
 /* "(4, 3)" into buf, for messages. */
 static const char *shape_str(char *buf, size_t n, int ndim, const int64_t *shape) {
     size_t at = 0;

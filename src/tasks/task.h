@@ -101,6 +101,8 @@ typedef struct trainer {
     const lstm_dataset *train, *valid;
     lstm_optim *opt;
     lstm_params *best;
+    lstm_params *ema, *raw; /* tc.ema > 0: the average, and the trained weights while it is
+                               in the model for a validation */
     int have_best;
     double best_value, best_loss;
     int bad_valids;

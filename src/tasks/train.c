@@ -186,6 +186,10 @@ static lstm_status train_batch(trainer *t, long k, batch_stats *st, long *tokens
                          isnan(isfinite(st->loss_sum) ? norm : st->loss_sum) ? "NaN" : "infinite");
     lstm_optim_step(t->opt, m->p, current_lr(t));
     t->step++;
+    if (t->ema) {
+        float d = (1.0f + (float)t->step) / (10.0f + (float)t->step);
+        return lstm_params_ema(t->ema, m->p, d < t->tc.ema ? d : t->tc.ema, err);
+    }
     return LSTM_OK;
 }
 
@@ -223,7 +227,39 @@ static lstm_status weights_finite(const trainer *t, lstm_error *err) {
     return LSTM_OK;
 }
 
+/* With an average (tc.ema), the model holds it from here to ema_out: it
+ * is what is validated, selected and saved; the trained weights wait in
+ * t->raw. */
+static lstm_status ema_in(trainer *t, lstm_error *err) {
+    lstm_status s;
+    if (t->ema && ((s = lstm_params_copy(t->raw, t->m->p, err)) ||
+                   (s = lstm_params_copy(t->m->p, t->ema, err))))
+        return s;
+    return LSTM_OK;
+}
+
+static lstm_status ema_out(trainer *t, lstm_error *err) {
+    return t->ema ? lstm_params_copy(t->m->p, t->raw, err) : LSTM_OK;
+}
+
+static lstm_status validate_model(trainer *t, int *stop, lstm_error *err);
+
 static lstm_status validate(trainer *t, int *stop, lstm_error *err) {
+    lstm_status s = ema_in(t, err);
+    if (s)
+        return s;
+    s = validate_model(t, stop, err);
+    lstm_status s2 = ema_out(t, s ? NULL : err);
+    if (s)
+        return s;
+    if (s2)
+        return s2;
+    if (t->tc.checkpoint) /* with the trained weights in the model */
+        return save_checkpoint(t, err);
+    return LSTM_OK;
+}
+
+static lstm_status validate_model(trainer *t, int *stop, lstm_error *err) {
     double t0 = now();
     lstm_eval e;
     lstm_ctx *ctx = t->tc.valid_ctx ? t->tc.valid_ctx : t->ctx;
@@ -259,8 +295,6 @@ static lstm_status validate(trainer *t, int *stop, lstm_error *err) {
                      .metric = t->m->ops->metric, .value = value, .best = is_best};
     t->valid_secs = now() - t0;
     emit(t, &ev);
-    if (t->tc.checkpoint)
-        return save_checkpoint(t, err);
     return LSTM_OK;
 }
 
@@ -283,39 +317,41 @@ static const struct {
     field_type type;
     int optim;     /* in the "optim" object */
     double lo, hi; /* the values a file may hold */
+    int optional;  /* absent from older checkpoints: then 0 */
 } ckpt_fields[] = {
-    {"epoch", TR(epoch), F_INT, 0, 0, 1e9},
-    {"step", TR(step), F_LONG, 0, 0, 1e18},
-    {"batch_in_epoch", TR(batch_in_epoch), F_LONG, 0, 0, 1e18},
-    {"have_best", TR(have_best), F_BOOL, 0, 0, 1},
-    {"best_value", TR(best_value), F_DOUBLE, 0, -INFINITY, INFINITY},
-    {"best_loss", TR(best_loss), F_DOUBLE, 0, -INFINITY, INFINITY},
-    {"bad_valids", TR(bad_valids), F_INT, 0, 0, 1e9},
-    {"seed", TC(seed), F_U64, 0, 0, 1.8446744073709552e19},
-    {"epochs", TC(epochs), F_INT, 0, 0, 1e9},
-    {"batch", TC(batch), F_INT, 0, 1, 1e6},
-    {"seq_len", TC(seq_len), F_INT, 0, 1, 1e7},
-    {"clip", TC(clip), F_FLOAT, 0, 0, INFINITY},
-    {"schedule", TC(schedule), F_INT, 0, 0, LSTM_SCHED_COSINE},
-    {"lr_min", TC(lr_min), F_FLOAT, 0, 0, 1},
-    {"decay", TC(decay), F_FLOAT, 0, -INFINITY, INFINITY},
-    {"warmup", TC(warmup), F_LONG, 0, 0, 1e18},
-    {"time_limit", TC(time_limit), F_DOUBLE, 0, 0, INFINITY},
-    {"valid_every", TC(valid_every), F_LONG, 0, 0, 1e18},
-    {"patience", TC(patience), F_INT, 0, 0, 1e9},
-    {"valid_streams", TC(valid_streams), F_INT, 0, 0, 1e9},
-    {"type", OPT(type), F_INT, 1, 0, LSTM_OPT_ADADELTA},
-    {"lr", OPT(lr), F_FLOAT, 1, -INFINITY, INFINITY},
-    {"momentum", OPT(momentum), F_FLOAT, 1, -INFINITY, INFINITY},
-    {"dampening", OPT(dampening), F_FLOAT, 1, -INFINITY, INFINITY},
-    {"nesterov", OPT(nesterov), F_BOOL, 1, 0, 1},
-    {"beta1", OPT(beta1), F_FLOAT, 1, -INFINITY, INFINITY},
-    {"beta2", OPT(beta2), F_FLOAT, 1, -INFINITY, INFINITY},
-    {"eps", OPT(eps), F_FLOAT, 1, -INFINITY, INFINITY},
-    {"alpha", OPT(alpha), F_FLOAT, 1, -INFINITY, INFINITY},
-    {"centered", OPT(centered), F_BOOL, 1, 0, 1},
-    {"rho", OPT(rho), F_FLOAT, 1, -INFINITY, INFINITY},
-    {"weight_decay", OPT(weight_decay), F_FLOAT, 1, -INFINITY, INFINITY},
+    {"epoch", TR(epoch), F_INT, 0, 0, 1e9, 0},
+    {"step", TR(step), F_LONG, 0, 0, 1e18, 0},
+    {"batch_in_epoch", TR(batch_in_epoch), F_LONG, 0, 0, 1e18, 0},
+    {"have_best", TR(have_best), F_BOOL, 0, 0, 1, 0},
+    {"best_value", TR(best_value), F_DOUBLE, 0, -INFINITY, INFINITY, 0},
+    {"best_loss", TR(best_loss), F_DOUBLE, 0, -INFINITY, INFINITY, 0},
+    {"bad_valids", TR(bad_valids), F_INT, 0, 0, 1e9, 0},
+    {"seed", TC(seed), F_U64, 0, 0, 1.8446744073709552e19, 0},
+    {"epochs", TC(epochs), F_INT, 0, 0, 1e9, 0},
+    {"batch", TC(batch), F_INT, 0, 1, 1e6, 0},
+    {"seq_len", TC(seq_len), F_INT, 0, 1, 1e7, 0},
+    {"clip", TC(clip), F_FLOAT, 0, 0, INFINITY, 0},
+    {"ema", TC(ema), F_FLOAT, 0, 0, 1, 1},
+    {"schedule", TC(schedule), F_INT, 0, 0, LSTM_SCHED_COSINE, 0},
+    {"lr_min", TC(lr_min), F_FLOAT, 0, 0, 1, 0},
+    {"decay", TC(decay), F_FLOAT, 0, -INFINITY, INFINITY, 0},
+    {"warmup", TC(warmup), F_LONG, 0, 0, 1e18, 0},
+    {"time_limit", TC(time_limit), F_DOUBLE, 0, 0, INFINITY, 0},
+    {"valid_every", TC(valid_every), F_LONG, 0, 0, 1e18, 0},
+    {"patience", TC(patience), F_INT, 0, 0, 1e9, 0},
+    {"valid_streams", TC(valid_streams), F_INT, 0, 0, 1e9, 0},
+    {"type", OPT(type), F_INT, 1, 0, LSTM_OPT_ADADELTA, 0},
+    {"lr", OPT(lr), F_FLOAT, 1, -INFINITY, INFINITY, 0},
+    {"momentum", OPT(momentum), F_FLOAT, 1, -INFINITY, INFINITY, 0},
+    {"dampening", OPT(dampening), F_FLOAT, 1, -INFINITY, INFINITY, 0},
+    {"nesterov", OPT(nesterov), F_BOOL, 1, 0, 1, 0},
+    {"beta1", OPT(beta1), F_FLOAT, 1, -INFINITY, INFINITY, 0},
+    {"beta2", OPT(beta2), F_FLOAT, 1, -INFINITY, INFINITY, 0},
+    {"eps", OPT(eps), F_FLOAT, 1, -INFINITY, INFINITY, 0},
+    {"alpha", OPT(alpha), F_FLOAT, 1, -INFINITY, INFINITY, 0},
+    {"centered", OPT(centered), F_BOOL, 1, 0, 1, 0},
+    {"rho", OPT(rho), F_FLOAT, 1, -INFINITY, INFINITY, 0},
+    {"weight_decay", OPT(weight_decay), F_FLOAT, 1, -INFINITY, INFINITY, 0},
 };
 #undef TR
 #undef TC
@@ -378,6 +414,8 @@ static lstm_status save_checkpoint(trainer *t, lstm_error *err) {
     lstm_status s = model_write(t->m, w, err);
     if (!s && t->have_best)
         s = lstm_params_write(t->best, w, "best.", err);
+    if (!s && t->ema)
+        s = lstm_params_write(t->ema, w, "ema.", err);
     if (!s)
         s = lstm_optim_write(t->opt, w, "optim.", err);
     int64_t four = 4;
@@ -432,11 +470,18 @@ static lstm_status load_checkpoint(trainer *t, const lstm_st *st, lstm_error *er
     char mine[24];
     snprintf(mine, sizeof mine, "%016llx", (unsigned long long)t->hash);
     lstm_status s = LSTM_OK;
-    for (size_t i = 0; !s && i < NCKPT; i++)
-        if (field_set(t, i, json_object_get(ckpt_fields[i].optim ? o : j, ckpt_fields[i].key)))
+    for (size_t i = 0; !s && i < NCKPT; i++) {
+        json_t *v = json_object_get(ckpt_fields[i].optim ? o : j, ckpt_fields[i].key);
+        if (!v && ckpt_fields[i].optional) { /* a checkpoint from before the field */
+            memset((char *)t + ckpt_fields[i].offset, 0,
+                   ckpt_fields[i].type == F_FLOAT ? sizeof(float) : sizeof(int));
+            continue;
+        }
+        if (field_set(t, i, v))
             s = lstm_fail(err, LSTM_ERR_FORMAT,
                           "%s: lstm.train: %s'%s' missing, not a number or out of range", file,
                           ckpt_fields[i].optim ? "optimizer " : "", ckpt_fields[i].key);
+    }
     if (!s && !json_is_number(el))
         s = lstm_fail(err, LSTM_ERR_FORMAT, "%s: lstm.train: 'elapsed' missing or not a number",
                       file);
@@ -482,9 +527,29 @@ lstm_status lstm_checkpoint_config(const char *path, lstm_model_config *mc,
 
 /* ------------------------------------------------------------------ */
 
+/* A new params object with p's names and shapes, allocated. */
+static lstm_params *params_like(lstm_params *p, lstm_error *err) {
+    lstm_params *q = lstm_params_create();
+    if (!q) {
+        lstm_fail(err, LSTM_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    for (int i = 0; i < lstm_params_count(p); i++)
+        if (lstm_params_declare(q, lstm_params_name(p, i), lstm_params_ndim(p, i),
+                                lstm_params_shape(p, i), err) < 0)
+            goto fail;
+    if (lstm_params_alloc(q, err) == LSTM_OK)
+        return q;
+fail:
+    lstm_params_free(q);
+    return NULL;
+}
+
 static void trainer_free(trainer *t) {
     lstm_optim_free(t->opt);
     lstm_params_free(t->best);
+    lstm_params_free(t->ema);
+    lstm_params_free(t->raw);
     if (t->ops)
         t->ops->train_free(t);
 }
@@ -497,13 +562,16 @@ static lstm_status check_train_config(const lstm_train_config *c, lstm_error *er
                          c->batch, c->seq_len);
     const float finite[] = {c->optim.lr, c->optim.momentum, c->optim.dampening, c->optim.beta1,
                             c->optim.beta2, c->optim.eps, c->optim.alpha, c->optim.rho,
-                            c->optim.weight_decay, c->clip, c->lr_min, c->decay};
+                            c->optim.weight_decay, c->clip, c->lr_min, c->decay, c->ema};
     for (size_t i = 0; i < sizeof finite / sizeof finite[0]; i++)
         if (!isfinite(finite[i]))
             return lstm_fail(err, LSTM_ERR_INVALID,
                              "a rate, a factor or a bound of the training is not finite");
     if (!(c->time_limit >= 0) || c->time_limit == INFINITY)
         return lstm_fail(err, LSTM_ERR_INVALID, "the time limit is not a finite number of seconds");
+    if (!(c->ema >= 0 && c->ema < 1))
+        return lstm_fail(err, LSTM_ERR_INVALID, "the average's decay (ema) %g is not in [0, 1)",
+                         (double)c->ema);
     if (!(c->optim.lr > 0) || !(c->clip >= 0) || !(c->lr_min >= 0 && c->lr_min <= 1) ||
         c->warmup < 0 || c->patience < 0 || c->valid_every < 0 || c->valid_streams < 0)
         return lstm_fail(err, LSTM_ERR_INVALID,
@@ -582,17 +650,16 @@ lstm_model *lstm_train(const lstm_model_config *mc, const lstm_train_config *tc,
         goto fail;
     }
     if (!(t.opt = lstm_optim_create(&t.tc.optim, t.m->p, err)) ||
-        !(t.best = lstm_params_create()))
+        !(t.best = params_like(t.m->p, err)) ||
+        (t.tc.ema > 0 && (!(t.ema = params_like(t.m->p, err)) ||
+                          !(t.raw = params_like(t.m->p, err)))))
         goto fail;
-    for (int i = 0; i < lstm_params_count(t.m->p); i++)
-        if (lstm_params_declare(t.best, lstm_params_name(t.m->p, i), lstm_params_ndim(t.m->p, i),
-                                lstm_params_shape(t.m->p, i), err) < 0)
-            goto fail;
-    if ((s = lstm_params_alloc(t.best, err)) || (s = t.ops->train_setup(&t, err)))
+    if ((s = t.ops->train_setup(&t, err)))
         goto fail;
     if (resume) {
         if ((s = lstm_optim_read(t.opt, resume, "optim.", err)) ||
-            (t.have_best && (s = lstm_params_read(t.best, resume, "best.", 0, err))))
+            (t.have_best && (s = lstm_params_read(t.best, resume, "best.", 0, err))) ||
+            (t.ema && (s = lstm_params_read(t.ema, resume, "ema.", 0, err))))
             goto fail;
         if (t.ops->train_load && (s = t.ops->train_load(&t, resume, err)))
             goto fail;
@@ -600,6 +667,8 @@ lstm_model *lstm_train(const lstm_model_config *mc, const lstm_train_config *tc,
         resume = NULL;
     } else {
         lstm_params_copy(t.best, t.m->p, NULL);
+        if (t.ema)
+            lstm_params_copy(t.ema, t.m->p, NULL);
     }
 
     if (valid) /* the model's tokens in valid: bytes, words, or a text's tokens */
@@ -720,6 +789,8 @@ lstm_model *lstm_train(const lstm_model_config *mc, const lstm_train_config *tc,
         goto fail;
     if (valid && t.have_best) /* the model that did best on valid */
         lstm_params_copy(t.m->p, t.best, NULL);
+    else if (t.ema) /* nothing selected: the average */
+        lstm_params_copy(t.m->p, t.ema, NULL);
     /* a figure only if one was measured */
     char why[128];
     snprintf(why, sizeof why, "%s%s",

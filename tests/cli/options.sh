@@ -283,6 +283,55 @@ same "--clip 1e6 (above every gradient norm) changes nothing" clip0.st clipbig.s
 differ "--clip 0.05 changes training" clip0.st clip05.st
 differ "--clip 0.05 and --clip 0.1 differ" clip05.st clip1.st
 
+# --ema: the model validated, selected and saved is the moving average of the
+# weights: another model than without it, whose figure on valid is the one
+# logged as the best; the checkpoint holds the average (ema.*) beside the
+# trained weights, and a run stopped by SIGTERM and resumed ends with the
+# uninterrupted bytes; --ema 0 is off; a decay of 1 or more is refused, and
+# so is another --ema on resume; a checkpoint from before the option
+# (no "ema" in lstm.train) resumes as one without it
+run "--ema 0.9" "$L" train lm "${LM[@]}" --epochs 1 --ema 0.9 --out ema.st --log ema.log --checkpoint ema.ck
+differ "--ema 0.9 changes the model saved" <(weights base.st) <(weights ema.st)
+run "--ema 0" "$L" train lm "${LM[@]}" --epochs 1 --ema 0 --out ema0.st
+same "--ema 0 is off (the bytes of no --ema)" base.st ema0.st
+run "eval the --ema model" "$L" eval ema.st lm-valid.txt --json --streams 64
+close "--ema 0.9: the saved model's valid bpc is the best logged" "$(sed 's/.*"bpc":\([0-9.e+-]*\).*/\1/' out)" \
+    "$(field "$(event ema.log end)" best_value)" 1e-4
+equal "--ema 0.9: the checkpoint holds the average" "$(shape ema.ck ema.lstm.weight_ih_l0)" 32,8
+refuse "--ema 1" "is not in [0, 1)" "$L" train lm "${LM[@]}" --epochs 1 --ema 1 --out x.st
+refuse "--resume with another --ema" "--ema (the checkpoint's: 0.9)" \
+    "$L" train lm "${LM[@]}" --epochs 1 --ema 0.5 --resume ema.ck --out x.st
+EM=("${LM[@]}" --epochs 200 --valid-every 50 --ema 0.95)
+"$bin" train lm "${EM[@]}" --out emaw.st 2>/dev/null
+"$bin" train lm "${EM[@]}" --out emas.st --checkpoint emas.ck --log emas.log 2>/dev/null &
+ep=$!
+for _ in $(seq 1000); do grep -q '"valid"' emas.log 2>/dev/null && break; sleep 0.01; done
+kill -TERM $ep 2>/dev/null
+wait $ep
+equal "--ema: the run to resume was interrupted" "$(field "$(event emas.log end)" message)" interrupted
+run "--ema: resume" "$L" train lm "${EM[@]}" --out emas.st --checkpoint emas.ck --resume emas.ck
+same "--ema: stopped and resumed, the uninterrupted bytes" emaw.st emas.st
+if command -v python3 >/dev/null; then
+    run "a checkpoint without --ema" "$L" train lm "${LM[@]}" --epochs 1 --out x.st --checkpoint old.ck
+    equal "no --ema: no average in the checkpoint" "$(shape old.ck ema.lstm.weight_ih_l0)" ""
+    python3 - old.ck <<'PY'
+import json, struct, sys
+b = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n])
+t = json.loads(h["__metadata__"]["lstm.train"])
+del t["ema"]  # as written before --ema existed
+h["__metadata__"]["lstm.train"] = json.dumps(t, separators=(",", ":"), sort_keys=True)
+s = json.dumps(h, separators=(",", ":")).encode()
+s += b" " * (-len(s) % 8)
+open(sys.argv[1], "wb").write(struct.pack("<Q", len(s)) + s + b[8 + n:])
+PY
+    lacks "the old checkpoint has no ema field" '\"ema\"' "$(header old.ck)"
+    run "a checkpoint from before --ema resumes" "$L" train lm "${LM[@]}" --epochs 1 --out x.st --resume old.ck
+else
+    bad "python3 is needed to write a checkpoint of the old form"
+fi
+
 # --optimizer: each trains another model; another than the task's (Adam) starts
 # from its torch.optim default lr unless --lr, the task's own keeps its tuned lr
 for o in sgd adam adamw rmsprop adadelta; do
