@@ -44,6 +44,7 @@ source_of() {
     local base=${1%.o} f
     case $base in
     kernels_f32_* | kernels_bf16_*) base=${base%_*} ;;
+    kernels_int8_*) base=kernels_int8 ;; # its ISA names have underscores (avxvnni_evex)
     esac
     for f in src/*/"$base".c; do
         [[ -f $f ]] && { echo "$f"; return; }
