@@ -164,6 +164,20 @@ if command -v script >/dev/null; then
     grep -q "bpc\*" tty.out && ok || bad "a new best is marked"
 fi
 
+# tokens per second count training time only: 50 steps of 2 x 10 bytes
+# (1000 bytes) between two train events, with a validation over 60 kB
+# between them that takes 20-40 times as long as those steps; the rate
+# reported must be at least twice the bytes over the events' wall-clock gap
+# (which includes the validation; were it counted, the two would be equal)
+head -c 4000 lm.txt >tps.txt
+"$L" train lm --train tps.txt --valid lm.txt --hidden 8 --embedding 4 --batch 2 --seq-len 10 \
+    --epochs 1 --valid-every 50 --threads 1 --out tps.st --log tps.log --quiet 2>err ||
+    bad "train for tokens per second: $(cat err)"
+grep '"train"' tps.log | sed 's/.*"time":\([-0-9.e]*\).*"tokens_per_s":\([-0-9.e]*\).*/\1 \2/' |
+    awk 'NR > 1 { n++; wall = 1000 / ($1 - t); if (!($2 >= 2 * wall)) { bad++; printf "%g against %g; ", $2, wall } }
+         { t = $1 } END { if (n < 2 || bad) { printf "(%d gaps)\n", n; exit 1 } }' >tps.out &&
+    ok || bad "tokens per second leave validation out: reported against wall-clock: $(cat tps.out)"
+
 # ---- samples are clean from the first byte -----------------------------------
 # the first bytes of a primed sample are about as likely under the model as
 # the rest: scored by lstm eval from a warm state (text the model knows, then
