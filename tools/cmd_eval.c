@@ -110,9 +110,11 @@ int cmd_eval(int argc, char **argv) {
         json_t *o = json_object();
         json_object_set_new(o, "task", json_string(lstm_task_name(task)));
         if (e.skipped > 0) { /* one warning line, on stderr in every mode */
-            fprintf(stderr, "lstm eval: warning: %zu %s whose label the model does not know "
-                    "left out of every figure:", e.skipped, task == LSTM_TASK_TAG ? "words"
-                                                                               : "documents");
+            int tag = task == LSTM_TASK_TAG, one = e.skipped == 1;
+            fprintf(stderr, "lstm eval: warning: %zu %s whose %s the model does not know "
+                    "left out of every figure:", e.skipped,
+                    tag ? (one ? "word" : "words") : (one ? "document" : "documents"),
+                    tag ? "tag" : "label");
             for (int i = 0; i < e.nunknown_labels; i++)
                 fprintf(stderr, "%s %s (%zu)", i ? "," : "", e.unknown_labels[i],
                         e.unknown_counts[i]);

@@ -139,6 +139,43 @@ printf '__label__ham hello friend\n__label__HAM hi\n__label__junk buy\n__label__
 grep -q 'warning: 3 documents .*HAM (1), junk (2)' err && ok || bad "eval warns with the unknown labels: $(cat err)"
 [ "$(json_num out documents)" = 1 ] && [ "$(json_num out skipped)" = 3 ] && ok ||
     bad "eval counts only the known documents: $(cat out)"
+# and tags a tagger does not know (ZZ, QQ): the same rule. Sentences whose
+# every tag is unknown change no figure; a word with an unknown tag in a
+# sentence with known ones leaves that word, and only it, out of every
+# figure: against the same text with the word tagged nn, one word fewer,
+# one unseen word fewer, and the correct and loss sums less that word's
+head -n 3000 "$data/brown-pos-train.tsv" >tg.tsv
+"$L" train tag --train tg.tsv --valid tg.tsv --hidden 8 --embedding 8 --epochs 5 --lr 1e-2 \
+    --threads 1 --out tg.st --quiet 2>err || bad "train a small tagger: $(cat err)"
+awk 'BEGIN { RS = "" } NR <= 20 { print; print "" }' tg.tsv >tk.tsv # known tags only
+printf 'Zyzzyva\tZZ\nquux\tQQ\nfrobs\tZZ\n\n' | cat tk.tsv - >tu.tsv
+printf 'The\tat\nZyzzyva\tZZ\n\n' | cat tk.tsv - >tz.tsv
+printf 'The\tat\nZyzzyva\tnn\n\n' | cat tk.tsv - >tn.tsv
+for f in tk tu tz tn; do "$L" eval tg.st $f.tsv --json >$f.json 2>$f.err || bad "eval $f.tsv: $(cat $f.err)"; done
+grep -q 'warning: 3 words whose tag .*ZZ (2), QQ (1)' tu.err && [ "$(wc -l <tu.err)" -eq 1 ] && ok ||
+    bad "eval of a tagger warns with the unknown tags: $(cat tu.err)"
+grep -q 'warning: 1 word whose tag .*: ZZ (1)$' tz.err && ok || bad "one word with an unknown tag: $(cat tz.err)"
+[ "$(json_num tu.json skipped)" = 3 ] && grep -q '"unknown_labels":{"ZZ":2,"QQ":1}' tu.json && ok ||
+    bad "eval of a tagger --json lists the unknown tags: $(cat tu.json)"
+[ ! -s tk.err ] && ok || bad "no warning when every tag is known: $(cat tk.err)"
+same=1
+for k in words unseen_words loss accuracy unseen_accuracy; do
+    awk -v a="$(json_num tk.json $k)" -v b="$(json_num tu.json $k)" \
+        'BEGIN { exit !(a != "" && (a == b || (a - b) ^ 2 <= 1e-12 * a * a)) }' ||
+        { same=0; bad "sentences with unknown tags only change $k: $(json_num tk.json $k) to $(json_num tu.json $k)"; }
+done
+[ $same = 1 ] && ok
+# z: the word left out; n: the word counted (d: n's sums less z's)
+awk -v zw="$(json_num tz.json words)" -v nw="$(json_num tn.json words)" \
+    -v zu="$(json_num tz.json unseen_words)" -v nu="$(json_num tn.json unseen_words)" \
+    -v za="$(json_num tz.json accuracy)" -v na="$(json_num tn.json accuracy)" \
+    -v zua="$(json_num tz.json unseen_accuracy)" -v nua="$(json_num tn.json unseen_accuracy)" \
+    -v zl="$(json_num tz.json loss)" -v nl="$(json_num tn.json loss)" 'BEGIN {
+        dc = na * nw - za * zw; duc = nua * nu - zua * zu; dl = nl * nw - zl * zw
+        exit !(zw != "" && nw == zw + 1 && nu == zu + 1 && (dc ^ 2 < 1e-6 || (dc - 1) ^ 2 < 1e-6) &&
+               (duc - dc) ^ 2 < 1e-6 && dl > 0)
+    }' && ok ||
+    bad "a word with an unknown tag is left out of every figure, and only it: $(cat tz.json) against $(cat tn.json)"
 
 # ---- --json means JSON -------------------------------------------------------
 for m in lm.st cls.st; do
