@@ -49,6 +49,19 @@ fi
 # a small model for what follows
 "$L" train lm "${LM[@]}" --epochs 2 --lr 1e-2 --valid-every 0 --out lm.st --quiet 2>err ||
     bad "train the small lm: $(cat err)"
+# eval, predict and sample refuse a model whose weights are not finite, in
+# one line naming the file: element 5 of lstm.weight_hh_l0 made NaN
+# (0x7fc00000) or +Inf (0x7f800000), little-endian. A safetensors file is an
+# 8-byte little-endian header length n, n bytes of JSON whose data_offsets
+# count from the end of the header, then the data.
+poison() { # MODEL OUT BYTES
+    local n at
+    n=$(od -An -t u1 -N 8 "$1" | awk '{ for (i = NF; i >= 1; i--) n = n * 256 + $i } END { print n }')
+    at=$(head -c $((8 + n)) "$1" | tail -c "$n" | grep -o '"lstm.weight_hh_l0":{[^}]*}' |
+         sed -n 's/.*"data_offsets":\[\([0-9]*\),.*/\1/p')
+    cp "$1" "$2"
+    [ -n "$at" ] && printf "$3" | dd of="$2" bs=1 seek=$((8 + n + at + 4 * 5)) conv=notrunc 2>/dev/null
+}
 # very small temperatures are the argmax: the same text as --top-k 1, whatever the seed
 "$L" sample lm.st --prime "The " --length 40 --top-k 1 >greedy.txt 2>err
 for t in 1e-30 1e-38 1e-45; do
@@ -128,6 +141,19 @@ printf '\xef\xbb\xbfThe\tat\ndog\tnn\n\n' >bom.tsv
     --quiet 2>err && ok || bad "a tag file with a byte-order mark trains: $(cat err)"
 printf '\xef\xbb\xbfhello there\n' | "$L" predict cls.st >out 2>err && [ "$(wc -l <out)" -eq 1 ] &&
     ok || bad "predict input with a byte-order mark: $(cat err)"
+# (the poisoned models: see poison above)
+for k in nan inf; do
+    if [ $k = nan ]; then bytes='\x00\x00\xc0\x7f' word=NaN; else bytes='\x00\x00\x80\x7f' word="an infinity"; fi
+    poison lm.st lm-$k.st "$bytes" && poison cls.st cls-$k.st "$bytes" || bad "poison the models with $word"
+    for v in "eval lm-$k.st lmv.txt" "sample lm-$k.st --length 5" "predict cls-$k.st bom.txt"; do
+        set -- $v
+        "$L" "$@" >out 2>err
+        rc=$?
+        [ $rc -ne 0 ] && [ ! -s out ] && [ "$(wc -l <err)" -eq 1 ] &&
+            grep -q "^lstm $1: $2: tensor 'lstm.weight_hh_l0' holds $word at index 5: a model whose weights are not finite" err &&
+            ok || bad "$1 refuses a model with $word in a weight: exit $rc, stdout $(head -c 80 out), stderr $(cat err)"
+    done
+done
 # spaces around a tag are not part of it: "nn " and "nn" are one tag, so
 # this file has only one and is refused as such
 printf 'dog\tnn \ncat\t nn\n\n' >sp.tsv
