@@ -289,5 +289,25 @@ done
 awk -v f="$first" -v r="$rest" 'BEGIN{exit !(f / 8 <= 1.25 * r / 32)}' && ok ||
     bad "the first bytes of a sample are as likely as the rest: $first/8 against $rest/32 nats"
 
+# greedy decoding (--top-k 1) starts from that state too: every byte it
+# draws is the model's most likely byte after a line start, the prime and
+# the bytes drawn before it, as lstm eval scores them (from the zero state,
+# the file's first byte a newline; its accuracy counts the bytes that are
+# the argmax). One-letter primes, after which a start from the zero state
+# alone would show most: the 32 bytes drawn after each of 16
+argmaxes() { "$L" eval lm.st e.txt --json | sed -n 's/.*"bytes":\([0-9]*\).*"accuracy":\([-0-9.e]*\).*/\1 \2/p' |
+             awk '{ printf "%.0f", $2 * ($1 - 1) }'; }
+missed=0 drawn=0
+for p in T H A I W S B M O t a w s h o i; do
+    "$L" sample lm.st --prime "$p" --length 33 --top-k 1 >s.txt 2>/dev/null
+    g=$(tail -c +2 s.txt | head -c 32)
+    printf '\n%s' "$p" >e.txt
+    c0=$(argmaxes)
+    printf '\n%s%s' "$p" "$g" >e.txt
+    c1=$(argmaxes)
+    missed=$((missed + ${#g} - (c1 - c0))) drawn=$((drawn + ${#g}))
+done
+[ $missed -eq 0 ] && [ $drawn -ge 500 ] && ok ||
+    bad "greedy bytes are the argmax after a line start and the prime: $missed of $drawn are not"
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
