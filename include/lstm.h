@@ -779,6 +779,8 @@ typedef struct {
     double accuracy;        /* classify, tag */
     double unseen_accuracy; /* tag: on words whose lowercased form never occurs in training */
     size_t unseen_tokens;
+    /* A figure over no token (tokens 0: a text of one byte, every label
+     * unknown; unseen_accuracy: unseen_tokens 0) was not measured: NaN. */
     int nlabels;            /* classify: the confusion matrix, [true * nlabels + predicted] */
     long *confusion;
     /* classify, tag: examples (documents, words) whose label the data set

@@ -15,6 +15,16 @@ static const char *V = "eval";
 /* A number for JSON: NaN and infinities (which JSON lacks) become null. */
 static json_t *num(double x) { return isfinite(x) ? json_real(x) : json_null(); }
 
+/* A figure as text: "%.4f", or "-" when it was not measured (NaN, as
+ * over no example) or is infinite. Returns buf. */
+static const char *fig(double x, char *buf, size_t cap) {
+    if (isfinite(x))
+        snprintf(buf, cap, "%.4f", x);
+    else
+        snprintf(buf, cap, "-");
+    return buf;
+}
+
 /* A label as JSON text: itself when it is valid UTF-8, else with every
  * byte above 0x7f written as \xNN (a label may hold any bytes). Returns
  * buf or s. */
@@ -47,10 +57,15 @@ static void classify_figures(const lstm_model *m, const lstm_eval *e, int json, 
             row += e->confusion[(size_t)c * C + k];
             json_array_append_new(r, json_integer(e->confusion[(size_t)c * C + k]));
         }
-        double p = col ? (double)tp / col : 0, rc = row ? (double)tp / row : 0;
-        double f1 = p + rc > 0 ? 2 * p * rc / (p + rc) : 0;
+        /* over no prediction (precision) or no example (recall) of the
+         * class, nothing was measured: NaN, printed as - or null; F1 is
+         * 2 tp / (2 tp + fp + fn), defined when either is */
+        double p = col ? (double)tp / col : NAN, rc = row ? (double)tp / row : NAN;
+        double f1 = row + col ? 2.0 * tp / (double)(row + col) : NAN;
+        char f[3][32];
         if (!json)
-            printf("%-20s %9.4f %9.4f %9.4f %9ld\n", lstm_model_label(m, c), p, rc, f1, row);
+            printf("%-20s %9s %9s %9s %9ld\n", lstm_model_label(m, c), fig(p, f[0], sizeof f[0]),
+                   fig(rc, f[1], sizeof f[1]), fig(f1, f[2], sizeof f[2]), row);
         char buf[512];
         const char *name = utf8(lstm_model_label(m, c), buf, sizeof buf);
         json_array_append_new(labels, json_string(name));
@@ -109,10 +124,13 @@ int cmd_eval(int argc, char **argv) {
         status = 0;
         json_t *o = json_object();
         json_object_set_new(o, "task", json_string(lstm_task_name(task)));
+        char f[3][32];
         if (e.skipped > 0) { /* one warning line, on stderr in every mode */
-            fprintf(stderr, "lstm eval: warning: %zu %s whose label the model does not know "
-                    "left out of every figure:", e.skipped, task == LSTM_TASK_TAG ? "words"
-                                                                               : "documents");
+            int tag = task == LSTM_TASK_TAG, one = e.skipped == 1;
+            fprintf(stderr, "lstm eval: warning: %zu %s whose %s the model does not know "
+                    "left out of every figure:", e.skipped,
+                    tag ? (one ? "word" : "words") : (one ? "document" : "documents"),
+                    tag ? "tag" : "label");
             for (int i = 0; i < e.nunknown_labels; i++)
                 fprintf(stderr, "%s %s (%zu)", i ? "," : "", e.unknown_labels[i],
                         e.unknown_counts[i]);
@@ -128,22 +146,25 @@ int cmd_eval(int argc, char **argv) {
         }
         if (task == LSTM_TASK_LM) {
             if (!json)
-                printf("bytes %zu, unknown %zu\nloss %.4f nats/byte\nbpc %.4f\nperplexity %.4f\n",
-                       e.tokens + 1, e.unknown, e.loss, e.bpc, e.perplexity);
+                printf("bytes %zu, unknown %zu\nloss %s nats/byte\nbpc %s\nperplexity %s\n",
+                       e.tokens + 1, e.unknown, fig(e.loss, f[0], sizeof f[0]),
+                       fig(e.bpc, f[1], sizeof f[1]), fig(e.perplexity, f[2], sizeof f[2]));
             json_object_set_new(o, "bytes", json_integer((json_int_t)e.tokens + 1));
             json_object_set_new(o, "unknown", json_integer((json_int_t)e.unknown));
             json_object_set_new(o, "bpc", num(e.bpc));
             json_object_set_new(o, "perplexity", num(e.perplexity));
         } else if (task == LSTM_TASK_TAG) {
             if (!json)
-                printf("words %zu\naccuracy %.4f\nunseen words %zu, accuracy %.4f\nloss %.4f\n",
-                       e.tokens, e.accuracy, e.unseen_tokens, e.unseen_accuracy, e.loss);
+                printf("words %zu\naccuracy %s\nunseen words %zu, accuracy %s\nloss %s\n",
+                       e.tokens, fig(e.accuracy, f[0], sizeof f[0]), e.unseen_tokens,
+                       fig(e.unseen_accuracy, f[1], sizeof f[1]), fig(e.loss, f[2], sizeof f[2]));
             json_object_set_new(o, "words", json_integer((json_int_t)e.tokens));
             json_object_set_new(o, "unseen_words", json_integer((json_int_t)e.unseen_tokens));
             json_object_set_new(o, "unseen_accuracy", num(e.unseen_accuracy));
         } else {
             if (!json)
-                printf("documents %zu\naccuracy %.4f\nloss %.4f\n", e.tokens, e.accuracy, e.loss);
+                printf("documents %zu\naccuracy %s\nloss %s\n", e.tokens,
+                       fig(e.accuracy, f[0], sizeof f[0]), fig(e.loss, f[1], sizeof f[1]));
             json_object_set_new(o, "documents", json_integer((json_int_t)e.tokens));
             classify_figures(m, &e, json, o);
         }

@@ -238,10 +238,11 @@ lstm_status seq_evaluate(lstm_model *m, lstm_ctx *ctx, const lstm_dataset *ds,
         lstm_eval_free(out);
         return s;
     }
-    /* every figure covers the examples whose label the model knows */
+    /* every figure covers the examples whose label the model knows; over
+     * none, nothing was measured: NaN */
     out->tokens = (size_t)total.count;
-    out->loss = total.count ? total.loss_sum / (double)total.count : 0;
-    out->accuracy = total.count ? (double)total.correct / (double)total.count : 0;
+    out->loss = total.count ? total.loss_sum / (double)total.count : NAN;
+    out->accuracy = total.count ? (double)total.correct / (double)total.count : NAN;
     return lstm_ok(err);
 }
 

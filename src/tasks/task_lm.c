@@ -387,10 +387,11 @@ static lstm_status evaluate(lstm_model *m, lstm_ctx *ctx, const lstm_dataset *ds
         return s;
     out->unknown = unknown;
     out->tokens = (size_t)total.count;
-    out->loss = total.count ? total.loss_sum / (double)total.count : 0;
+    /* a text of one byte predicts none: nothing was measured, NaN */
+    out->loss = total.count ? total.loss_sum / (double)total.count : NAN;
     out->bpc = out->loss / log(2.0);
     out->perplexity = exp(out->loss);
-    out->accuracy = total.count ? (double)total.correct / (double)total.count : 0;
+    out->accuracy = total.count ? (double)total.correct / (double)total.count : NAN;
     return lstm_ok(err);
 }
 

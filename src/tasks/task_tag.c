@@ -8,6 +8,7 @@
  */
 #include "task.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -380,8 +381,9 @@ static lstm_status evaluate(lstm_model *m, lstm_ctx *ctx, const lstm_dataset *ds
     out->nlabels = m->nlabels;
     lstm_status s =
         seq_evaluate(m, ctx, ds, ds->word_tag, ds->nwords, visit_unseen, comm, out, err);
-    if (!s && out->unseen_tokens)
-        out->unseen_accuracy /= (double)out->unseen_tokens;
+    if (!s) /* over no unseen word, nothing was measured: NaN */
+        out->unseen_accuracy = out->unseen_tokens ? out->unseen_accuracy / (double)out->unseen_tokens
+                                                  : NAN;
     return s;
 }
 

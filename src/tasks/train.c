@@ -271,7 +271,16 @@ static lstm_status validate_model(trainer *t, int *stop, lstm_error *err) {
     if (s)
         return s;
     double value = metric_value(t, &e), loss = e.loss;
+    size_t skipped = e.skipped, scored = e.tokens;
     lstm_eval_free(&e);
+    if (scored == 0) /* no figure (NaN): not a divergence, the data */
+        return skipped ? lstm_fail(err, LSTM_ERR_INVALID,
+                                   "%s: none of its %ss occurs in the training data: no "
+                                   "figure can be measured", lstm_dataset_name(t->valid),
+                                   t->ops->label)
+                       : lstm_fail(err, LSTM_ERR_INVALID,
+                                   "%s: nothing in it to score: no figure can be measured",
+                                   lstm_dataset_name(t->valid));
     if (!isfinite(loss))
         return lstm_fail(err, LSTM_ERR_NONFINITE,
                          "step %ld: the validation loss is %s: training diverged (try a lower "

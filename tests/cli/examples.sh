@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # examples.sh BUILD - the example programs run and do what they claim, and the
 # README's C example compiles with the README's command against an installed
-# copy of the library (make install into a temporary prefix) and runs.
+# copy of the library (make install into a temporary prefix) and runs; the
+# README states the license of LICENSE.
 set -u
 build=${1:-build}
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -31,5 +32,12 @@ if [ "$(basename "$build")" = build ]; then
     grep -q '^y\[4\]\[0\]\[0\.\.3\] = ' "$tmp/out" && pass=$((pass + 1)) ||
         { fail=$((fail + 1)); echo "FAIL the README's example prints its output"; }
 fi
+# the README states the license the LICENSE file grants ("MIT License" on
+# its first line), in a section of its own that points to the file
+lic=$(head -n 1 "$root/LICENSE" | sed 's/ License$//')
+awk '/^## /{ on = $0 == "## License" } on' "$root/README.md" >"$tmp/license.md"
+check "LICENSE names its license" test -n "$lic"
+check "the README's License section names the license of LICENSE ($lic)" grep -qw -- "$lic" "$tmp/license.md"
+check "the README's License section points to LICENSE" grep -qF "(LICENSE)" "$tmp/license.md"
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -49,6 +49,19 @@ fi
 # a small model for what follows
 "$L" train lm "${LM[@]}" --epochs 2 --lr 1e-2 --valid-every 0 --out lm.st --quiet 2>err ||
     bad "train the small lm: $(cat err)"
+# eval, predict and sample refuse a model whose weights are not finite, in
+# one line naming the file: element 5 of lstm.weight_hh_l0 made NaN
+# (0x7fc00000) or +Inf (0x7f800000), little-endian. A safetensors file is an
+# 8-byte little-endian header length n, n bytes of JSON whose data_offsets
+# count from the end of the header, then the data.
+poison() { # MODEL OUT BYTES
+    local n at
+    n=$(od -An -t u1 -N 8 "$1" | awk '{ for (i = NF; i >= 1; i--) n = n * 256 + $i } END { print n }')
+    at=$(head -c $((8 + n)) "$1" | tail -c "$n" | grep -o '"lstm.weight_hh_l0":{[^}]*}' |
+         sed -n 's/.*"data_offsets":\[\([0-9]*\),.*/\1/p')
+    cp "$1" "$2"
+    [ -n "$at" ] && printf "$3" | dd of="$2" bs=1 seek=$((8 + n + at + 4 * 5)) conv=notrunc 2>/dev/null
+}
 # very small temperatures are the argmax: the same text as --top-k 1, whatever the seed
 "$L" sample lm.st --prime "The " --length 40 --top-k 1 >greedy.txt 2>err
 for t in 1e-30 1e-38 1e-45; do
@@ -128,6 +141,19 @@ printf '\xef\xbb\xbfThe\tat\ndog\tnn\n\n' >bom.tsv
     --quiet 2>err && ok || bad "a tag file with a byte-order mark trains: $(cat err)"
 printf '\xef\xbb\xbfhello there\n' | "$L" predict cls.st >out 2>err && [ "$(wc -l <out)" -eq 1 ] &&
     ok || bad "predict input with a byte-order mark: $(cat err)"
+# (the poisoned models: see poison above)
+for k in nan inf; do
+    if [ $k = nan ]; then bytes='\x00\x00\xc0\x7f' word=NaN; else bytes='\x00\x00\x80\x7f' word="an infinity"; fi
+    poison lm.st lm-$k.st "$bytes" && poison cls.st cls-$k.st "$bytes" || bad "poison the models with $word"
+    for v in "eval lm-$k.st lmv.txt" "sample lm-$k.st --length 5" "predict cls-$k.st bom.txt"; do
+        set -- $v
+        "$L" "$@" >out 2>err
+        rc=$?
+        [ $rc -ne 0 ] && [ ! -s out ] && [ "$(wc -l <err)" -eq 1 ] &&
+            grep -q "^lstm $1: $2: tensor 'lstm.weight_hh_l0' holds $word at index 5: a model whose weights are not finite" err &&
+            ok || bad "$1 refuses a model with $word in a weight: exit $rc, stdout $(head -c 80 out), stderr $(cat err)"
+    done
+done
 # spaces around a tag are not part of it: "nn " and "nn" are one tag, so
 # this file has only one and is refused as such
 printf 'dog\tnn \ncat\t nn\n\n' >sp.tsv
@@ -139,6 +165,43 @@ printf '__label__ham hello friend\n__label__HAM hi\n__label__junk buy\n__label__
 grep -q 'warning: 3 documents .*HAM (1), junk (2)' err && ok || bad "eval warns with the unknown labels: $(cat err)"
 [ "$(json_num out documents)" = 1 ] && [ "$(json_num out skipped)" = 3 ] && ok ||
     bad "eval counts only the known documents: $(cat out)"
+# and tags a tagger does not know (ZZ, QQ): the same rule. Sentences whose
+# every tag is unknown change no figure; a word with an unknown tag in a
+# sentence with known ones leaves that word, and only it, out of every
+# figure: against the same text with the word tagged nn, one word fewer,
+# one unseen word fewer, and the correct and loss sums less that word's
+head -n 3000 "$data/brown-pos-train.tsv" >tg.tsv
+"$L" train tag --train tg.tsv --valid tg.tsv --hidden 8 --embedding 8 --epochs 5 --lr 1e-2 \
+    --threads 1 --out tg.st --quiet 2>err || bad "train a small tagger: $(cat err)"
+awk 'BEGIN { RS = "" } NR <= 20 { print; print "" }' tg.tsv >tk.tsv # known tags only
+printf 'Zyzzyva\tZZ\nquux\tQQ\nfrobs\tZZ\n\n' | cat tk.tsv - >tu.tsv
+printf 'The\tat\nZyzzyva\tZZ\n\n' | cat tk.tsv - >tz.tsv
+printf 'The\tat\nZyzzyva\tnn\n\n' | cat tk.tsv - >tn.tsv
+for f in tk tu tz tn; do "$L" eval tg.st $f.tsv --json >$f.json 2>$f.err || bad "eval $f.tsv: $(cat $f.err)"; done
+grep -q 'warning: 3 words whose tag .*ZZ (2), QQ (1)' tu.err && [ "$(wc -l <tu.err)" -eq 1 ] && ok ||
+    bad "eval of a tagger warns with the unknown tags: $(cat tu.err)"
+grep -q 'warning: 1 word whose tag .*: ZZ (1)$' tz.err && ok || bad "one word with an unknown tag: $(cat tz.err)"
+[ "$(json_num tu.json skipped)" = 3 ] && grep -q '"unknown_labels":{"ZZ":2,"QQ":1}' tu.json && ok ||
+    bad "eval of a tagger --json lists the unknown tags: $(cat tu.json)"
+[ ! -s tk.err ] && ok || bad "no warning when every tag is known: $(cat tk.err)"
+same=1
+for k in words unseen_words loss accuracy unseen_accuracy; do
+    awk -v a="$(json_num tk.json $k)" -v b="$(json_num tu.json $k)" \
+        'BEGIN { exit !(a == b || (a != "" && b != "" && (a - b) ^ 2 <= 1e-12 * a * a)) }' ||
+        { same=0; bad "sentences with unknown tags only change $k: $(json_num tk.json $k) to $(json_num tu.json $k)"; }
+done
+[ $same = 1 ] && ok
+# z: the word left out; n: the word counted (d: n's sums less z's)
+awk -v zw="$(json_num tz.json words)" -v nw="$(json_num tn.json words)" \
+    -v zu="$(json_num tz.json unseen_words)" -v nu="$(json_num tn.json unseen_words)" \
+    -v za="$(json_num tz.json accuracy)" -v na="$(json_num tn.json accuracy)" \
+    -v zua="$(json_num tz.json unseen_accuracy)" -v nua="$(json_num tn.json unseen_accuracy)" \
+    -v zl="$(json_num tz.json loss)" -v nl="$(json_num tn.json loss)" 'BEGIN {
+        dc = na * nw - za * zw; duc = nua * nu - zua * zu; dl = nl * nw - zl * zw
+        exit !(zw != "" && nw == zw + 1 && nu == zu + 1 && (dc ^ 2 < 1e-6 || (dc - 1) ^ 2 < 1e-6) &&
+               (duc - dc) ^ 2 < 1e-6 && dl > 0)
+    }' && ok ||
+    bad "a word with an unknown tag is left out of every figure, and only it: $(cat tz.json) against $(cat tn.json)"
 
 # ---- --json means JSON -------------------------------------------------------
 for m in lm.st cls.st; do
@@ -150,6 +213,35 @@ for m in lm.st cls.st; do
     fi
     [ "$(grep -c . out)" -eq 1 ] && ok || bad "eval $m --json prints only the JSON"
 done
+# a figure over no example was not measured: NaN, which JSON lacks, is null
+# (a text of one byte predicts no byte; documents whose every label is
+# unknown leave none; no unseen word: no accuracy on unseen words), and
+# the text prints -
+printf 'T' >one.txt
+printf '__label__junk hello\n__label__HAM buy\n' >allunk.txt
+for c in "lm.st one.txt bpc perplexity loss accuracy" "cls.st allunk.txt loss accuracy" \
+         "tg.st tk.tsv unseen_accuracy"; do
+    set -- $c
+    m=$1 f=$2; shift 2
+    "$L" eval $m $f --json >out 2>/dev/null
+    for k in "$@"; do
+        grep -q "\"$k\":null" out && ok || bad "eval $m $f --json: $k over no example is null: $(cat out)"
+    done
+    if command -v python3 >/dev/null; then
+        python3 -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+sys.exit(any(d[k] is not None for k in sys.argv[2:]))' out "$@" && ok ||
+            bad "eval $m $f --json with nulls is one JSON document: $(head -c 300 out)"
+    fi
+    [ "$(grep -c . out)" -eq 1 ] && ok || bad "eval $m $f --json prints only the JSON"
+    "$L" eval $m $f >out 2>/dev/null
+    grep -Eq ' -$' out && ! grep -qi nan out && ok || bad "eval $m $f: a figure not measured prints as -: $(cat out)"
+done
+"$L" eval cls.st allunk.txt --json 2>/dev/null | grep -q '"spam":{"precision":null,"recall":null,"f1":null' &&
+    ok || bad "per-class figures of a class with no example nor prediction are null"
+# and a training whose validation can measure nothing says so
+expect "a validation whose every label is unknown is refused" 1 "allunk.txt: none of its labels occurs in the training data" \
+    "$L" train classify --train bom.txt --valid allunk.txt --hidden 8 --embedding 8 --epochs 1 --out x.st --quiet
 
 # ---- the terminal ------------------------------------------------------------
 # under a 60-column terminal no line of the progress output is wider (a wider
@@ -163,6 +255,20 @@ if command -v script >/dev/null; then
     grep -q "loss -" tty.out && ok || bad "a figure not yet measured shows as -"
     grep -q "bpc\*" tty.out && ok || bad "a new best is marked"
 fi
+
+# tokens per second count training time only: 50 steps of 2 x 10 bytes
+# (1000 bytes) between two train events, with a validation over 60 kB
+# between them that takes 20-40 times as long as those steps; the rate
+# reported must be at least twice the bytes over the events' wall-clock gap
+# (which includes the validation; were it counted, the two would be equal)
+head -c 4000 lm.txt >tps.txt
+"$L" train lm --train tps.txt --valid lm.txt --hidden 8 --embedding 4 --batch 2 --seq-len 10 \
+    --epochs 1 --valid-every 50 --threads 1 --out tps.st --log tps.log --quiet 2>err ||
+    bad "train for tokens per second: $(cat err)"
+grep '"train"' tps.log | sed 's/.*"time":\([-0-9.e]*\).*"tokens_per_s":\([-0-9.e]*\).*/\1 \2/' |
+    awk 'NR > 1 { n++; wall = 1000 / ($1 - t); if (!($2 >= 2 * wall)) { bad++; printf "%g against %g; ", $2, wall } }
+         { t = $1 } END { if (n < 2 || bad) { printf "(%d gaps)\n", n; exit 1 } }' >tps.out &&
+    ok || bad "tokens per second leave validation out: reported against wall-clock: $(cat tps.out)"
 
 # ---- samples are clean from the first byte -----------------------------------
 # the first bytes of a primed sample are about as likely under the model as
@@ -183,5 +289,25 @@ done
 awk -v f="$first" -v r="$rest" 'BEGIN{exit !(f / 8 <= 1.25 * r / 32)}' && ok ||
     bad "the first bytes of a sample are as likely as the rest: $first/8 against $rest/32 nats"
 
+# greedy decoding (--top-k 1) starts from that state too: every byte it
+# draws is the model's most likely byte after a line start, the prime and
+# the bytes drawn before it, as lstm eval scores them (from the zero state,
+# the file's first byte a newline; its accuracy counts the bytes that are
+# the argmax). One-letter primes, after which a start from the zero state
+# alone would show most: the 32 bytes drawn after each of 16
+argmaxes() { "$L" eval lm.st e.txt --json | sed -n 's/.*"bytes":\([0-9]*\).*"accuracy":\([-0-9.e]*\).*/\1 \2/p' |
+             awk '{ printf "%.0f", $2 * ($1 - 1) }'; }
+missed=0 drawn=0
+for p in T H A I W S B M O t a w s h o i; do
+    "$L" sample lm.st --prime "$p" --length 33 --top-k 1 >s.txt 2>/dev/null
+    g=$(tail -c +2 s.txt | head -c 32)
+    printf '\n%s' "$p" >e.txt
+    c0=$(argmaxes)
+    printf '\n%s%s' "$p" "$g" >e.txt
+    c1=$(argmaxes)
+    missed=$((missed + ${#g} - (c1 - c0))) drawn=$((drawn + ${#g}))
+done
+[ $missed -eq 0 ] && [ $drawn -ge 500 ] && ok ||
+    bad "greedy bytes are the argmax after a line start and the prime: $missed of $drawn are not"
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
