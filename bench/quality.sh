@@ -13,7 +13,13 @@
 #   TRAIN-OPTIONS, selects on the valid file as `lstm train` does, and is
 #   measured on the fold it never saw (`lstm eval`). One line per seed:
 #
-#     label task fold seed held-figure valid-figure seconds
+#     label task fold seed held valid seconds tokens/s held-last
+#
+#   held: the model `lstm train` selected, on the fold; valid: the same on
+#   the valid file; tokens/s: the median of the run's log (a run that
+#   shared its cores shows here); held-last: the weights the optimizer
+#   trained as they were at the end, on the fold (with --ema: what the run
+#   would have ended with without the average, from the same run).
 #
 #   then the mean and the spread (max - min) over the seeds. Defaults: fold
 #   0 (lm, tag) or 01 (classify), seeds "1 2", 600 s, 2 threads.
@@ -82,15 +88,47 @@ for seed in $SEEDS; do
     base=$OUT/$LABEL-$TASK-f$FOLD-s$seed
     t0=$(date +%s)
     "$BIN" train "$TASK" --train "$TRAIN" --valid "$VALID" --out "$base.st" --seed "$seed" \
-        --time-limit "$LIMIT" --threads "$THREADS" --log "$base.log" --quiet "$@" \
+        --time-limit "$LIMIT" --threads "$THREADS" --log "$base.log" --quiet \
+        --checkpoint "$base.ck" --checkpoint-every 0 "$@" \
         >"$base.train.out" 2>&1 || die "training failed: see $base.train.out"
     secs=$(( $(date +%s) - t0 ))
     "$BIN" eval "$base.st" "$HELD" --json --threads "$THREADS" >"$base.held.json" ||
         die "lstm eval failed on $HELD"
     "$BIN" eval "$base.st" "$VALID" --json --threads "$THREADS" >"$base.valid.json" ||
         die "lstm eval failed on $VALID"
+    # the weights the optimizer trained, as they were at the end (with --ema,
+    # what the run would have ended with without the average): the
+    # checkpoint's model tensors, written out as a model file
+    /usr/bin/env python3 - "$base.ck" "$base.raw.st" <<'PY' || die "cannot read $base.ck"
+import json, struct, sys
+b = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n])
+meta = {k: v for k, v in h.pop("__metadata__").items() if k != "lstm.train"}
+keep = {k: v for k, v in h.items() if not k.split(".")[0] in ("best", "ema", "optim", "train")}
+data, out, at = b[8 + n:], {"__metadata__": meta}, 0
+parts = []
+for k, v in sorted(keep.items(), key=lambda kv: kv[1]["data_offsets"][0]):
+    lo, hi = v["data_offsets"]
+    parts.append(data[lo:hi])
+    out[k] = dict(v, data_offsets=[at, at + hi - lo])
+    at += hi - lo
+hdr = json.dumps(out, separators=(",", ":")).encode()
+hdr += b" " * (-len(hdr) % 8)
+open(sys.argv[2], "wb").write(struct.pack("<Q", len(hdr)) + hdr + b"".join(parts))
+PY
+    "$BIN" eval "$base.raw.st" "$HELD" --json --threads "$THREADS" >"$base.raw.json" ||
+        die "lstm eval failed on $HELD (the trained weights)"
+    rm -f "$base.ck"
     held=$(figure "$base.held.json" "$KEY") valid=$(figure "$base.valid.json" "$KEY")
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$LABEL" "$TASK" "$FOLD" "$seed" "$held" "$valid" "$secs"
+    raw=$(figure "$base.raw.json" "$KEY")
+    # the median of the log's training speeds: a run that shared its cores shows here
+    speed=$(/usr/bin/env python3 -c '
+import json, sys
+v = sorted(e["tokens_per_s"] for e in map(json.loads, open(sys.argv[1])) if e.get("event") == "train")
+print("%.0f" % v[len(v) // 2] if v else "-")' "$base.log")
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$LABEL" "$TASK" "$FOLD" "$seed" "$held" "$valid" "$secs" \
+        "$speed" "$raw"
     results="$results $held"
 done
 # shellcheck disable=SC2086

@@ -428,6 +428,13 @@ int cmd_train(int argc, char **argv) {
              mc.bidirectional ? " per direction" : "", mc.embedding, (double)mc.dropout, tc.batch,
              task == LSTM_TASK_LM ? " streams" : "", (double)tc.optim.lr, (double)tc.optim.beta2,
              (double)tc.lr_min, (double)tc.clip, tc.epochs, tc.patience ? " with early stopping" : "");
+    if (tc.ema > 0)
+        snprintf(about + strlen(about), sizeof about - strlen(about),
+                 "\nThe model validated and saved: the weights' moving average (--ema %g).",
+                 (double)tc.ema);
+    if (task == LSTM_TASK_CLASSIFY)
+        snprintf(about + strlen(about), sizeof about - strlen(about),
+                 "\nThe first %d tokens of each text.", mc.max_length);
     if (task == LSTM_TASK_LM)
         snprintf(about + strlen(about), sizeof about - strlen(about),
                  "\nTruncated backpropagation over %d steps, validation every %ld steps.",

@@ -26,6 +26,7 @@ static void defaults(lstm_model_config *c, lstm_train_config *tc) {
     tc->warmup = 100;
     tc->clip = 1;
     tc->valid_every = 4000;
+    tc->ema = 0.999f; /* issue 15: docs/QUALITY.md */
 }
 
 /* ------------------------------------------------------------------ */

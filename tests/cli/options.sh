@@ -287,13 +287,14 @@ differ "--clip 0.05 and --clip 0.1 differ" clip05.st clip1.st
 # weights: another model than without it, whose figure on valid is the one
 # logged as the best; the checkpoint holds the average (ema.*) beside the
 # trained weights, and a run stopped by SIGTERM and resumed ends with the
-# uninterrupted bytes; --ema 0 is off; a decay of 1 or more is refused, and
-# so is another --ema on resume; a checkpoint from before the option
-# (no "ema" in lstm.train) resumes as one without it
+# uninterrupted bytes; --ema 0 is off (the lm's default is 0.999); a decay
+# of 1 or more is refused, and so is another --ema on resume; a checkpoint
+# from before the option (no "ema" in lstm.train) resumes as one without it
 run "--ema 0.9" "$L" train lm "${LM[@]}" --epochs 1 --ema 0.9 --out ema.st --log ema.log --checkpoint ema.ck
 differ "--ema 0.9 changes the model saved" <(weights base.st) <(weights ema.st)
 run "--ema 0" "$L" train lm "${LM[@]}" --epochs 1 --ema 0 --out ema0.st
-same "--ema 0 is off (the bytes of no --ema)" base.st ema0.st
+differ "--ema 0 turns the lm's default average (0.999) off" <(weights base.st) <(weights ema0.st)
+differ "--ema 0 and --ema 0.9 differ" <(weights ema0.st) <(weights ema.st)
 run "eval the --ema model" "$L" eval ema.st lm-valid.txt --json --streams 64
 close "--ema 0.9: the saved model's valid bpc is the best logged" "$(sed 's/.*"bpc":\([0-9.e+-]*\).*/\1/' out)" \
     "$(field "$(event ema.log end)" best_value)" 1e-4
@@ -312,8 +313,8 @@ equal "--ema: the run to resume was interrupted" "$(field "$(event emas.log end)
 run "--ema: resume" "$L" train lm "${EM[@]}" --out emas.st --checkpoint emas.ck --resume emas.ck
 same "--ema: stopped and resumed, the uninterrupted bytes" emaw.st emas.st
 if command -v python3 >/dev/null; then
-    run "a checkpoint without --ema" "$L" train lm "${LM[@]}" --epochs 1 --out x.st --checkpoint old.ck
-    equal "no --ema: no average in the checkpoint" "$(shape old.ck ema.lstm.weight_ih_l0)" ""
+    run "a checkpoint without an average" "$L" train lm "${LM[@]}" --epochs 1 --ema 0 --out x.st --checkpoint old.ck
+    equal "--ema 0: no average in the checkpoint" "$(shape old.ck ema.lstm.weight_ih_l0)" ""
     python3 - old.ck <<'PY'
 import json, struct, sys
 b = open(sys.argv[1], "rb").read()
@@ -327,7 +328,7 @@ s += b" " * (-len(s) % 8)
 open(sys.argv[1], "wb").write(struct.pack("<Q", len(s)) + s + b[8 + n:])
 PY
     lacks "the old checkpoint has no ema field" '\"ema\"' "$(header old.ck)"
-    run "a checkpoint from before --ema resumes" "$L" train lm "${LM[@]}" --epochs 1 --out x.st --resume old.ck
+    run "a checkpoint from before --ema resumes" "$L" train lm "${LM[@]}" --epochs 1 --ema 0 --out x.st --resume old.ck
 else
     bad "python3 is needed to write a checkpoint of the old form"
 fi
