@@ -19,7 +19,9 @@
 #   the valid file; tokens/s: the median of the run's log (a run that
 #   shared its cores shows here); held-last: the weights the optimizer
 #   trained as they were at the end, on the fold (with --ema: what the run
-#   would have ended with without the average, from the same run).
+#   would have ended with without the average, from the same run: each
+#   run writes a checkpoint at its validations for that, a few seconds of
+#   its ten minutes).
 #
 #   then the mean and the spread (max - min) over the seeds. Defaults: fold
 #   0 (lm, tag) or 01 (classify), seeds "1 2", 600 s, 2 threads.
