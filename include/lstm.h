@@ -935,6 +935,11 @@ typedef struct {
 
 /* The defaults of each task (what `lstm train TASK` uses without options). */
 LSTM_API lstm_train_config lstm_train_defaults(lstm_task task);
+/* Checks tc's numbers as lstm_train does before it trains (epochs or a
+ * time limit given; batch, sequence length, rates, factors, clipping,
+ * warm-up, patience and the average's decay in range and finite), so that a
+ * caller can refuse them before reading any data. LSTM_ERR_INVALID. */
+LSTM_API lstm_status lstm_train_config_check(const lstm_train_config *tc, lstm_error *err);
 
 /* Trains a new model of mc's task on `train`, selecting on `valid` (which
  * may be NULL: then nothing is selected and the last state is kept), and

@@ -530,8 +530,14 @@ int cmd_train(int argc, char **argv) {
         return 1;
     }
 
-    int status = 1;
     lstm_error err;
+    /* the numbers too, before the data (a resumed run takes the checkpoint's) */
+    if (!tc.resume && lstm_train_config_check(&tc, &err)) {
+        cli_error(V, "%s", err.msg);
+        cli_comm_abort(&comm, 1);
+        return 1;
+    }
+    int status = 1;
     lstm_dataset *train = NULL, *valid = NULL, *rest = NULL;
     lstm_ctx *ctx = NULL, *valid_ctx = NULL;
     lstm_model *model = NULL;

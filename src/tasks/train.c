@@ -563,6 +563,11 @@ static void trainer_free(trainer *t) {
         t->ops->train_free(t);
 }
 
+lstm_status lstm_train_config_check(const lstm_train_config *tc, lstm_error *err) {
+    lstm_status s = check_train_config(tc, err);
+    return s ? s : lstm_ok(err);
+}
+
 static lstm_status check_train_config(const lstm_train_config *c, lstm_error *err) {
     if (c->epochs < 0 || c->time_limit < 0 || (c->epochs == 0 && c->time_limit <= 0))
         return lstm_fail(err, LSTM_ERR_INVALID, "give a number of epochs, a time limit, or both");

@@ -300,6 +300,10 @@ close "--ema 0.9: the saved model's valid bpc is the best logged" "$(sed 's/.*"b
     "$(field "$(event ema.log end)" best_value)" 1e-4
 equal "--ema 0.9: the checkpoint holds the average" "$(shape ema.ck ema.lstm.weight_ih_l0)" 32,8
 refuse "--ema 1" "is not in [0, 1)" "$L" train lm "${LM[@]}" --epochs 1 --ema 1 --out x.st
+refuse "--ema 2, before any data is read" "is not in [0, 1)" \
+    "$L" train lm --train no-such-file.txt --epochs 1 --ema 2 --out x.st
+refuse "--lr -1, before any data is read" "learning rate" \
+    "$L" train lm --train no-such-file.txt --epochs 1 --lr -1 --out x.st
 refuse "--resume with another --ema" "--ema (the checkpoint's: 0.9)" \
     "$L" train lm "${LM[@]}" --epochs 1 --ema 0.5 --resume ema.ck --out x.st
 EM=("${LM[@]}" --epochs 200 --valid-every 50 --ema 0.95)
