@@ -204,7 +204,8 @@ static int same_shape(const tensor_view *a, const tensor_view *b) {
     return 1;
 }
 
-lstm_status lstm_params_copy(lstm_params *dst, const lstm_params *src, lstm_error *err) {
+/* Both allocated, with the same names and shapes (in any order). */
+static lstm_status check_alike(const lstm_params *dst, const lstm_params *src, lstm_error *err) {
     if (!dst->data || !src->data)
         return lstm_fail(err, LSTM_ERR_STATE, "parameters not allocated");
     if (dst->n != src->n)
@@ -216,6 +217,13 @@ lstm_status lstm_params_copy(lstm_params *dst, const lstm_params *src, lstm_erro
             return lstm_fail(err, LSTM_ERR_SHAPE, "parameter '%s' missing or of another shape",
                              dst->v[i].name);
     }
+    return LSTM_OK;
+}
+
+lstm_status lstm_params_copy(lstm_params *dst, const lstm_params *src, lstm_error *err) {
+    lstm_status s = check_alike(dst, src, err);
+    if (s)
+        return s;
     for (int i = 0; i < dst->n; i++) {
         int j = lstm_params_find(src, dst->v[i].name);
         memcpy(dst->data + dst->v[i].offset, src->data + src->v[j].offset,
@@ -230,17 +238,9 @@ lstm_status lstm_params_ema(lstm_params *avg, const lstm_params *p, float decay,
     if (!(decay >= 0 && decay <= 1))
         return lstm_fail(err, LSTM_ERR_INVALID, "the average's decay %g is not in [0, 1]",
                          (double)decay);
-    if (!avg->data || !p->data)
-        return lstm_fail(err, LSTM_ERR_STATE, "parameters not allocated");
-    if (avg->n != p->n)
-        return lstm_fail(err, LSTM_ERR_SHAPE, "parameter sets differ (%d and %d tensors)", avg->n,
-                         p->n);
-    for (int i = 0; i < avg->n; i++) {
-        int j = lstm_params_find(p, avg->v[i].name);
-        if (j < 0 || !same_shape(&avg->v[i], &p->v[j]))
-            return lstm_fail(err, LSTM_ERR_SHAPE, "parameter '%s' missing or of another shape",
-                             avg->v[i].name);
-    }
+    lstm_status s = check_alike(avg, p, err);
+    if (s)
+        return s;
     float keep = decay, take = 1 - decay;
     for (int i = 0; i < avg->n; i++) {
         float *a = avg->data + avg->v[i].offset;
