@@ -215,6 +215,13 @@ LSTM_API const char *lstm_params_name(const lstm_params *p, int i);
 LSTM_API int lstm_params_ndim(const lstm_params *p, int i);
 LSTM_API const int64_t *lstm_params_shape(const lstm_params *p, int i);
 LSTM_API size_t lstm_params_numel(const lstm_params *p, int i);
+/* Marks 2-D tensor i as a lookup table whose rows a batch reads by index
+ * (an embedding: PyTorch's nn.Embedding(sparse=True)), so that a row the
+ * batch did not read has a gradient of zero. An optimizer with `lazy` set
+ * leaves such rows alone (lstm_optim_config). A bad index or a tensor of
+ * another rank is ignored; lstm_params_sparse says what holds (0 or 1). */
+LSTM_API void lstm_params_set_sparse(lstm_params *p, int i, int sparse);
+LSTM_API int lstm_params_sparse(const lstm_params *p, int i);
 /* Views (NULL before lstm_params_alloc). Writing values through the
  * pointer lstm_params_data or lstm_params_data_all returns needs
  * lstm_params_touch afterwards (see below); lstm_params_set does not. */
@@ -600,6 +607,14 @@ typedef struct {
     int centered;              /* RMSprop */
     float rho;                 /* Adadelta */
     float weight_decay;
+    /* Adam(W) only, "lazy Adam" (TensorFlow Addons' LazyAdam; PyTorch's
+     * SparseAdam does the same with eps inside the bias correction): in a
+     * tensor marked sparse (lstm_params_set_sparse), a row whose gradient
+     * is all zero keeps its weights and moments as they are, where Adam
+     * would decay the moments and move the row along them; every other
+     * row is updated as by Adam, with the same step count. An embedding of
+     * V rows then costs the rows a batch used, not V. */
+    int lazy;
 } lstm_optim_config;
 
 /* PyTorch's defaults for each optimizer (lr 1e-3 for Adam(W), 1e-2 for

@@ -251,18 +251,18 @@ static void test_hyperparameters(void) {
         const char *what;
         lstm_optim_config c;
     } cases[] = {
-        /* type, lr, momentum, dampening, nesterov, beta1, beta2, eps, alpha, centered, rho, wd */
-        {"adam beta1 0.5 beta2 0.8 eps 0.1", {LSTM_OPT_ADAM, 0.05f, 0, 0, 0, 0.5f, 0.8f, 0.1f, 0, 0, 0, 0}},
+        /* type, lr, momentum, dampening, nesterov, beta1, beta2, eps, alpha, centered, rho, wd, lazy */
+        {"adam beta1 0.5 beta2 0.8 eps 0.1", {LSTM_OPT_ADAM, 0.05f, 0, 0, 0, 0.5f, 0.8f, 0.1f, 0, 0, 0, 0, 0}},
         {"adam beta1 0.3 beta2 0.95 eps 1e-3 weight_decay 0.2",
-         {LSTM_OPT_ADAM, 0.05f, 0, 0, 0, 0.3f, 0.95f, 1e-3f, 0, 0, 0, 0.2f}},
+         {LSTM_OPT_ADAM, 0.05f, 0, 0, 0, 0.3f, 0.95f, 1e-3f, 0, 0, 0, 0.2f, 0}},
         {"adamw beta1 0.6 beta2 0.7 eps 0.05 weight_decay 0.3",
-         {LSTM_OPT_ADAMW, 0.05f, 0, 0, 0, 0.6f, 0.7f, 0.05f, 0, 0, 0, 0.3f}},
-        {"rmsprop alpha 0.5 eps 0.1", {LSTM_OPT_RMSPROP, 0.05f, 0, 0, 0, 0, 0, 0.1f, 0.5f, 0, 0, 0}},
+         {LSTM_OPT_ADAMW, 0.05f, 0, 0, 0, 0.6f, 0.7f, 0.05f, 0, 0, 0, 0.3f, 0}},
+        {"rmsprop alpha 0.5 eps 0.1", {LSTM_OPT_RMSPROP, 0.05f, 0, 0, 0, 0, 0, 0.1f, 0.5f, 0, 0, 0, 0}},
         {"rmsprop centered alpha 0.7 eps 1e-3 momentum 0.3",
-         {LSTM_OPT_RMSPROP, 0.05f, 0.3f, 0, 0, 0, 0, 1e-3f, 0.7f, 1, 0, 0}},
-        {"adadelta rho 0.5 eps 0.01 lr 0.7", {LSTM_OPT_ADADELTA, 0.7f, 0, 0, 0, 0, 0, 0.01f, 0, 0, 0.5f, 0}},
+         {LSTM_OPT_RMSPROP, 0.05f, 0.3f, 0, 0, 0, 0, 1e-3f, 0.7f, 1, 0, 0, 0}},
+        {"adadelta rho 0.5 eps 0.01 lr 0.7", {LSTM_OPT_ADADELTA, 0.7f, 0, 0, 0, 0, 0, 0.01f, 0, 0, 0.5f, 0, 0}},
         {"sgd momentum 0.5 dampening 0.5 weight_decay 0.1",
-         {LSTM_OPT_SGD, 0.1f, 0.5f, 0.5f, 0, 0, 0, 0, 0, 0, 0, 0.1f}},
+         {LSTM_OPT_SGD, 0.1f, 0.5f, 0.5f, 0, 0, 0, 0, 0, 0, 0, 0.1f, 0}},
     };
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
         const lstm_optim_config *c = &cases[k].c;
@@ -407,6 +407,108 @@ static void test_clip_exact(void) {
     }
 }
 
+/* lazy Adam (lstm_optim_config.lazy): over 6 steps of Adam and AdamW, the
+ * rows of a tensor marked sparse whose gradient is zero keep their weights
+ * bit for bit (and their moments: the next update of such a row is the
+ * reference's with the state it had); every other value follows torch's
+ * Adam (the double reference above) with the global step count. A 2-D
+ * tensor not marked sparse is updated whole, zero rows included. The norm
+ * of lstm_clip_grad_norm, which skips the zero rows of a sparse tensor, is
+ * the sum over every gradient in order, bit for bit. */
+static void test_lazy(void) {
+    for (int type = LSTM_OPT_ADAM; type <= LSTM_OPT_ADAMW; type++) {
+        lstm_error err;
+        lstm_params *p = lstm_params_create();
+        int64_t se[2] = {6, 3}, sd[2] = {2, 3}, sb[1] = {5};
+        int ie = lstm_params_declare(p, "emb", 2, se, &err);
+        int id = lstm_params_declare(p, "dense", 2, sd, &err);
+        int ib = lstm_params_declare(p, "bias", 1, sb, &err);
+        CHECK(lstm_params_alloc(p, &err) == LSTM_OK, "lazy: alloc: %s", err.msg);
+        lstm_params_set_sparse(p, ie, 1);
+        lstm_params_set_sparse(p, ib, 1); /* 1-D: ignored */
+        CHECK(lstm_params_sparse(p, ie) == 1 && lstm_params_sparse(p, id) == 0 &&
+                  lstm_params_sparse(p, ib) == 0 && lstm_params_sparse(p, 9) == 0,
+              "lazy: only a 2-D tensor can be marked sparse");
+        const int idx[3] = {ie, id, ib}, cnt[3] = {18, 6, 5};
+        lstm_optim_config c = lstm_optim_defaults((lstm_optimizer)type);
+        c.lr = 0.05f, c.weight_decay = 0.1f, c.lazy = 1;
+        lstm_rng rng;
+        lstm_rng_seed(&rng, 70 + type);
+        double w[29], g[29];
+        for (int t = 0, at = 0; t < 3; t++)
+            for (int i = 0; i < cnt[t]; i++, at++) {
+                w[at] = lstm_rng_normal(&rng);
+                float f = (float)w[at];
+                lstm_params_data(p, idx[t])[i] = f;
+                w[at] = f;
+            }
+        lstm_params_touch(p);
+        lstm_optim *o = lstm_optim_create(&c, p, &err);
+        ref_state rs;
+        memset(&rs, 0, sizeof rs);
+        float row5[3], row2_before[3], dense1[3];
+        memcpy(row5, lstm_params_data(p, ie) + 15, sizeof row5);
+        memcpy(dense1, lstm_params_data(p, id) + 3, sizeof dense1);
+        for (int k = 0; k < 6; k++) {
+            lstm_params_zero_grad(p);
+            double ss = 0;
+            for (int t = 0, at = 0; t < 3; t++)
+                for (int i = 0; i < cnt[t]; i++, at++) {
+                    int row = i / 3;
+                    /* emb: row 5 never used, row 2 not at step 3, row k % 5 not either;
+                     * dense: row 1 zero at every step */
+                    int zero = (t == 0 && (row == 5 || (row == 2 && k == 3) || row == k % 5)) ||
+                               (t == 1 && row == 1);
+                    float f = zero ? 0 : (float)lstm_rng_normal(&rng);
+                    lstm_params_grad(p, idx[t])[i] = f;
+                    g[at] = f;
+                    ss += (double)f * f;
+                }
+            float norm = lstm_clip_grad_norm(p, 0);
+            float want_norm = (float)sqrt(ss);
+            CHECK(memcmp(&norm, &want_norm, sizeof norm) == 0,
+                  "lazy %s step %d: the norm skips zero rows and is the same sum (%.9g, want %.9g)",
+                  lstm_optimizer_name(c.type), k + 1, (double)norm, (double)want_norm);
+            if (k == 3)
+                memcpy(row2_before, lstm_params_data(p, ie) + 6, sizeof row2_before);
+            lstm_optim_step(o, p, c.lr);
+            /* the reference, value by value with its own moments; a value of a
+             * zero row of emb is skipped */
+            for (int i = 0; i < 29; i++) {
+                int r = i / 3, used = i >= 18;
+                if (!used)
+                    for (int j = 0; j < 3; j++)
+                        used |= g[r * 3 + j] != 0;
+                if (!used)
+                    continue;
+                ref_state one;
+                memset(&one, 0, sizeof one);
+                one.m[0] = rs.m[i], one.v[0] = rs.v[i];
+                ref_step(&c, w + i, g + i, &one, 1, c.lr, k + 1);
+                rs.m[i] = one.m[0], rs.v[i] = one.v[0];
+            }
+            float got[29];
+            for (int t = 0, at = 0; t < 3; t++)
+                for (int i = 0; i < cnt[t]; i++, at++)
+                    got[at] = lstm_params_data(p, idx[t])[i];
+            CHECK_CLOSE(got, w, 29u, 1e-6, 1e-6, "lazy %s step %d: the used rows follow Adam, "
+                        "the unused rows of emb stay", lstm_optimizer_name(c.type), k + 1);
+            if (k == 3)
+                CHECK(memcmp(lstm_params_data(p, ie) + 6, row2_before, sizeof row2_before) == 0,
+                      "lazy %s: a row unused at step 4 keeps its weights bit for bit",
+                      lstm_optimizer_name(c.type));
+        }
+        CHECK(memcmp(lstm_params_data(p, ie) + 15, row5, sizeof row5) == 0,
+              "lazy %s: a row never used keeps its weights bit for bit",
+              lstm_optimizer_name(c.type));
+        CHECK(memcmp(lstm_params_data(p, id) + 3, dense1, sizeof dense1) != 0,
+              "lazy %s: a zero row of a tensor not marked sparse moves (its weight decay)",
+              lstm_optimizer_name(c.type));
+        lstm_optim_free(o);
+        lstm_params_free(p);
+    }
+}
+
 static void test_schedules(void) {
     lstm_st *st = open_fixture("schedules.safetensors");
     if (!st)
@@ -500,6 +602,7 @@ int main(int argc, char **argv) {
     test_hyperparameters();
     test_clip();
     test_clip_exact();
+    test_lazy();
     test_schedules();
     test_layers();
     return check_summary();

@@ -322,6 +322,7 @@ static int check_resume(int argc, char **argv, const lstm_model_config *mc,
         {"momentum", tc->optim.momentum != ct.optim.momentum, ct.optim.momentum},
         {"weight-decay", tc->optim.weight_decay != ct.optim.weight_decay, ct.optim.weight_decay},
         {"beta2", tc->optim.beta2 != ct.optim.beta2, ct.optim.beta2},
+        {"lazy-adam", tc->optim.lazy != ct.optim.lazy, ct.optim.lazy},
         {"schedule", tc->schedule != ct.schedule, ct.schedule},
         {"lr-min", tc->lr_min != ct.lr_min, ct.lr_min},
         {"decay", tc->decay != ct.decay, ct.decay},
@@ -368,6 +369,7 @@ int cmd_train(int argc, char **argv) {
     int threads = 0, quiet = 0, epochs = -1, no_char = 0, seed = 1, log_append = 0;
     int no_overlap = 0;
     float weight_decay = -1, momentum = -1, beta2 = -1;
+    int lazy = -1;
     cli_opt opts[] = {
         {"train", OPT_STR, &train_path, "FILE", "training data (required)"},
         {"valid", OPT_STR, &valid_path, "FILE", "validation data (default: hold out --valid-portion)"},
@@ -407,6 +409,7 @@ int cmd_train(int argc, char **argv) {
         {"momentum", OPT_FLOAT, &momentum, "M", "sgd, rmsprop momentum"},
         {"weight-decay", OPT_FLOAT, &weight_decay, "W", "weight decay"},
         {"beta2", OPT_FLOAT, &beta2, "B", "adam, adamw: the second moment's decay"},
+        {"lazy-adam", OPT_INT, &lazy, "0|1", "adam, adamw: leave the embedding rows a batch did not use as they are (LazyAdam)"},
         {"schedule", OPT_STR, &schedule, "S", "constant, cosine, step (decay per epoch), exponential"},
         {"lr-min", OPT_FLOAT, &tc.lr_min, "F", "cosine: the final rate as a fraction of --lr"},
         {"decay", OPT_FLOAT, &tc.decay, "G", "step/exponential: factor per epoch"},
@@ -432,6 +435,9 @@ int cmd_train(int argc, char **argv) {
         snprintf(about + strlen(about), sizeof about - strlen(about),
                  "\nThe model validated and saved: the weights' moving average (--ema %g).",
                  (double)tc.ema);
+    if (tc.optim.lazy)
+        snprintf(about + strlen(about), sizeof about - strlen(about),
+                 "\nAdam leaves the embedding rows a batch did not use as they are (--lazy-adam 1).");
     if (task == LSTM_TASK_CLASSIFY)
         snprintf(about + strlen(about), sizeof about - strlen(about),
                  "\nThe first %d tokens of each text.", mc.max_length);
@@ -485,6 +491,11 @@ int cmd_train(int argc, char **argv) {
         tc.optim.weight_decay = weight_decay;
     if (beta2 >= 0)
         tc.optim.beta2 = beta2;
+    if (lazy != -1) {
+        if (lazy != 0 && lazy != 1)
+            return cli_error(V, "--lazy-adam must be 0 or 1, not %d", lazy);
+        tc.optim.lazy = lazy;
+    }
     if (schedule) {
         static const char *names[] = {"constant", "step", "exponential", "cosine"};
         int found = -1;

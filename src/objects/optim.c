@@ -168,6 +168,41 @@ static void adadelta(const lstm_optim_config *c, float *w, const float *g, float
     }
 }
 
+/* Whether a row of n gradients holds anything but zeros (a sign bit
+ * alone counts as zero): an or of the bits, which vectorizes. */
+static int row_used(const float *g, size_t n) {
+    uint32_t any = 0;
+    for (size_t j = 0; j < n; j++) {
+        uint32_t b;
+        memcpy(&b, &g[j], sizeof b);
+        any |= b & 0x7fffffffu;
+    }
+    return any != 0;
+}
+
+/* Adam over the whole buffer, except that the rows of the tensors marked
+ * sparse whose gradient is zero are skipped (lstm_optim_config.lazy). The
+ * tensors lie in the buffer in the order of their indices. */
+static void lazy_adam(const lstm_optim_config *c, lstm_params *p, float *w, const float *g,
+                      float *m, float *v, size_t n, float lr, long step, int decoupled) {
+    const float *base = lstm_params_data_all(p);
+    size_t at = 0;
+    for (int i = 0; i < lstm_params_count(p); i++) {
+        if (!lstm_params_sparse(p, i))
+            continue;
+        size_t off = (size_t)(lstm_params_data(p, i) - base), numel = lstm_params_numel(p, i);
+        size_t cols = (size_t)lstm_params_shape(p, i)[1];
+        if (off + numel > n || cols == 0)
+            continue;
+        adam(c, w + at, g + at, m + at, v + at, off - at, lr, step, decoupled);
+        for (size_t r = off; r < off + numel; r += cols)
+            if (row_used(g + r, cols))
+                adam(c, w + r, g + r, m + r, v + r, cols, lr, step, decoupled);
+        at = off + numel;
+    }
+    adam(c, w + at, g + at, m + at, v + at, n - at, lr, step, decoupled);
+}
+
 void lstm_optim_step(lstm_optim *o, lstm_params *p, float lr) {
     float *w = lstm_params_data_all_mut(p), *g = lstm_params_grad_all(p);
     size_t n = o->n < lstm_params_size(p) ? o->n : lstm_params_size(p);
@@ -179,7 +214,11 @@ void lstm_optim_step(lstm_optim *o, lstm_params *p, float lr) {
         break;
     case LSTM_OPT_ADAM:
     case LSTM_OPT_ADAMW:
-        adam(c, w, g, o->buf[0], o->buf[1], n, lr, o->steps, c->type == LSTM_OPT_ADAMW);
+        if (c->lazy)
+            lazy_adam(c, p, w, g, o->buf[0], o->buf[1], n, lr, o->steps,
+                      c->type == LSTM_OPT_ADAMW);
+        else
+            adam(c, w, g, o->buf[0], o->buf[1], n, lr, o->steps, c->type == LSTM_OPT_ADAMW);
         break;
     case LSTM_OPT_RMSPROP: {
         int b = 1;
@@ -239,12 +278,34 @@ lstm_status lstm_optim_read(lstm_optim *o, const lstm_st *st, const char *prefix
     return lstm_ok(err);
 }
 
-float lstm_clip_grad_norm(lstm_params *p, float max_norm) {
-    float *g = lstm_params_grad_all(p);
-    size_t n = lstm_params_size(p);
-    double ss = 0;
+/* The sum of squares of g[0, n) in order, onto ss. */
+static double sum_squares(double ss, const float *g, size_t n) {
     for (size_t i = 0; i < n; i++)
         ss += (double)g[i] * g[i];
+    return ss;
+}
+
+float lstm_clip_grad_norm(lstm_params *p, float max_norm) {
+    float *g = lstm_params_grad_all(p);
+    const float *base = lstm_params_data_all(p);
+    size_t n = lstm_params_size(p), at = 0;
+    double ss = 0;
+    /* the sum in the order of the buffer; the zero rows of a sparse tensor
+     * add nothing and are skipped (the same sum, bit for bit) */
+    for (int i = 0; i < lstm_params_count(p); i++) {
+        if (!lstm_params_sparse(p, i))
+            continue;
+        size_t off = (size_t)(lstm_params_data(p, i) - base), numel = lstm_params_numel(p, i);
+        size_t cols = (size_t)lstm_params_shape(p, i)[1];
+        if (off + numel > n || cols == 0)
+            continue;
+        ss = sum_squares(ss, g + at, off - at);
+        for (size_t r = off; r < off + numel; r += cols)
+            if (row_used(g + r, cols))
+                ss = sum_squares(ss, g + r, cols);
+        at = off + numel;
+    }
+    ss = sum_squares(ss, g + at, n - at);
     double norm = sqrt(ss);
     if (max_norm > 0) {
         double coef = max_norm / (norm + 1e-6);

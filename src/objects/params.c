@@ -16,6 +16,7 @@ typedef struct {
     int64_t shape[LSTM_MAX_DIMS];
     size_t numel;
     size_t offset; /* in floats */
+    int sparse;    /* rows looked up by index, like nn.Embedding(sparse=True) */
     /* int8 (lstm_params_quantize, or NAME.int8 and NAME.scale in a file):
      * q (rows, cols) and scale (rows) are what the tensor computes with,
      * its floats hold scale * q; made again from the floats when they
@@ -147,6 +148,13 @@ const char *lstm_params_name(const lstm_params *p, int i) { return p->v[i].name;
 int lstm_params_ndim(const lstm_params *p, int i) { return p->v[i].ndim; }
 const int64_t *lstm_params_shape(const lstm_params *p, int i) { return p->v[i].shape; }
 size_t lstm_params_numel(const lstm_params *p, int i) { return p->v[i].numel; }
+void lstm_params_set_sparse(lstm_params *p, int i, int sparse) {
+    if (i >= 0 && i < p->n)
+        p->v[i].sparse = sparse != 0 && p->v[i].ndim == 2;
+}
+int lstm_params_sparse(const lstm_params *p, int i) {
+    return i >= 0 && i < p->n && p->v[i].sparse;
+}
 float *lstm_params_data(lstm_params *p, int i) { return p->data ? p->data + p->v[i].offset : NULL; }
 float *lstm_params_grad(lstm_params *p, int i) { return p->grad ? p->grad + p->v[i].offset : NULL; }
 size_t lstm_params_size(const lstm_params *p) { return p->total; }

@@ -120,6 +120,7 @@ lstm_status model_declare(lstm_model *m, lstm_error *err) {
         int64_t shape[2] = {vocab_size(f->vocab), f->dim};
         if ((f->param = lstm_params_declare(m->p, name, 2, shape, err)) < 0)
             return err ? err->status : LSTM_ERR_INVALID;
+        lstm_params_set_sparse(m->p, f->param, 1); /* a batch reads a few of its rows */
     }
     lstm_rnn_config rc = lstm_rnn_config_default(m->in_dim, c->hidden);
     rc.num_layers = c->layers;

@@ -361,6 +361,7 @@ static const struct {
     {"centered", OPT(centered), F_BOOL, 1, 0, 1, 0},
     {"rho", OPT(rho), F_FLOAT, 1, -INFINITY, INFINITY, 0},
     {"weight_decay", OPT(weight_decay), F_FLOAT, 1, -INFINITY, INFINITY, 0},
+    {"lazy", OPT(lazy), F_BOOL, 1, 0, 1, 1},
 };
 #undef TR
 #undef TC

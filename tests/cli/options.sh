@@ -456,6 +456,20 @@ equal "tag --vocab-size 10: 10 words, <pad> and <unk>" "$(shape tv.st embedding.
 printf 'The jury said .\n' >sent.txt
 run "predict with the small vocabulary" "$L" predict tv.st sent.txt
 
+# --lazy-adam 1 leaves the embedding rows a batch did not use as they are
+# (test_optim.c checks the rule): another tagger than the default (0, Adam on
+# every row); 0 is the default's bytes; the checkpoint records it and a resume
+# that contradicts it is refused; only 0 or 1
+run "tag --lazy-adam 1" "$L" train tag "${TG[@]}" --epochs 2 --batch 4 --lazy-adam 1 --out lazy.st --checkpoint lazy.ck
+run "tag, dense by default" "$L" train tag "${TG[@]}" --epochs 2 --batch 4 --out dense.st
+run "tag --lazy-adam 0" "$L" train tag "${TG[@]}" --epochs 2 --batch 4 --lazy-adam 0 --out dense0.st
+differ "--lazy-adam 1 trains another tagger than the default" <(weights dense.st) <(weights lazy.st)
+same "--lazy-adam 0 is the tagger's default" <(weights dense0.st) <(weights dense.st)
+has "the checkpoint records lazy Adam" '\"lazy\":true' "$(header lazy.ck)"
+refuse "--lazy-adam 2" "--lazy-adam must be 0 or 1" "$L" train tag "${TG[@]}" --lazy-adam 2 --out x.st
+refuse "--resume with another --lazy-adam" "--lazy-adam (the checkpoint's: 1)" \
+    "$L" train tag "${TG[@]}" --epochs 3 --batch 4 --lazy-adam 0 --resume lazy.ck --out x.st
+
 # ---- sample -------------------------------------------------------------------------
 # a model that has learnt something of the text: its distribution is peaked
 run "train a model to sample" "$L" train lm "${LM[@]}" --epochs 3 --out samp.st
