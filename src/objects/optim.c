@@ -180,25 +180,37 @@ static int row_used(const float *g, size_t n) {
     return any != 0;
 }
 
+/* The sparse tensors of p that lie within the first n floats, one at a
+ * time: *i is the index to look from (start at 0), advanced past the one
+ * found; its offset, element count and row length in off, numel, cols.
+ * Returns 0 when there is none left. The tensors lie in the buffer in the
+ * order of their indices. */
+static int next_sparse(lstm_params *p, int *i, size_t n, size_t *off, size_t *numel,
+                       size_t *cols) {
+    const float *base = lstm_params_data_all(p);
+    for (; *i < lstm_params_count(p); (*i)++) {
+        if (!lstm_params_sparse(p, *i))
+            continue;
+        *off = (size_t)(lstm_params_data(p, *i) - base), *numel = lstm_params_numel(p, *i);
+        *cols = (size_t)lstm_params_shape(p, *i)[1];
+        if (*off + *numel <= n && *cols > 0) {
+            (*i)++;
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* Adam over the whole buffer, except that the rows of the tensors marked
- * sparse whose gradient is zero are skipped (lstm_optim_config.lazy). The
- * tensors lie in the buffer in the order of their indices. */
+ * sparse whose gradient is zero are skipped (lstm_optim_config.lazy). */
 static void lazy_adam(const lstm_optim_config *c, lstm_params *p, float *w, const float *g,
                       float *m, float *v, size_t n, float lr, long step, int decoupled) {
-    const float *base = lstm_params_data_all(p);
-    size_t at = 0;
-    for (int i = 0; i < lstm_params_count(p); i++) {
-        if (!lstm_params_sparse(p, i))
-            continue;
-        size_t off = (size_t)(lstm_params_data(p, i) - base), numel = lstm_params_numel(p, i);
-        size_t cols = (size_t)lstm_params_shape(p, i)[1];
-        if (off + numel > n || cols == 0)
-            continue;
+    size_t at = 0, off, numel, cols;
+    for (int i = 0; next_sparse(p, &i, n, &off, &numel, &cols); at = off + numel) {
         adam(c, w + at, g + at, m + at, v + at, off - at, lr, step, decoupled);
         for (size_t r = off; r < off + numel; r += cols)
             if (row_used(g + r, cols))
                 adam(c, w + r, g + r, m + r, v + r, cols, lr, step, decoupled);
-        at = off + numel;
     }
     adam(c, w + at, g + at, m + at, v + at, n - at, lr, step, decoupled);
 }
@@ -287,23 +299,15 @@ static double sum_squares(double ss, const float *g, size_t n) {
 
 float lstm_clip_grad_norm(lstm_params *p, float max_norm) {
     float *g = lstm_params_grad_all(p);
-    const float *base = lstm_params_data_all(p);
-    size_t n = lstm_params_size(p), at = 0;
+    size_t n = lstm_params_size(p), at = 0, off, numel, cols;
     double ss = 0;
     /* the sum in the order of the buffer; the zero rows of a sparse tensor
      * add nothing and are skipped (the same sum, bit for bit) */
-    for (int i = 0; i < lstm_params_count(p); i++) {
-        if (!lstm_params_sparse(p, i))
-            continue;
-        size_t off = (size_t)(lstm_params_data(p, i) - base), numel = lstm_params_numel(p, i);
-        size_t cols = (size_t)lstm_params_shape(p, i)[1];
-        if (off + numel > n || cols == 0)
-            continue;
+    for (int i = 0; next_sparse(p, &i, n, &off, &numel, &cols); at = off + numel) {
         ss = sum_squares(ss, g + at, off - at);
         for (size_t r = off; r < off + numel; r += cols)
             if (row_used(g + r, cols))
                 ss = sum_squares(ss, g + r, cols);
-        at = off + numel;
     }
     ss = sum_squares(ss, g + at, n - at);
     double norm = sqrt(ss);
