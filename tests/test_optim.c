@@ -14,6 +14,9 @@
 #include "check.h"
 #include "lstm.h"
 
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -292,6 +295,106 @@ static void test_hyperparameters(void) {
             ref_step(c, wd, gd, &rs, 9, c->lr, step);
         }
         CHECK_CLOSE(w, wd, 9u, 1e-6, 1e-6, "%s: 6 steps as torch.optim", cases[k].what);
+        lstm_optim_free(o);
+        lstm_params_free(p);
+    }
+}
+
+/* Optimizer state that decays toward zero is stored as zero once it falls
+ * below FLT_MIN (optim.c, flush): subnormals made the tagger's Adam a
+ * third slower. A gradient on the first steps, then 3000 zero ones: every
+ * kind of state must decay past FLT_MIN, hold no subnormal at any point,
+ * and the weights must still follow torch.optim's rule. */
+static int state_subnormals(const lstm_optim *o, int n) {
+    lstm_error err;
+    lstm_st_writer *w = lstm_st_writer_create();
+    void *buf = NULL;
+    size_t len = 0;
+    int bad = -1;
+    if (lstm_optim_write(o, w, "optim.", &err) == LSTM_OK &&
+        lstm_st_writer_to_memory(w, &buf, &len, &err) == LSTM_OK) {
+        lstm_st *st = lstm_st_from_memory(buf, len, "optimizer state", &err);
+        bad = 0;
+        char name[32];
+        for (int b = 0; st && b < 4; b++) {
+            snprintf(name, sizeof name, "optim.state%d", b);
+            const lstm_st_tensor *t = lstm_st_find(st, name);
+            float v[64];
+            if (!t)
+                break;
+            if (t->numel < (size_t)n || t->numel > 64 ||
+                lstm_st_read_f32(st, t, v, t->numel, &err) != LSTM_OK) {
+                bad = -1;
+                break;
+            }
+            for (int i = 0; i < n; i++)
+                bad += fpclassify(v[i]) == FP_SUBNORMAL;
+        }
+        lstm_st_free(st);
+    }
+    free(buf);
+    lstm_st_writer_free(w);
+    return bad;
+}
+
+static void test_subnormal_state(void) {
+    struct {
+        const char *what;
+        lstm_optim_config c;
+    } cases[] = {
+        /* type, lr, momentum, dampening, nesterov, beta1, beta2, eps, alpha, centered, rho, wd, lazy */
+        {"adam", {LSTM_OPT_ADAM, 1e-3f, 0, 0, 0, 0.9f, 0.97f, 1e-8f, 0, 0, 0, 0, 0}},
+        /* lr * weight_decay = 2^-14: the float shrink factor is exact, so
+           3000 steps of it do not drift from the double reference */
+        {"adamw", {LSTM_OPT_ADAMW, 0x1p-10f, 0, 0, 0, 0.9f, 0.97f, 1e-8f, 0, 0, 0, 0x1p-4f, 0}},
+        {"sgd momentum 0.9", {LSTM_OPT_SGD, 0.01f, 0.9f, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}},
+        {"rmsprop centered momentum 0.9",
+         {LSTM_OPT_RMSPROP, 1e-3f, 0.9f, 0, 0, 0, 0, 1e-8f, 0.97f, 1, 0, 0, 0}},
+        {"adadelta rho 0.95", {LSTM_OPT_ADADELTA, 1.0f, 0, 0, 0, 0, 0, 1e-6f, 0, 0, 0.95f, 0, 0}},
+    };
+    enum { N = 8, STEPS = 3000 };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        const lstm_optim_config *c = &cases[k].c;
+        lstm_error err;
+        lstm_params *p = lstm_params_create();
+        int64_t shape[1] = {N};
+        int ip = lstm_params_declare(p, "w", 1, shape, &err);
+        lstm_params_alloc(p, &err);
+        lstm_optim *o = lstm_optim_create(c, p, &err);
+        CHECK(o != NULL, "%s: create: %s", cases[k].what, err.msg);
+        if (!o) {
+            lstm_params_free(p);
+            continue;
+        }
+        float *w = lstm_params_data(p, ip), *g = lstm_params_grad(p, ip);
+        double wd[N], gd[N];
+        ref_state rs;
+        memset(&rs, 0, sizeof rs);
+        for (int i = 0; i < N; i++)
+            wd[i] = w[i] = 0.5f - 0.1f * (float)i;
+        int subnormal_steps = 0, unreadable = 0;
+        for (int step = 1; step <= STEPS; step++) {
+            for (int i = 0; i < N; i++)
+                gd[i] = g[i] = step <= 3 ? 0.3f * (float)(i + 1) : 0.0f;
+            lstm_optim_step(o, p, c->lr);
+            ref_step(c, wd, gd, &rs, N, c->lr, step);
+            int bad = state_subnormals(o, N);
+            unreadable += bad < 0;
+            subnormal_steps += bad > 0;
+        }
+        CHECK(unreadable == 0, "%s: the state could not be read on %d steps", cases[k].what,
+              unreadable);
+        CHECK(subnormal_steps == 0, "%s: optimizer state held subnormals on %d of %d steps",
+              cases[k].what, subnormal_steps, STEPS);
+        /* the state the double reference ends with lies below FLT_MIN, so
+           the flush was exercised, not merely never needed */
+        double least = INFINITY;
+        for (int i = 0; i < N; i++)
+            least = fmin(least, fabs(rs.m[i]));
+        CHECK(least < FLT_MIN, "%s: the reference state decays below FLT_MIN (%g)",
+              cases[k].what, least);
+        CHECK_CLOSE(w, wd, (unsigned)N, 1e-6, 1e-5, "%s: %d steps as torch.optim", cases[k].what,
+                    STEPS);
         lstm_optim_free(o);
         lstm_params_free(p);
     }
@@ -603,6 +706,7 @@ int main(int argc, char **argv) {
     test_clip();
     test_clip_exact();
     test_lazy();
+    test_subnormal_state();
     test_schedules();
     test_layers();
     return check_summary();
