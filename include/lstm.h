@@ -745,6 +745,12 @@ typedef struct {
     int peephole;      /* 1: peephole weights lstm.weight_peephole_l{k} */
     float cell_clip;   /* > 0: the gates' pre-activations clamped to +-cell_clip */
     int input_forget;  /* 1: coupled input and forget gates, f = 1 - i */
+    /* tag with char_features: the longest suffix and prefix embedded (a
+     * table each for suffix1..suffixN, then prefix1..prefixN). suffixes 0
+     * means 3, what files written before the field hold; 1..5. prefixes
+     * 0..4 (0: none). */
+    int suffixes;
+    int prefixes;
 } lstm_model_config;
 
 /* The defaults of each task (what `lstm train TASK` uses without options). */

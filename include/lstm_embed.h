@@ -81,7 +81,8 @@ typedef enum {
     LSTM_EMBED_TAG = 3
 } lstm_embed_task;
 
-#define LSTM_EMBED_MAX_FEATURES 6
+/* the tagger's: word, suffix1..5, shape, prefix1..4 */
+#define LSTM_EMBED_MAX_FEATURES 11
 
 /* A model. Sizes: I input, H hidden, P proj_size (0: none), Ho = P or H,
  * L layers, D = 2 when bidirectional else 1. Every array of a layer is

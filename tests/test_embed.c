@@ -411,6 +411,7 @@ static const char *tag_text = "The\tDT\ndog\tNN\nruns\tVBZ\n.\t.\n\nA\tDT\ncat\t
 typedef struct {
     lstm_task task;
     int layers, hidden, proj, bidirectional, char_features;
+    int suffixes, prefixes; /* tag with char_features (lstm_model_config's) */
 } task_case;
 
 /* log-softmax of z[0..V) in double. */
@@ -468,6 +469,7 @@ static void test_task(const task_case *tc, lstm_ctx *lctx) {
     lstm_model_config cfg = lstm_model_defaults(tc->task);
     cfg.embedding = 8, cfg.hidden = tc->hidden, cfg.layers = tc->layers, cfg.proj = tc->proj;
     cfg.bidirectional = tc->bidirectional, cfg.char_features = tc->char_features;
+    cfg.suffixes = tc->suffixes, cfg.prefixes = tc->prefixes;
     cfg.vocab_size = 0, cfg.min_count = 1, cfg.dropout = 0;
     lstm_rng rng;
     lstm_rng_seed(&rng, 7 + tc->layers * 3 + tc->bidirectional);
@@ -478,9 +480,10 @@ static void test_task(const task_case *tc, lstm_ctx *lctx) {
         return;
     }
     char what[128];
-    snprintf(what, sizeof what, "%s L%d H%d P%d %s%s", lstm_task_name(tc->task), tc->layers,
-             tc->hidden, tc->proj, tc->bidirectional ? "bidirectional" : "forward",
-             tc->char_features ? " +char features" : "");
+    snprintf(what, sizeof what, "%s L%d H%d P%d %s%s suffixes %d prefixes %d",
+             lstm_task_name(tc->task), tc->layers, tc->hidden, tc->proj,
+             tc->bidirectional ? "bidirectional" : "forward",
+             tc->char_features ? " +char features" : "", tc->suffixes, tc->prefixes);
     /* the model file, as lstm_model_save writes it */
     lstm_st_writer *w = lstm_st_writer_create();
     void *buf;
@@ -719,11 +722,13 @@ int main(void) {
     lstm_error err;
     lstm_ctx *lctx = lstm_ctx_create(NULL, &err);
     static const task_case cases[] = {
-        {LSTM_TASK_LM, 2, 12, 0, 0, 0},       {LSTM_TASK_LM, 1, 10, 4, 0, 0},
-        {LSTM_TASK_CLASSIFY, 1, 12, 0, 0, 0}, {LSTM_TASK_CLASSIFY, 2, 10, 5, 1, 0},
-        {LSTM_TASK_CLASSIFY, 1, 11, 0, 1, 0}, {LSTM_TASK_CLASSIFY, 3, 8, 0, 1, 0},
-        {LSTM_TASK_TAG, 2, 12, 0, 0, 1},      {LSTM_TASK_TAG, 1, 10, 0, 1, 1},
-        {LSTM_TASK_TAG, 2, 9, 4, 1, 0},
+        {LSTM_TASK_LM, 2, 12, 0, 0, 0, 0, 0},       {LSTM_TASK_LM, 1, 10, 4, 0, 0, 0, 0},
+        {LSTM_TASK_CLASSIFY, 1, 12, 0, 0, 0, 0, 0}, {LSTM_TASK_CLASSIFY, 2, 10, 5, 1, 0, 0, 0},
+        {LSTM_TASK_CLASSIFY, 1, 11, 0, 1, 0, 0, 0}, {LSTM_TASK_CLASSIFY, 3, 8, 0, 1, 0, 0, 0},
+        {LSTM_TASK_TAG, 2, 12, 0, 0, 1, 0, 0},      {LSTM_TASK_TAG, 1, 10, 0, 1, 1, 0, 0},
+        {LSTM_TASK_TAG, 2, 9, 4, 1, 0, 0, 0},
+        /* the most features a tagger has: suffix1..5, shape, prefix1..4 */
+        {LSTM_TASK_TAG, 1, 8, 0, 1, 1, 5, 4}, {LSTM_TASK_TAG, 1, 9, 0, 0, 1, 4, 2},
     };
     for (size_t i = 0; lctx && i < sizeof cases / sizeof *cases; i++)
         test_task(&cases[i], lctx);

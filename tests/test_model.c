@@ -261,7 +261,7 @@ static void test_config_round_trip(void) {
     want[0].peephole = 1, want[0].cell_clip = 0.3f, want[0].input_forget = 1;
     want[1].embedding = 5, want[1].hidden = 4, want[1].layers = 1, want[1].bidirectional = 0;
     want[1].dropout = 0.1f, want[1].vocab_size = 3, want[1].min_count = 2;
-    want[1].char_features = 0;
+    want[1].char_features = 1, want[1].suffixes = 2, want[1].prefixes = 1; /* options.sh: 0 */
     const char *texts[2] = {cls_text, tag_text};
     lstm_ctx *ctx = lstm_ctx_create(NULL, &err);
     for (int k = 0; k < 2; k++) {
@@ -282,7 +282,8 @@ static void test_config_round_trip(void) {
                       g->vocab_size == w->vocab_size && g->min_count == w->min_count &&
                       g->byte_tokens == w->byte_tokens && g->max_length == w->max_length &&
                       g->char_features == w->char_features && g->peephole == w->peephole &&
-                      g->cell_clip == w->cell_clip && g->input_forget == w->input_forget,
+                      g->cell_clip == w->cell_clip && g->input_forget == w->input_forget &&
+                      g->suffixes == w->suffixes && g->prefixes == w->prefixes,
                   "%s: the loaded model has every setting it was trained with",
                   lstm_task_name(w->task));
             /* the LSTM in the file, as `lstm forward` reads it */

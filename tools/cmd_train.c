@@ -309,6 +309,9 @@ static int check_resume(int argc, char **argv, const lstm_model_config *mc,
         {"tokens", mc->byte_tokens != cm.byte_tokens, cm.byte_tokens},
         {"max-length", mc->max_length != cm.max_length, cm.max_length},
         {"no-char-features", mc->char_features != cm.char_features, cm.char_features},
+        {"suffixes", (mc->suffixes ? mc->suffixes : 3) != (cm.suffixes ? cm.suffixes : 3),
+         cm.suffixes ? cm.suffixes : 3},
+        {"prefixes", mc->prefixes != cm.prefixes, cm.prefixes},
         {"forget-bias", 1, NAN}, /* initialisation only: nothing to continue */
         {"peephole", mc->peephole != cm.peephole, cm.peephole},
         {"cell-clip", mc->cell_clip != cm.cell_clip, cm.cell_clip},
@@ -398,6 +401,8 @@ int cmd_train(int argc, char **argv) {
         {"tokens", OPT_STR, &tokens, "word|byte", "classify: what a token is"},
         {"max-length", OPT_INT, &mc.max_length, "N", "classify: tokens kept from the start of a text (0: all)"},
         {"no-char-features", OPT_FLAG, &no_char, NULL, "tag: the word embedding only, no suffix/shape features"},
+        {"suffixes", OPT_INT, &mc.suffixes, "N", "tag: embed the last 1 to N letters (1-5)"},
+        {"prefixes", OPT_INT, &mc.prefixes, "N", "tag: embed the first 1 to N letters (0-4; 0: none)"},
         {"forget-bias", OPT_FLOAT, &mc.forget_bias, "F", "added to the forget gates' initial bias"},
         {"peephole", OPT_FLAG, &mc.peephole, NULL, "ONNX's peephole connections: i, f read c_{t-1}, o reads c_t"},
         {"cell-clip", OPT_FLOAT, &mc.cell_clip, "C", "ONNX's clip: the gates' pre-activations clamped to [-C, C] (0: off)"},
@@ -466,6 +471,19 @@ int cmd_train(int argc, char **argv) {
     tc.seed = (uint64_t)seed;
     if (no_char)
         mc.char_features = 0;
+    for (int k = 0; k < 2; k++) { /* --suffixes, --prefixes */
+        const char *name = k ? "prefixes" : "suffixes";
+        int v = k ? mc.prefixes : mc.suffixes, lo = k ? 0 : 1, hi = k ? 4 : 5;
+        if (!given(argc - 1, argv + 1, name))
+            continue;
+        if (task != LSTM_TASK_TAG)
+            return cli_error(V, "--%s is the tagger's (lstm train tag), not %s's", name, argv[1]);
+        if (no_char)
+            return cli_error(V, "--%s adds to the suffix and shape features: it cannot go "
+                                "with --no-char-features", name);
+        if (v < lo || v > hi)
+            return cli_error(V, "--%s must be %d to %d, not %d", name, lo, hi, v);
+    }
     if (tokens) {
         if (strcmp(tokens, "word") && strcmp(tokens, "byte"))
             return cli_error(V, "--tokens must be word or byte, not '%s'", tokens);

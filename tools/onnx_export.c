@@ -387,8 +387,13 @@ static lstm_status task_graph(builder *b, const lstm_st *st, const onnx_export_o
     int C = (int)dw->shape[0];
     const char *tb[2] = {"T", "B"}, *bb[1] = {"B"}, *st3[3] = {NULL, "B", NULL};
     int64_t ss[3] = {(int64_t)L * D, 0, H};
-    const char *embs[8];
-    for (int f = 0; f < nf && f < 8; f++) {
+    const char *embs[16];
+    if (nf < 1 || nf > (int)(sizeof embs / sizeof *embs)) {
+        s = lstm_fail(err, LSTM_ERR_SHAPE, "%s: %d embedded features, not 1 to %d",
+                      lstm_st_name(st), nf, (int)(sizeof embs / sizeof *embs));
+        goto out;
+    }
+    for (int f = 0; f < nf; f++) {
         int dim;
         const char *name = lstm_model_feature(m, f, &dim);
         const char *ids = str(b, "ids.%s", name), *tab = str(b, "embedding.%s.weight", name);

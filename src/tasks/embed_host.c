@@ -257,8 +257,14 @@ static lstm_vocab *meta_vocab(const lstm_st *st, const char *key, lstm_error *er
 /* The features, decoder, labels and byte map of a task model. */
 static lstm_status load_task(lstm_embed_host *h, const lstm_st *st, const char *task,
                              lstm_error *err) {
-    static const char *const names[3][5] = {
-        {"byte"}, {"token"}, {"word", "suffix1", "suffix2", "suffix3", "shape"}};
+    /* the tagger's in the order task_tag.c concatenates them: those the
+       file has, in this order (the configuration decides which it has) */
+    static const char *const names[3][MAX_FEATURES] = {
+        {"byte"},
+        {"token"},
+        {"word", "suffix1", "suffix2", "suffix3", "suffix4", "suffix5", "shape", "prefix1",
+         "prefix2", "prefix3", "prefix4"}};
+    _Static_assert(MAX_FEATURES == LSTM_EMBED_MAX_FEATURES, "one limit on the features");
     lstm_embed_model *m = &h->m;
     const char *file = lstm_st_name(st);
     int which = !strcmp(task, "lm") ? 0 : !strcmp(task, "classify") ? 1 : !strcmp(task, "tag") ? 2 : -1;
@@ -267,18 +273,21 @@ static lstm_status load_task(lstm_embed_host *h, const lstm_st *st, const char *
                          file, task);
     m->task = (lstm_embed_task)(which + 1);
     int dims = 0;
-    for (int f = 0; f < 5 && names[which][f]; f++) {
+    m->nfeat = 0;
+    for (int f = 0; f < MAX_FEATURES && names[which][f]; f++) {
         char name[64];
         snprintf(name, sizeof name, "embedding.%s.weight", names[which][f]);
-        int r = load_matrix(h, st, "", name, -1, -1, &m->embedding[f], err);
+        int r = load_matrix(h, st, "", name, -1, -1, &m->embedding[m->nfeat], err);
         if (r < 0)
             return err->status;
         if (r == 0 && f == 0)
             return lstm_fail(err, LSTM_ERR_SHAPE, "%s: no %s", file, name);
+        if (r == 0 && m->nfeat == 1)
+            break; /* the word alone */
         if (r == 0)
-            break;
-        dims += m->embedding[f].cols;
-        m->nfeat = f + 1;
+            continue;
+        dims += m->embedding[m->nfeat].cols;
+        m->nfeat++;
     }
     if (dims != m->input_size)
         return lstm_fail(err, LSTM_ERR_SHAPE,

@@ -48,6 +48,11 @@ lstm_status model_check_config(const lstm_model_config *c, lstm_error *err) {
     if (c->proj < 0 || c->proj >= c->hidden)
         return lstm_fail(err, LSTM_ERR_INVALID, "proj %d must be 0 or less than hidden %d",
                          c->proj, c->hidden);
+    if (c->suffixes < 0 || c->suffixes > TAG_MAX_SUFFIXES || c->prefixes < 0 ||
+        c->prefixes > TAG_MAX_PREFIXES)
+        return lstm_fail(err, LSTM_ERR_INVALID,
+                         "suffixes %d must be 1 to %d (0: 3), prefixes %d 0 to %d", c->suffixes,
+                         TAG_MAX_SUFFIXES, c->prefixes, TAG_MAX_PREFIXES);
     if (c->vocab_size < 0 || c->min_count < 0 || c->max_length < 0)
         return lstm_fail(err, LSTM_ERR_INVALID, "vocab_size, min_count, max_length must be >= 0");
     if ((c->bidirectional | 1) != 1 || (c->byte_tokens | 1) != 1 || (c->char_features | 1) != 1 ||

@@ -35,6 +35,8 @@ static const struct {
     {"proj", offsetof(lstm_model_config, proj), 0, 8191, 0, 1},
     {"peephole", offsetof(lstm_model_config, peephole), 0, 1, 1, 2},
     {"input_forget", offsetof(lstm_model_config, input_forget), 0, 1, 1, 2},
+    {"suffixes", offsetof(lstm_model_config, suffixes), 0, TAG_MAX_SUFFIXES, 0, 2},
+    {"prefixes", offsetof(lstm_model_config, prefixes), 0, TAG_MAX_PREFIXES, 0, 2},
 };
 #define NFIELDS (sizeof config_fields / sizeof config_fields[0])
 

@@ -21,7 +21,10 @@ static inline size_t task_mul_size(size_t a, size_t b) {
     return __builtin_mul_overflow(a, b, &r) ? (size_t)-1 : r;
 }
 
-#define MAX_FEATURES 6
+/* The tagger's features: the word, suffix1..5, the shape, prefix1..4. */
+#define TAG_MAX_SUFFIXES 5
+#define TAG_MAX_PREFIXES 4
+#define MAX_FEATURES (2 + TAG_MAX_SUFFIXES + TAG_MAX_PREFIXES)
 #define PAD_ID 0 /* id 0 of every vocabulary: padding (never a real token) */
 #define UNK_ID 1 /* id 1: anything not in the vocabulary */
 
@@ -33,7 +36,7 @@ extern const char *const task_specials[2];
 typedef struct {
     char name[16];     /* tensor embedding.<name>.weight, metadata lstm.vocab.<name> */
     int kind;          /* what the task looks it up by (its own enum) */
-    int k;             /* a parameter of the kind (tag: a suffix's length) */
+    int k;             /* a parameter of the kind (tag: an affix's length) */
     int dim;
     lstm_vocab *vocab; /* ids 0 <pad>, 1 <unk>, then the entries */
     int param;         /* the table (vocab size, dim) in the model's params */

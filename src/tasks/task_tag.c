@@ -1,10 +1,11 @@
 /* task_tag.c - the part-of-speech tagger: "word<TAB>tag" files (a blank
  * line after each sentence) or one sentence per line to predict on; the
- * embedding of the lowercased word beside embeddings of its last one, two
- * and three letters and of its shape; a tag per word; accuracy on all words
- * and on words never seen in training.
+ * embedding of the lowercased word beside embeddings of its last one to
+ * `suffixes` letters (3 by default), of its shape and of its first one to
+ * `prefixes` letters (none by default); a tag per word; accuracy on all
+ * words and on words never seen in training.
  *
- *   [word | suffix1..3 | shape] embeddings -> BiLSTM -> linear -> tag
+ *   [word | suffix1..S | shape | prefix1..P] embeddings -> BiLSTM -> linear -> tag
  */
 #include "task.h"
 
@@ -14,7 +15,7 @@
 #include <string.h>
 
 /* What a feature is looked up by. */
-enum { FEAT_WORD, FEAT_SUFFIX, FEAT_SHAPE };
+enum { FEAT_WORD, FEAT_SUFFIX, FEAT_SHAPE, FEAT_PREFIX };
 
 static void defaults(lstm_model_config *c, lstm_train_config *tc) {
     c->embedding = 100;
@@ -274,6 +275,12 @@ static size_t feature_key(const feature *f, const char *word, char *buf, size_t 
             buf[i] = (char)lower((unsigned char)word[len - k + i]);
         return k;
     }
+    case FEAT_PREFIX: {
+        size_t k = (size_t)f->k < len ? (size_t)f->k : len;
+        for (size_t i = 0; i < k; i++)
+            buf[i] = (char)lower((unsigned char)word[i]);
+        return k;
+    }
     case FEAT_SHAPE:
         return word_shape(word, buf);
     default:
@@ -281,19 +288,32 @@ static size_t feature_key(const feature *f, const char *word, char *buf, size_t 
     }
 }
 
+/* The features in the order their embeddings are concatenated: the word;
+ * with char_features suffix1..suffixN, the shape, prefix1..prefixN (the
+ * first five are what every model before the affix options had). An
+ * affix of k letters gets 8, 16, then 32 values. */
+static void add_feature(lstm_model *m, const char *name, int kind, int k, int dim) {
+    feature *f = &m->feat[m->nfeat++];
+    snprintf(f->name, sizeof f->name, "%s", name);
+    f->kind = kind, f->k = k, f->param = -1, f->dim = dim;
+}
+
 static void features(lstm_model *m) {
-    static const struct {
-        const char *name;
-        int kind, k, dim;
-    } all[] = {{"word", FEAT_WORD, 0, 0},      {"suffix1", FEAT_SUFFIX, 1, 8},
-               {"suffix2", FEAT_SUFFIX, 2, 16}, {"suffix3", FEAT_SUFFIX, 3, 32},
-               {"shape", FEAT_SHAPE, 0, 8}};
-    m->nfeat = m->cfg.char_features ? 5 : 1;
-    for (int i = 0; i < m->nfeat; i++) {
-        feature *f = &m->feat[i];
-        snprintf(f->name, sizeof f->name, "%s", all[i].name);
-        f->kind = all[i].kind, f->k = all[i].k, f->param = -1;
-        f->dim = i == 0 ? m->cfg.embedding : all[i].dim;
+    static const int affix_dim[] = {8, 16, 32, 32, 32};
+    char name[16];
+    m->nfeat = 0;
+    add_feature(m, "word", FEAT_WORD, 0, m->cfg.embedding);
+    if (!m->cfg.char_features)
+        return;
+    int suffixes = m->cfg.suffixes ? m->cfg.suffixes : 3;
+    for (int k = 1; k <= suffixes; k++) {
+        snprintf(name, sizeof name, "suffix%d", k);
+        add_feature(m, name, FEAT_SUFFIX, k, affix_dim[k - 1]);
+    }
+    add_feature(m, "shape", FEAT_SHAPE, 0, 8);
+    for (int k = 1; k <= m->cfg.prefixes; k++) {
+        snprintf(name, sizeof name, "prefix%d", k);
+        add_feature(m, name, FEAT_PREFIX, k, affix_dim[k - 1]);
     }
 }
 

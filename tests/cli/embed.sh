@@ -58,8 +58,10 @@ run "train classify" "$L" train classify --train "$tmp/cls.txt" --out "$tmp/cls.
     --bidirectional 1 "${COMMON[@]}"
 run "train tag" "$L" train tag --train "$tmp/tag.tsv" --out "$tmp/tag.st" --hidden 24 \
     --layers 2 --bidirectional 1 "${COMMON[@]}"
+run "train tag with every affix table" "$L" train tag --train "$tmp/tag.tsv" --out "$tmp/tagx.st" \
+    --hidden 16 --suffixes 5 --prefixes 4 "${COMMON[@]}"
 cp "$root/tests/fixtures/lstm_layers2_bidir_proj_lengths_h0.safetensors" "$tmp/bare.st"
-names=(lm cls tag bare)
+names=(lm cls tag tagx bare)
 
 # the int8 forms, when this build has lstm quantize
 if "$L" quantize --help >/dev/null 2>&1; then

@@ -451,6 +451,35 @@ equal "--no-char-features: no suffix embedding" "$(shape nochar.st embedding.suf
 equal "--no-char-features: no shape embedding" "$(shape nochar.st embedding.shape.weight)" ""
 equal "--no-char-features: the LSTM reads the word only" "$(shape nochar.st lstm.weight_ih_l0)" 32,8
 equal "--no-char-features in the configuration" "$(config nochar.st char_features)" false
+# --suffixes N, --prefixes N: tables for the last and first 1..N letters,
+# after the shape's (task_tag.c features); the runtime side is test_embed.c's
+run "train tag --suffixes 4 --prefixes 2" "$L" train tag "${TG[@]}" --suffixes 4 --prefixes 2 --out affix.st
+for f in suffix3:32 suffix4:32 shape:8 prefix1:8 prefix2:16; do
+    check "--suffixes 4 --prefixes 2: the ${f%:*} embedding is ${f#*:} wide" grep -q ",${f#*:}\$" <(shape affix.st "embedding.${f%:*}.weight")
+done
+equal "--suffixes 4 --prefixes 2: no suffix5 or prefix3" "$(shape affix.st embedding.suffix5.weight)$(shape affix.st embedding.prefix3.weight)" ""
+equal "--suffixes 4 --prefixes 2: the LSTM reads 8 + 64 + 32 + 24 values" "$(shape affix.st lstm.weight_ih_l0)" 32,128
+# the keys: a word's first and last letters, lowercased ("The" -> "th")
+has "prefix2's vocabulary holds the first two letters" '\"th\",' "$(header affix.st | grep -o 'lstm.vocab.prefix2":"[^]]*')"
+has "suffix4's vocabulary holds the last four letters" '\"tion\",' "$(header affix.st | grep -o 'lstm.vocab.suffix4":"[^]]*')"
+lacks "prefix2's vocabulary holds no word's last letters" '\"ng\",' "$(header affix.st | grep -o 'lstm.vocab.prefix2":"[^]]*')"
+equal "--suffixes 4 in the configuration" "$(config affix.st suffixes)" 4
+equal "--prefixes 2 in the configuration" "$(config affix.st prefixes)" 2
+lacks "the default tagger's configuration names no suffixes or prefixes (its bytes are those of before)" "prefixes" "$(header tag.st)"
+run "train tag --suffixes 2" "$L" train tag "${TG[@]}" --suffixes 2 --out suf2.st
+equal "--suffixes 2: no suffix3" "$(shape suf2.st embedding.suffix3.weight)" ""
+printf 'The jury said .\nUnheard-of prices rose .\n' >affix.txt
+run "predict with --suffixes 4 --prefixes 2" "$L" predict affix.st affix.txt
+equal "--suffixes 4 --prefixes 2: a tag for every word" "$(wc -w <out)" 8
+refuse "--suffixes 6" "--suffixes must be 1 to 5, not 6" "$L" train tag "${TG[@]}" --suffixes 6 --out x.st
+refuse "--prefixes 5" "--prefixes must be 0 to 4, not 5" "$L" train tag "${TG[@]}" --prefixes 5 --out x.st
+refuse "--prefixes with --no-char-features" "cannot go with --no-char-features" "$L" train tag "${TG[@]}" --no-char-features --prefixes 1 --out x.st
+refuse "--prefixes for the classifier" "--prefixes is the tagger's" "$L" train classify "${CL[@]}" --train cls.txt --prefixes 1 --out x.st
+run "tag --prefixes 1 with a checkpoint" "$L" train tag "${TG[@]}" --prefixes 1 --out p1.st --checkpoint p1.ck
+refuse "--resume with another --prefixes" "--prefixes (the checkpoint's: 1)" \
+    "$L" train tag "${TG[@]}" --epochs 2 --prefixes 2 --resume p1.ck --out x.st
+refuse "--resume with another --suffixes" "--suffixes (the checkpoint's: 3)" \
+    "$L" train tag "${TG[@]}" --epochs 2 --suffixes 4 --resume p1.ck --out x.st
 run "train tag --vocab-size 10" "$L" train tag "${TG[@]}" --vocab-size 10 --out tv.st
 equal "tag --vocab-size 10: 10 words, <pad> and <unk>" "$(shape tv.st embedding.word.weight | cut -d, -f1)" 12
 printf 'The jury said .\n' >sent.txt
