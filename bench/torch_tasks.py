@@ -260,8 +260,10 @@ def word_shape(w):
 
 
 # (name, kind, k, dim or None for --embedding)
+# (lstm's defaults since 2026-12-01: --suffixes 4 --prefixes 3, in its order)
 TAG_FEATURES = [("word", "word", 0, None), ("suffix1", "suffix", 1, 8), ("suffix2", "suffix", 2, 16),
-                ("suffix3", "suffix", 3, 32), ("shape", "shape", 0, 8)]
+                ("suffix3", "suffix", 3, 32), ("suffix4", "suffix", 4, 32), ("shape", "shape", 0, 8),
+                ("prefix1", "prefix", 1, 8), ("prefix2", "prefix", 2, 16), ("prefix3", "prefix", 3, 32)]
 
 
 def feature_key(kind, k, w):
@@ -269,6 +271,8 @@ def feature_key(kind, k, w):
         return w[:128].lower()
     if kind == "suffix":
         return w[len(w) - min(k, len(w)):].lower()
+    if kind == "prefix":
+        return w[:k].lower()
     return word_shape(w)
 
 

@@ -401,8 +401,8 @@ int cmd_train(int argc, char **argv) {
         {"tokens", OPT_STR, &tokens, "word|byte", "classify: what a token is"},
         {"max-length", OPT_INT, &mc.max_length, "N", "classify: tokens kept from the start of a text (0: all)"},
         {"no-char-features", OPT_FLAG, &no_char, NULL, "tag: the word embedding only, no suffix/shape features"},
-        {"suffixes", OPT_INT, &mc.suffixes, "N", "tag: embed the last 1 to N letters (1-5)"},
-        {"prefixes", OPT_INT, &mc.prefixes, "N", "tag: embed the first 1 to N letters (0-4; 0: none)"},
+        {"suffixes", OPT_INT, &mc.suffixes, "N", "tag: embed the last 1 to N letters (1-5; files before it: 3)"},
+        {"prefixes", OPT_INT, &mc.prefixes, "N", "tag: embed the first 1 to N letters (0-4; 0: none, as files before it)"},
         {"forget-bias", OPT_FLOAT, &mc.forget_bias, "F", "added to the forget gates' initial bias"},
         {"peephole", OPT_FLAG, &mc.peephole, NULL, "ONNX's peephole connections: i, f read c_{t-1}, o reads c_t"},
         {"cell-clip", OPT_FLOAT, &mc.cell_clip, "C", "ONNX's clip: the gates' pre-activations clamped to [-C, C] (0: off)"},
@@ -469,8 +469,8 @@ int cmd_train(int argc, char **argv) {
     else if (tc.time_limit > 0)
         tc.epochs = 0; /* until the time limit */
     tc.seed = (uint64_t)seed;
-    if (no_char)
-        mc.char_features = 0;
+    if (no_char) /* the word alone: no affix tables either */
+        mc.char_features = 0, mc.suffixes = 0, mc.prefixes = 0;
     for (int k = 0; k < 2; k++) { /* --suffixes, --prefixes */
         const char *name = k ? "prefixes" : "suffixes";
         int v = k ? mc.prefixes : mc.suffixes, lo = k ? 0 : 1, hi = k ? 4 : 5;

@@ -64,6 +64,9 @@ lstm_status model_write(const lstm_model *m, lstm_st_writer *w, lstm_error *err)
         return s;
     json_t *cfg = json_object();
     lstm_model_config copy = *c;
+    if (copy.suffixes == 3) /* what 0 means: a tagger with the features of before writes
+                               the bytes of before */
+        copy.suffixes = 0;
     for (size_t i = 0; cfg && i < NFIELDS; i++) {
         int v = *field(&copy, i);
         if (config_fields[i].optional == 2 && v == 0)
