@@ -272,16 +272,12 @@ static size_t feature_key(const feature *f, const char *word, char *buf, size_t 
             buf[i] = (char)lower((unsigned char)word[i]);
         return n;
     }
-    case FEAT_SUFFIX: {
+    case FEAT_SUFFIX:
+    case FEAT_PREFIX: { /* the last or first k letters (all of a shorter word) */
         size_t k = (size_t)f->k < len ? (size_t)f->k : len;
+        size_t from = f->kind == FEAT_SUFFIX ? len - k : 0;
         for (size_t i = 0; i < k; i++)
-            buf[i] = (char)lower((unsigned char)word[len - k + i]);
-        return k;
-    }
-    case FEAT_PREFIX: {
-        size_t k = (size_t)f->k < len ? (size_t)f->k : len;
-        for (size_t i = 0; i < k; i++)
-            buf[i] = (char)lower((unsigned char)word[i]);
+            buf[i] = (char)lower((unsigned char)word[from + i]);
         return k;
     }
     case FEAT_SHAPE:
