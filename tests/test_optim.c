@@ -249,6 +249,25 @@ static void check_reference(const char *file) {
 /* Hyper-parameters far from torch's defaults, one optimizer each: the
  * library against the reference over 6 steps, 1e-6 + 1e-6 |want| as for
  * the fixtures (float32 updates, rounding only). */
+/* One tensor "w" of n floats and an optimizer c over it; NULL (a failed
+ * check, nothing to free) when either cannot be made. */
+static lstm_optim *one_tensor(const lstm_optim_config *c, const char *what, int n,
+                              lstm_params **pp, float **w, float **g) {
+    lstm_error err = {0};
+    lstm_params *p = lstm_params_create();
+    int64_t shape[1] = {n};
+    int ip = p ? lstm_params_declare(p, "w", 1, shape, &err) : -1;
+    lstm_optim *o = ip >= 0 && lstm_params_alloc(p, &err) == LSTM_OK
+                        ? lstm_optim_create(c, p, &err) : NULL;
+    CHECK(o != NULL, "%s: create: %s", what, err.msg);
+    if (!o) {
+        lstm_params_free(p);
+        return NULL;
+    }
+    *pp = p, *w = lstm_params_data(p, ip), *g = lstm_params_grad(p, ip);
+    return o;
+}
+
 static void test_hyperparameters(void) {
     struct {
         const char *what;
@@ -269,20 +288,13 @@ static void test_hyperparameters(void) {
     };
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
         const lstm_optim_config *c = &cases[k].c;
-        lstm_error err;
-        lstm_params *p = lstm_params_create();
-        int64_t shape[1] = {9};
-        int ip = lstm_params_declare(p, "w", 1, shape, &err);
-        lstm_params_alloc(p, &err);
-        lstm_optim *o = lstm_optim_create(c, p, &err);
-        CHECK(o != NULL, "%s: create: %s", cases[k].what, err.msg);
-        if (!o) {
-            lstm_params_free(p);
+        lstm_params *p;
+        float *w, *g;
+        lstm_optim *o = one_tensor(c, cases[k].what, 9, &p, &w, &g);
+        if (!o)
             continue;
-        }
         lstm_rng rng;
         lstm_rng_seed(&rng, 100 + k);
-        float *w = lstm_params_data(p, ip), *g = lstm_params_grad(p, ip);
         double wd[9], gd[9];
         ref_state rs;
         memset(&rs, 0, sizeof rs);
@@ -355,18 +367,11 @@ static void test_subnormal_state(void) {
     enum { N = 8, STEPS = 3000 };
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
         const lstm_optim_config *c = &cases[k].c;
-        lstm_error err;
-        lstm_params *p = lstm_params_create();
-        int64_t shape[1] = {N};
-        int ip = lstm_params_declare(p, "w", 1, shape, &err);
-        lstm_params_alloc(p, &err);
-        lstm_optim *o = lstm_optim_create(c, p, &err);
-        CHECK(o != NULL, "%s: create: %s", cases[k].what, err.msg);
-        if (!o) {
-            lstm_params_free(p);
+        lstm_params *p;
+        float *w, *g;
+        lstm_optim *o = one_tensor(c, cases[k].what, N, &p, &w, &g);
+        if (!o)
             continue;
-        }
-        float *w = lstm_params_data(p, ip), *g = lstm_params_grad(p, ip);
         double wd[N], gd[N];
         ref_state rs;
         memset(&rs, 0, sizeof rs);
