@@ -446,6 +446,10 @@ int cmd_train(int argc, char **argv) {
     if (task == LSTM_TASK_CLASSIFY)
         snprintf(about + strlen(about), sizeof about - strlen(about),
                  "\nThe first %d tokens of each text.", mc.max_length);
+    if (task == LSTM_TASK_TAG)
+        snprintf(about + strlen(about), sizeof about - strlen(about),
+                 "\nBeside the word: its last 1 to %d letters, its shape, its first 1 to %d "
+                 "letters (--suffixes, --prefixes).", mc.suffixes ? mc.suffixes : 3, mc.prefixes);
     if (task == LSTM_TASK_LM)
         snprintf(about + strlen(about), sizeof about - strlen(about),
                  "\nTruncated backpropagation over %d steps, validation every %ld steps.",

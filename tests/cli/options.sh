@@ -468,6 +468,7 @@ equal "--prefixes 2 in the configuration" "$(config affix.st prefixes)" 2
 run "train tag --suffixes 3 --prefixes 0 (the features before the options)" "$L" train tag "${TG[@]}" --suffixes 3 --prefixes 0 --out affix30.st
 equal "--suffixes 3 --prefixes 0: the LSTM reads 8 + 56 + 8 values" "$(shape affix30.st lstm.weight_ih_l0)" 32,72
 lacks "--suffixes 3 --prefixes 0: the configuration names neither (the bytes of before)" "fixes" "$(header affix30.st)"
+has "train tag --help names the affix defaults" "last 1 to 4 letters, its shape, its first 1 to 3" "$("$L" train tag --help)"
 run "train tag --suffixes 2" "$L" train tag "${TG[@]}" --suffixes 2 --out suf2.st
 equal "--suffixes 2: no suffix3" "$(shape suf2.st embedding.suffix3.weight)" ""
 printf 'The jury said .\nUnheard-of prices rose .\n' >affix.txt
