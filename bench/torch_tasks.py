@@ -260,10 +260,11 @@ def word_shape(w):
 
 
 # (name, kind, k, dim or None for --embedding)
-# (lstm's defaults since 2026-12-01: --suffixes 4 --prefixes 3, in its order)
+# (lstm's defaults since 2026-12-01: --suffixes 5 --prefixes 4, in its order)
 TAG_FEATURES = [("word", "word", 0, None), ("suffix1", "suffix", 1, 8), ("suffix2", "suffix", 2, 16),
-                ("suffix3", "suffix", 3, 32), ("suffix4", "suffix", 4, 32), ("shape", "shape", 0, 8),
-                ("prefix1", "prefix", 1, 8), ("prefix2", "prefix", 2, 16), ("prefix3", "prefix", 3, 32)]
+                ("suffix3", "suffix", 3, 32), ("suffix4", "suffix", 4, 32), ("suffix5", "suffix", 5, 32),
+                ("shape", "shape", 0, 8), ("prefix1", "prefix", 1, 8), ("prefix2", "prefix", 2, 16),
+                ("prefix3", "prefix", 3, 32), ("prefix4", "prefix", 4, 32)]
 
 
 def feature_key(kind, k, w):

@@ -47,12 +47,13 @@ printf '%s\n' '__label__pos a good film , truly good' '__label__neg a bad film' 
     '__label__pos fine' '__label__neg not good at all , really' >"$tmp/classify.txt"
 head -300 tests/data/brown-pos-train.tsv >"$tmp/tag.txt"
 head -c 3000 tests/data/brown-text-train.txt >"$tmp/lm.txt"
-# tag-affix: a tagger with all the suffix and prefix tables (11 inputs)
-cp "$tmp/tag.txt" "$tmp/tag-affix.txt"
-for task in classify tag tag-affix lm; do
+# tag: the defaults, every suffix and prefix table (11 inputs); tag-few: two
+# suffix tables and one prefix table (5 inputs)
+cp "$tmp/tag.txt" "$tmp/tag-few.txt"
+for task in classify tag tag-few lm; do
     extra=(--epochs 1 --batch 4); [ $task = lm ] && extra=(--epochs 1 --batch 4 --seq-len 25)
-    [ $task = tag-affix ] && extra=(--epochs 1 --batch 4 --suffixes 5 --prefixes 4)
-    if ! "$lstm" train ${task%-affix} --train "$tmp/$task.txt" --valid "$tmp/$task.txt" --hidden 8 --embedding 8 \
+    [ $task = tag-few ] && extra=(--epochs 1 --batch 4 --suffixes 2 --prefixes 1)
+    if ! "$lstm" train ${task%-few} --train "$tmp/$task.txt" --valid "$tmp/$task.txt" --hidden 8 --embedding 8 \
         --threads 1 "${extra[@]}" --out "$tmp/$task.safetensors" >/dev/null 2>"$tmp/err"; then
         bad "training a tiny $task model"; continue
     fi
@@ -151,7 +152,7 @@ onnx_lstm_reverse_peephole_clip_input_forget --state --lengths
 LIST
     # the task models: ONNX Runtime's probabilities are lstm's (test_onnx
     # --task-data writes a batch of ids and lstm's own probabilities)
-    for task in classify tag tag-affix lm; do
+    for task in classify tag tag-few lm; do
         [ -f "$tmp/$task.onnx" ] || continue
         if "$build/tests/test_onnx" --task-data "$tmp/$task.safetensors" "$tmp/$task.txt" \
             "$tmp/$task.data.safetensors" >"$tmp/err" 2>&1 &&

@@ -442,10 +442,10 @@ refuse "a bidirectional lm" "cannot be bidirectional" "$L" train lm "${LM[@]}" -
 
 # ---- train tag: the features --------------------------------------------------------
 run "train tag" "$L" train tag "${TG[@]}" --out tag.st
-for f in suffix1:8 suffix2:16 suffix3:32 suffix4:32 shape:8 prefix1:8 prefix2:16 prefix3:32; do
+for f in suffix1:8 suffix2:16 suffix3:32 suffix4:32 suffix5:32 shape:8 prefix1:8 prefix2:16 prefix3:32 prefix4:32; do
     check "tag: the ${f%:*} embedding is ${f#*:} wide" grep -q ",${f#*:}\$" <(shape tag.st "embedding.${f%:*}.weight")
 done
-equal "tag: the LSTM reads the word and its features (8 + 88 + 8 + 56)" "$(shape tag.st lstm.weight_ih_l0)" 32,160
+equal "tag: the LSTM reads the word and its features (8 + 120 + 8 + 88)" "$(shape tag.st lstm.weight_ih_l0)" 32,224
 run "train tag --no-char-features" "$L" train tag "${TG[@]}" --no-char-features --out nochar.st
 equal "--no-char-features: no suffix embedding" "$(shape nochar.st embedding.suffix1.weight)" ""
 equal "--no-char-features: no shape embedding" "$(shape nochar.st embedding.shape.weight)" ""
@@ -468,7 +468,7 @@ equal "--prefixes 2 in the configuration" "$(config affix.st prefixes)" 2
 run "train tag --suffixes 3 --prefixes 0 (the features before the options)" "$L" train tag "${TG[@]}" --suffixes 3 --prefixes 0 --out affix30.st
 equal "--suffixes 3 --prefixes 0: the LSTM reads 8 + 56 + 8 values" "$(shape affix30.st lstm.weight_ih_l0)" 32,72
 lacks "--suffixes 3 --prefixes 0: the configuration names neither (the bytes of before)" "fixes" "$(header affix30.st)"
-has "train tag --help names the affix defaults" "last 1 to 4 letters, its shape, its first 1 to 3" "$("$L" train tag --help)"
+has "train tag --help names the affix defaults" "last 1 to 5 letters, its shape, its first 1 to 4" "$("$L" train tag --help)"
 run "train tag --suffixes 2" "$L" train tag "${TG[@]}" --suffixes 2 --out suf2.st
 equal "--suffixes 2: no suffix3" "$(shape suf2.st embedding.suffix3.weight)" ""
 printf 'The jury said .\nUnheard-of prices rose .\n' >affix.txt
@@ -481,7 +481,7 @@ refuse "--prefixes for the classifier" "--prefixes is the tagger's" "$L" train c
 run "tag --prefixes 1 with a checkpoint" "$L" train tag "${TG[@]}" --prefixes 1 --out p1.st --checkpoint p1.ck
 refuse "--resume with another --prefixes" "--prefixes (the checkpoint's: 1)" \
     "$L" train tag "${TG[@]}" --epochs 2 --prefixes 2 --resume p1.ck --out x.st
-refuse "--resume with another --suffixes" "--suffixes (the checkpoint's: 4)" \
+refuse "--resume with another --suffixes" "--suffixes (the checkpoint's: 5)" \
     "$L" train tag "${TG[@]}" --epochs 2 --suffixes 3 --resume p1.ck --out x.st
 run "train tag --vocab-size 10" "$L" train tag "${TG[@]}" --vocab-size 10 --out tv.st
 equal "tag --vocab-size 10: 10 words, <pad> and <unk>" "$(shape tv.st embedding.word.weight | cut -d, -f1)" 12
