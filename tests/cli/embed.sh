@@ -15,26 +15,13 @@
 # "N passed, N failed" last.
 set -u
 build=${1:-build}
+. "$(dirname "$0")/lib/checks.sh"
 root=$(cd "$(dirname "$0")/../.." && pwd)
 L=$root/$build/lstm
 DRV=$root/$build/tests/embed_driver
 data=$root/tests/data
 tmp=$(mktemp -d /tmp/lstm-embed-XXXXXX)
 [ -n "${KEEP:-}" ] || trap 'rm -rf "$tmp"' EXIT
-pass=0 fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL $*"; }
-run() {
-    local what=$1; shift
-    if "$@" >"$tmp/out" 2>"$tmp/err"; then ok; else bad "$what (exit $?)"; tail -5 "$tmp/err"; fi
-}
-refuse() {
-    local what=$1 needle=$2; shift 2
-    "$@" >"$tmp/out" 2>"$tmp/err"
-    local rc=$?
-    if [ $rc -eq 1 ] && grep -qF -- "$needle" "$tmp/err" && [ "$(wc -l <"$tmp/err")" -eq 1 ]; then ok
-    else bad "$what: exit $rc, stderr: $(head -c 300 "$tmp/err")"; fi
-}
 EMBED_CFLAGS=(-std=c99 -pedantic -Wall -Wextra -Werror -ffp-contract=off -I"$root/include")
 
 # ---- the runtime needs nothing but memcpy and memset ------------------------
@@ -138,5 +125,4 @@ printf 'not a safetensors file at all' >"$tmp/junk.st"
 refuse "export-c of junk" "junk.st" "$L" export-c "$tmp/junk.st" "$tmp/x.c"
 [ ! -e "$tmp/x.c" ] && ok || bad "a refused export left $tmp/x.c"
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

@@ -7,30 +7,12 @@
 # "N passed, N failed" last.
 set -u
 build=${1:-build}
+. "$(dirname "$0")/lib/checks.sh"
 L=$(cd "$(dirname "$build/lstm")" && pwd)/lstm
 here=$(cd "$(dirname "$0")" && pwd)
 data=$here/../data
 tmp=$(mktemp -d /tmp/lstm-int8-XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
-pass=0 fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL $*"; }
-run() {
-    local what=$1; shift
-    if "$@" >"$tmp/out" 2>"$tmp/err"; then ok; else bad "$what (exit $?)"; tail -5 "$tmp/err"; fi
-}
-refuse() {
-    local what=$1 needle=$2; shift 2
-    "$@" >"$tmp/out" 2>"$tmp/err"
-    local rc=$?
-    if [ $rc -eq 1 ] && grep -qF -- "$needle" "$tmp/err" && [ "$(wc -l <"$tmp/err")" -eq 1 ]; then ok
-    else bad "$what: exit $rc, stderr: $(head -c 300 "$tmp/err")"; fi
-}
-within() { # DESC A B BOUND: |A - B| <= BOUND
-    if awk -v a="$2" -v b="$3" -v m="$4" 'BEGIN{d=a-b; if(d<0)d=-d; exit !(d <= m)}'; then ok
-    else bad "$1: $2 against $3, more than $4 apart"; fi
-}
-json_field() { tail -n 1 "$1" | sed -n "s/.*\"$2\":\([-0-9.e]*\).*/\1/p"; }
 
 # ---- lm: two layers with a projection, so every matrix kind is there ----
 run "train lm" "$L" train lm --train "$data/brown-text-train.txt" --valid "$data/brown-text-valid.txt" \
@@ -102,5 +84,4 @@ refuse "quantize junk" "junk.st" "$L" quantize "$tmp/junk.st" "$tmp/y.st"
 refuse "quantize without OUT" "expected MODEL OUT" "$L" quantize "$tmp/lm.st"
 [ ! -e "$tmp/y.st" ] && ok || bad "a failed quantize left an output file"
 
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish

@@ -8,15 +8,13 @@
 # failed" last.
 set -u
 build=${1:-build}
+. "$(dirname "$0")/lib/checks.sh"
 L=$(cd "$(dirname "$build/lstm")" && pwd)/lstm
 data=$(cd "$(dirname "$0")/../data" && pwd)
 kills=${KILLS:-8}
 tmp=$(mktemp -d /tmp/lstm-kill-XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 cd "$tmp" || exit 2
-pass=0 fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL $*"; }
 head -c 40000 "$data/brown-text-train.txt" >t.txt
 head -c 8000 "$data/brown-text-valid.txt" >v.txt
 A=(--train t.txt --valid v.txt --hidden 24 --embedding 8 --batch 8 --seq-len 20 --epochs 8
@@ -52,5 +50,4 @@ ended=$(grep '"end"' k.log | tail -n 1 | sed 's/.*"step":\([0-9]*\).*/\1/')
 [ "$(find . -name 'k.*.tmp.*' | wc -l)" -eq 0 ] && ok ||
     bad "temporary files left after a clean save: $(find . -name 'k.*.tmp.*')"
 [ "$stale" -eq 0 ] && ok || bad "$stale times more than two temporary files stood beside the outputs"
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

@@ -11,6 +11,7 @@
 # are not LeakSanitizer's business). Prints "N passed, N failed" last.
 set -u
 build=${1:-build}
+. "$(dirname "$0")/lib/checks.sh"
 L=$(cd "$(dirname "$build/lstm")" && pwd)/lstm
 data=$(cd "$(dirname "$0")/../data" && pwd)
 if [ "$(basename "$build")" != build ] || ! command -v mpirun >/dev/null ||
@@ -25,9 +26,6 @@ cd "$tmp" || exit 2
 # as root, in a container, on two cores (Open MPI's own advice for each)
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 MPIRUN=(mpirun --oversubscribe --mca btl_vader_single_copy_mechanism none)
-pass=0 fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL $*"; }
 figures() { grep '"valid"' "$1" | sed 's/.*"value":\([-0-9.e]*\).*/\1/' | tr '\n' ' '; }
 # close A B: the same number of figures, each within 1e-3 relative
 close() {
@@ -148,5 +146,4 @@ rc=$?
 rc=$?
 [ $rc -ne 0 ] && grep -q "cannot be shared evenly by 2 ranks" err && ok ||
     bad "an error ends the job with its message: exit $rc, $(head -3 err)"
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

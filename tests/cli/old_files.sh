@@ -10,6 +10,7 @@
 # "N passed, N failed" last.
 set -u
 build=${1:-build}
+. "$(dirname "$0")/lib/checks.sh"
 bin=$(cd "$(dirname "$build/lstm")" && pwd)/lstm
 L() { timeout 120 "$bin" "$@"; }
 here=$(cd "$(dirname "$0")" && pwd)
@@ -18,15 +19,7 @@ fx=$here/../fixtures/ckpt
 tmp=$(mktemp -d /tmp/lstm-old-files-XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 cd "$tmp" || exit 2
-pass=0 fail=0
 
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL $*"; }
-# run DESC CMD...: the command succeeds (stdout in out, stderr in err)
-run() {
-    local what=$1; shift
-    if "$@" >out 2>err; then ok; else bad "$what (exit $?): $(tail -3 err)"; fi
-}
 # num JSON KEY: a number from a line of JSON
 num() { sed -n "s/.*\"$2\":\([-0-9.e]*\).*/\1/p" <<<"$1"; }
 # close DESC A B: A equals B to the 7 significant digits the log prints
@@ -112,5 +105,4 @@ close "tag: predict's right words over eval's words" "$(awk -v r="$right" -v w="
 run "lm: sample from the old checkpoint" L sample "$fx/lm.ckpt" --prime "The " --length 40 --seed 2
 [ "$(wc -c <out)" -ge 44 ] && ok || bad "lm: sample printed $(wc -c <out) bytes, not the prime and 40 more"
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

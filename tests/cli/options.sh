@@ -8,6 +8,7 @@
 # whole script takes a few seconds. Prints "N passed, N failed" last.
 set -u
 build=${1:-build}
+. "$(dirname "$0")/lib/checks.sh"
 bin=$(cd "$(dirname "$build/lstm")" && pwd)/lstm
 # every run is bounded, so that an option that stops working (a time limit
 # that never ends the run) fails the check instead of hanging the suite
@@ -18,38 +19,12 @@ data=$here/../data
 tmp=$(mktemp -d /tmp/lstm-options-XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 cd "$tmp" || exit 2
-pass=0 fail=0
 
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL $*"; }
-# check DESC CMD...: the command succeeds
-check() { local what=$1; shift; if "$@"; then ok; else bad "$what"; fi; }
-# run DESC CMD...: the command succeeds (stdout in out, stderr in err)
-run() {
-    local what=$1; shift
-    if "$@" >out 2>err; then ok; else bad "$what (exit $?): $(tail -3 err)"; fi
-}
-# refuse DESC NEEDLE CMD...: exit status 1, one line on stderr containing NEEDLE
-refuse() {
-    local what=$1 needle=$2; shift 2
-    "$@" >out 2>err
-    local rc=$?
-    if [ $rc -eq 1 ] && grep -qF -- "$needle" err && [ "$(wc -l <err)" -eq 1 ]; then ok
-    else bad "$what: exit $rc, stderr: $(head -c 300 err)"; fi
-}
-same() { if cmp -s "$2" "$3"; then ok; else bad "$1: $2 and $3 differ"; fi; }
-differ() { if cmp -s "$2" "$3"; then bad "$1: $2 and $3 are the same bytes"; else ok; fi; }
 # close DESC GOT WANT TOL: |GOT - WANT| <= TOL
 close() {
     if awk -v g="$2" -v w="$3" -v t="$4" 'BEGIN{d = g - w; if (d < 0) d = -d; exit !(g != "" && d <= t)}'
     then ok; else bad "$1: got '$2', want $3 (within $4)"; fi
 }
-less() { if awk -v a="$2" -v b="$3" 'BEGIN{exit !(a != "" && b != "" && a + 0 < b + 0)}'; then ok
-         else bad "$1: '$2' is not below '$3'"; fi; }
-equal() { if [ "$2" = "$3" ]; then ok; else bad "$1: got '$2', want '$3'"; fi; }
-# has/lacks DESC NEEDLE TEXT: TEXT contains NEEDLE (a fixed string), or not
-has() { if [[ $3 == *"$2"* ]]; then ok; else bad "$1: no '$2' in ${3:0:200}"; fi; }
-lacks() { if [[ $3 == *"$2"* ]]; then bad "$1: '$2' in ${3:0:200}"; else ok; fi; }
 
 # ---- reading model files and logs -------------------------------------------
 # header FILE: the JSON header of a safetensors file
@@ -98,24 +73,6 @@ head -c 2000 "$data/brown-text-valid.txt" >lm-valid.txt
 LM0=(--train lm-train.txt --valid lm-valid.txt --hidden 8 --embedding 8 --layers 1 --batch 4
      --seq-len 10 --threads 1)
 LM=("${LM0[@]}" --quiet)
-mk_mail() { # N SEED: fastText lines, spam mentions money, ham mentions meetings
-    awk -v n="$1" -v seed="$2" 'BEGIN {
-        srand(seed)
-        split("free money offer click now winner cash prize credit deal", spam, " ")
-        split("meeting agenda notes project review schedule lunch team report draft", ham, " ")
-        split("the a to of and in is for on with this that you we it", common, " ")
-        for (i = 0; i < n; i++) {
-            s = rand() < 0.4; line = s ? "__label__spam" : "__label__ham"
-            len = 8 + int(rand() * 30)
-            for (j = 0; j < len; j++) {
-                r = rand()
-                if (r < 0.25) w = s ? spam[1 + int(rand() * 10)] : ham[1 + int(rand() * 10)]
-                else w = common[1 + int(rand() * 15)]
-                line = line " " w
-            }
-            print line
-        } }'
-}
 mk_mail 200 1 >cls.txt
 CL0=(--hidden 8 --embedding 8 --batch 16 --threads 1)
 CL=("${CL0[@]}" --quiet)
@@ -547,5 +504,4 @@ fi
 refuse "bench --mode stream --bidirectional" "stream is unidirectional" "$L" bench --mode stream --bidirectional "${B[@]}"
 refuse "bench --mode fast" "--mode must be train, infer or stream" "$L" bench --mode fast
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

@@ -8,34 +8,12 @@
 # exit status 1 and one clear line. Prints "N passed, N failed" last.
 set -u
 build=${1:-build}
+. "$(dirname "$0")/lib/checks.sh"
 L=$(cd "$(dirname "$build/lstm")" && pwd)/lstm
 here=$(cd "$(dirname "$0")" && pwd)
 data=$here/../data
 tmp=$(mktemp -d /tmp/lstm-tasks-XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
-pass=0 fail=0
-
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL $*"; }
-
-# run DESC CMD...: the command succeeds
-run() {
-    local what=$1; shift
-    if "$@" >"$tmp/out" 2>"$tmp/err"; then ok; else bad "$what (exit $?)"; tail -5 "$tmp/err"; fi
-}
-# refuse DESC NEEDLE CMD...: exit status 1, one line on stderr containing NEEDLE
-refuse() {
-    local what=$1 needle=$2; shift 2
-    "$@" >"$tmp/out" 2>"$tmp/err"
-    local rc=$?
-    if [ $rc -eq 1 ] && grep -qF -- "$needle" "$tmp/err" && [ "$(wc -l <"$tmp/err")" -eq 1 ]; then ok
-    else bad "$what: exit $rc, stderr: $(head -c 300 "$tmp/err")"; fi
-}
-# at_least DESC VALUE MIN / at_most DESC VALUE MAX (floating point)
-at_least() { if awk -v v="$2" -v m="$3" 'BEGIN{exit !(v >= m)}'; then ok; else bad "$1: $2 < $3"; fi; }
-at_most() { if awk -v v="$2" -v m="$3" 'BEGIN{exit !(v <= m)}'; then ok; else bad "$1: $2 > $3"; fi; }
-# json_field FILE KEY: a number from the last line of FILE
-json_field() { tail -n 1 "$1" | sed -n "s/.*\"$2\":\([-0-9.e]*\).*/\1/p"; }
 
 # ---- language model on 150 kB of Brown text --------------------------------
 LMOPT=(--train "$data/brown-text-train.txt" --valid "$data/brown-text-valid.txt"
@@ -93,24 +71,6 @@ run "plot the lm log" "$L" plot "$tmp/lm.log" --out "$tmp/lm.svg"
 grep -q "<polyline" "$tmp/lm.svg" && ok || bad "the plot has curves"
 
 # ---- classifier on made-up mail ---------------------------------------------
-mk_mail() { # N SEED: fastText lines, spam mentions money, ham mentions meetings
-    awk -v n="$1" -v seed="$2" 'BEGIN {
-        srand(seed)
-        split("free money offer click now winner cash prize credit deal", spam, " ")
-        split("meeting agenda notes project review schedule lunch team report draft", ham, " ")
-        split("the a to of and in is for on with this that you we it", common, " ")
-        for (i = 0; i < n; i++) {
-            s = rand() < 0.4; line = s ? "__label__spam" : "__label__ham"
-            len = 8 + int(rand() * 30)
-            for (j = 0; j < len; j++) {
-                r = rand()
-                if (r < 0.25) w = s ? spam[1 + int(rand() * 10)] : ham[1 + int(rand() * 10)]
-                else w = common[1 + int(rand() * 15)]
-                line = line " " w
-            }
-            print line
-        } }'
-}
 mk_mail 400 1 >"$tmp/cls-train.txt"
 mk_mail 100 2 >"$tmp/cls-valid.txt"
 CLOPT=(--hidden 16 --embedding 16 --epochs 3 --batch 16 --lr 1e-2 --threads 2 --quiet)
@@ -179,5 +139,4 @@ refuse "resume with other data" "other training data" \
 refuse "an unknown task" "unknown task 'translate'" "$L" train translate
 [ ! -e "$tmp/x.st" ] && ok || bad "failed runs write no model"
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

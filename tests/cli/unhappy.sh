@@ -7,15 +7,13 @@
 # junk. Small models on tests/data; prints "N passed, N failed" last.
 set -u
 build=${1:-build}
+. "$(dirname "$0")/lib/checks.sh"
 L=$(cd "$(dirname "$build/lstm")" && pwd)/lstm
 here=$(cd "$(dirname "$0")" && pwd)
 data=$here/../data
 tmp=$(mktemp -d /tmp/lstm-unhappy-XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 cd "$tmp" || exit 2
-pass=0 fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL $*"; }
 # expect DESC STATUS NEEDLE CMD...: exit status STATUS and NEEDLE on stderr
 expect() {
     local what=$1 want=$2 needle=$3; shift 3
@@ -309,5 +307,4 @@ for p in T H A I W S B M O t a w s h o i; do
 done
 [ $missed -eq 0 ] && [ $drawn -ge 500 ] && ok ||
     bad "greedy bytes are the argmax after a line start and the prime: $missed of $drawn are not"
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish
