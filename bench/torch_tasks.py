@@ -13,6 +13,9 @@ the defaults of each task in src/tasks/task_*.c, the common ones in src/tasks/mo
 accepted (so that the same command line works for both) but nothing is saved: the
 only file written is the optional --log (JSON lines, the same events and fields as
 lstm train's). The last line on stdout is one JSON object with the result.
+Not mirrored: the moving average of the weights that lstm validates and saves
+(--ema, issue 15's defaults for lm and classify); this script validates the
+weights it trains, as lstm does with --ema 0.
 
 The recipe, as in the C code:
   lm:       byte ids -> embedding -> dropout -> LSTM -> dropout -> linear -> CE;
@@ -23,7 +26,7 @@ The recipe, as in the C code:
   classify: tokens (words or bytes, the first --max-length) -> embedding -> dropout
             -> (Bi)LSTM over the real steps -> dropout -> mean over the real steps
             -> linear -> CE; accuracy on valid.
-  tag:      [word | suffix1..3 | shape] embeddings concatenated -> dropout -> BiLSTM
+  tag:      [word | suffix1..5 | shape | prefix1..4] embeddings concatenated -> dropout -> BiLSTM
             -> dropout -> linear -> CE over the real tokens; token accuracy, and the
             accuracy on words whose lowercased form is not in the word vocabulary.
   The LSTM of classify and tag runs over padded batches by default, with the reverse
@@ -85,7 +88,7 @@ MODEL_DEFAULTS = {
     "lm": dict(embedding=64, hidden=512, layers=2, bidirectional=0, dropout=0.0,
                vocab_size=0, min_count=0, max_length=0),
     "classify": dict(embedding=64, hidden=128, layers=1, bidirectional=1, dropout=0.3,
-                     vocab_size=30000, min_count=2, max_length=400),
+                     vocab_size=30000, min_count=2, max_length=800),
     "tag": dict(embedding=100, hidden=128, layers=1, bidirectional=1, dropout=0.3,
                 vocab_size=0, min_count=1, max_length=0),
 }
