@@ -1,9 +1,11 @@
-# lib.sh - the checks the tests/cli scripts share. Source it once "$tmp" is
-# the script's scratch folder: each check counts into pass or fail (a
-# failure prints one "FAIL ..." line), and `finish` prints the
-# "N passed, N failed" line that tests/run.sh reads and returns the verdict.
-# A command's output goes to "$tmp/out" and "$tmp/err" (out and err in
-# scripts that work in "$tmp").
+# checks.sh - the checks the tests/cli scripts share (it sits in lib/ so
+# that tests/run.sh, which runs tests/cli/*.sh, does not run it). Source it
+# at the top of a script; the checks write to "$tmp", the script's scratch
+# folder, when they run. Each check counts into pass or fail (a failure
+# prints one "FAIL ..." line), and `finish` prints the "N passed, N failed"
+# line that tests/run.sh reads and returns the verdict. A command's output
+# goes to "$tmp/out" and "$tmp/err" (out and err in scripts that work in
+# "$tmp").
 pass=0 fail=0
 
 ok() { pass=$((pass + 1)); }
