@@ -109,7 +109,7 @@ endif
 
 # The numeric core compiled again in double precision, for the
 # finite-difference gradient tests.
-F64_SRCS := src/core/lstm_core.c src/core/layers.c src/core/kernels_ref.c
+F64_SRCS := src/core/lstm_core.c src/core/layers.c src/core/kernels_ref.c src/core/crf.c
 F64_OBJS := $(patsubst src/core/%.c,$(BUILD)/f64/%.o,$(F64_SRCS)) \
             $(BUILD)/src/objects/rng.o $(BUILD)/src/objects/status.o $(BUILD)/src/core/pool.o
 
@@ -197,6 +197,9 @@ $(BUILD)/lstm.pc: FORCE | $(BUILD)
 	  "$$(sed -n 's/^#define LSTM_VERSION "\(.*\)"/\1/p' include/lstm.h)" '$(LIBS)' > $@
 
 $(BUILD)/tests/test_grad: tests/test_grad.c tests/check.h $(F64_OBJS) | $(BUILD)/tests
+	$(CC) $(INC_inside) $(CPPFLAGS) $(ALL_CFLAGS) -DLSTM_REAL=double -o $@ $< $(F64_OBJS) $(LIBS)
+
+$(BUILD)/tests/test_crf: tests/test_crf.c tests/check.h $(F64_OBJS) | $(BUILD)/tests
 	$(CC) $(INC_inside) $(CPPFLAGS) $(ALL_CFLAGS) -DLSTM_REAL=double -o $@ $< $(F64_OBJS) $(LIBS)
 
 # ONNX's conformance tests and the PyTorch-exported fixtures (onnx.h, the

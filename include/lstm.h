@@ -584,6 +584,39 @@ LSTM_API void lstm_dropout_forward(float *out, float *mask, const float *x, size
 /* dx += dout * mask. */
 LSTM_API void lstm_dropout_backward(float *dx, const float *dout, const float *mask, size_t n);
 
+/* A linear-chain conditional random field over K tags (Lafferty et al.
+ * 2001), the loss of a tagger: a sentence of n tags y scores
+ *     s(y) = start[y_0] + sum_t emissions_t[y_t]
+ *            + sum_{t>0} transitions[y_{t-1}][y_t] + end[y_{n-1}]
+ * and p(y | x) = exp(s(y)) / Z, Z over all K^n sequences. The parameters
+ * are pytorch-crf's (transitions, start_transitions, end_transitions). */
+typedef struct {
+    int T, B, K;
+    const float *emissions;   /* (T,B,K), row t*B+b: the decoder's scores */
+    const int *lengths;       /* (B), each 1..T; positions past it are ignored */
+    const int32_t *tags;      /* (T,B) the gold tags, < 0 where unknown (any tag
+                                 agrees); NULL: no loss, marginals only */
+    const float *transitions; /* (K,K) */
+    const float *start_transitions, *end_transitions; /* (K) each */
+    /* (T,B,K) out, or NULL: log P(y_t = k | x) from the forward-backward
+     * algorithm (-inf past a row's end). It may be emissions itself, which
+     * is then overwritten once read. */
+    float *marginals;
+    /* += scale * the gradient of the returned loss, each NULL to skip */
+    float *d_emissions, *d_transitions, *d_start_transitions, *d_end_transitions;
+    float scale;
+} lstm_crf_args;
+/* The bytes of work lstm_crf needs for T, B, K (any alignment). */
+LSTM_API size_t lstm_crf_work_size(int T, int B, int K);
+/* Returns the summed negative log-likelihood -log p(y | x) over the
+ * sentences with a known tag (the unknown tags summed over), and counts
+ * the known tags in *count (may be NULL); without tags, the sum of log Z.
+ * Sums in double; products with the context's GEMM, or, when the
+ * parameters spread too far for that (2 range(transitions) + range(start)
+ * + range(end) > 70), in logs, sentence by sentence. ctx may be NULL (the
+ * reference kernels). */
+LSTM_API double lstm_crf(lstm_ctx *ctx, const lstm_crf_args *a, void *work, int *count);
+
 /* ------------------------------------------------------------------ */
 /* Optimizers, clipping and learning-rate schedules. The formulas are
  * torch.optim's (PyTorch 1.13), step for step.                          */
@@ -751,6 +784,11 @@ typedef struct {
      * 0..4 (0: none). */
     int suffixes;
     int prefixes;
+    /* tag: 1 scores whole tag sequences with a linear-chain CRF over the
+     * decoder's scores (lstm_crf; tensors crf.transitions,
+     * crf.start_transitions, crf.end_transitions) and predicts each word's
+     * most probable tag under it (its marginal); 0: a softmax per word */
+    int crf;
 } lstm_model_config;
 
 /* The defaults of each task (what `lstm train TASK` uses without options). */

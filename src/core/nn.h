@@ -127,6 +127,11 @@ typedef struct {
     /* C (M,N) = alpha op(A) op(B) + beta C, row-major; op(X) = X^T when tX. */
     void (*gemm)(const nn_ctx *ctx, int tA, int tB, int M, int N, int K, real alpha,
                  const real *A, int lda, const real *B, int ldb, real beta, real *C, int ldc);
+    /* The same with float multiplies where gemm's are bfloat16 (a context
+     * of the bfloat16 set sets it: the AVX-512 set's); NULL: gemm is. */
+    void (*gemm_float)(const nn_ctx *ctx, int tA, int tB, int M, int N, int K, real alpha,
+                       const real *A, int lda, const real *B, int ldb, real beta, real *C,
+                       int ldc);
     /* C1 (M,N1) += A^T B1 and C2 (M,N2) += A^T B2 with A (K,M): the two
      * weight gradients of an LSTM direction, reading A once. */
     void (*gemm_tn2)(const nn_ctx *ctx, int M, int K, const real *A, int lda, int N1,
@@ -292,6 +297,23 @@ void nn_last_pool_forward(real *out, const real *x, const int *lengths, int T, i
 void nn_last_pool_backward(real *dx, const real *dout, const int *lengths, int T, int B, int F);
 void nn_dropout_forward(real *out, real *mask, const real *x, size_t n, real p, lstm_rng *rng);
 void nn_dropout_backward(real *dx, const real *dout, const real *mask, size_t n);
+
+/* A linear-chain CRF over K tags (crf.c; lstm_crf in lstm.h says what each
+ * field is). */
+typedef struct {
+    int T, B, K;
+    const real *emissions;     /* (T,B,K), row t*B+b */
+    const int *lengths;        /* (B), 1..T */
+    const int32_t *tags;       /* (T,B) gold tags, < 0 unknown; NULL: no loss */
+    const real *transitions;   /* (K,K): [i][j] scores tag j after tag i */
+    const real *start, *end;   /* (K) each */
+    real *marginals;           /* (T,B,K) log P(y_t = k | x), or NULL; may be emissions */
+    real *d_emissions, *d_transitions, *d_start, *d_end; /* += scale * gradient, or NULL */
+    real scale;
+    int force_log; /* 1: the log-space way only (the tests' reference) */
+} nn_crf_args;
+size_t nn_crf_work_size(int T, int B, int K);
+double nn_crf(const nn_ctx *ctx, const nn_crf_args *a, void *work, int *count);
 
 /* ------------------------------------------------------------------ */
 /* The LSTM (lstm_core.c). */

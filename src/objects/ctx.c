@@ -206,6 +206,10 @@ lstm_ctx *lstm_ctx_create(const lstm_ctx_config *cfg, lstm_error *err) {
         ctx->blas = 1;
     }
 #endif
+#ifdef LSTM_X86_KERNELS
+    if (ctx->table.gemm == nn_kernels_avx512bf16.gemm)
+        ctx->table.gemm_float = nn_kernels_avx512.gemm;
+#endif
     if (k != &nn_kernels_ref && c.threads > 1) {
         ctx->nn.pool = nn_pool_create(c.threads);
         if (!ctx->nn.pool) {

@@ -55,6 +55,14 @@ void lstm_dropout_backward(float *dx, const float *dout, const float *mask, size
     nn_dropout_backward(dx, dout, mask, n);
 }
 
+size_t lstm_crf_work_size(int T, int B, int K) { return nn_crf_work_size(T, B, K); }
+double lstm_crf(lstm_ctx *ctx, const lstm_crf_args *a, void *work, int *count) {
+    nn_crf_args n = {a->T, a->B, a->K, a->emissions, a->lengths, a->tags, a->transitions,
+                     a->start_transitions, a->end_transitions, a->marginals, a->d_emissions,
+                     a->d_transitions, a->d_start_transitions, a->d_end_transitions, a->scale, 0};
+    return nn_crf(ctx ? lstm_ctx_nn(ctx) : NULL, &n, work, count);
+}
+
 lstm_status lstm_params_linear_forward(lstm_ctx *ctx, lstm_params *p, int w, int b, float *out,
                                        const float *in, int N, lstm_error *err) {
     int n = lstm_params_count(p);
