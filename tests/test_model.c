@@ -262,6 +262,7 @@ static void test_config_round_trip(void) {
     want[1].embedding = 5, want[1].hidden = 4, want[1].layers = 1, want[1].bidirectional = 0;
     want[1].dropout = 0.1f, want[1].vocab_size = 3, want[1].min_count = 2;
     want[1].char_features = 1, want[1].suffixes = 2, want[1].prefixes = 1; /* options.sh: 0 */
+    want[1].crf = 1;
     const char *texts[2] = {cls_text, tag_text};
     lstm_ctx *ctx = lstm_ctx_create(NULL, &err);
     for (int k = 0; k < 2; k++) {
@@ -283,7 +284,8 @@ static void test_config_round_trip(void) {
                       g->byte_tokens == w->byte_tokens && g->max_length == w->max_length &&
                       g->char_features == w->char_features && g->peephole == w->peephole &&
                       g->cell_clip == w->cell_clip && g->input_forget == w->input_forget &&
-                      g->suffixes == w->suffixes && g->prefixes == w->prefixes,
+                      g->suffixes == w->suffixes && g->prefixes == w->prefixes &&
+                      g->crf == w->crf,
                   "%s: the loaded model has every setting it was trained with",
                   lstm_task_name(w->task));
             /* the LSTM in the file, as `lstm forward` reads it */

@@ -316,6 +316,7 @@ static int check_resume(int argc, char **argv, const lstm_model_config *mc,
         {"peephole", mc->peephole != cm.peephole, cm.peephole},
         {"cell-clip", mc->cell_clip != cm.cell_clip, cm.cell_clip},
         {"input-forget", mc->input_forget != cm.input_forget, cm.input_forget},
+        {"crf", mc->crf != cm.crf, cm.crf},
         {"epochs", tc->epochs != ct.epochs, ct.epochs},
         {"batch", tc->batch != ct.batch, ct.batch},
         {"seq-len", tc->seq_len != ct.seq_len, ct.seq_len},
@@ -403,6 +404,7 @@ int cmd_train(int argc, char **argv) {
         {"no-char-features", OPT_FLAG, &no_char, NULL, "tag: the word embedding only, no suffix/shape features"},
         {"suffixes", OPT_INT, &mc.suffixes, "N", "tag: embed the last 1 to N letters (1-5; files before it: 3)"},
         {"prefixes", OPT_INT, &mc.prefixes, "N", "tag: embed the first 1 to N letters (0-4; 0: none, as files before it)"},
+        {"crf", OPT_INT, &mc.crf, "0|1", "tag: score whole tag sequences with a linear-chain CRF (lstm export cannot write it)"},
         {"forget-bias", OPT_FLOAT, &mc.forget_bias, "F", "added to the forget gates' initial bias"},
         {"peephole", OPT_FLAG, &mc.peephole, NULL, "ONNX's peephole connections: i, f read c_{t-1}, o reads c_t"},
         {"cell-clip", OPT_FLOAT, &mc.cell_clip, "C", "ONNX's clip: the gates' pre-activations clamped to [-C, C] (0: off)"},
@@ -487,6 +489,12 @@ int cmd_train(int argc, char **argv) {
                                 "with --no-char-features", name);
         if (v < lo || v > hi)
             return cli_error(V, "--%s must be %d to %d, not %d", name, lo, hi, v);
+    }
+    if (given(argc - 1, argv + 1, "crf")) {
+        if (task != LSTM_TASK_TAG)
+            return cli_error(V, "--crf is the tagger's (lstm train tag), not %s's", argv[1]);
+        if (mc.crf != 0 && mc.crf != 1)
+            return cli_error(V, "--crf must be 0 or 1, not %d", mc.crf);
     }
     if (tokens) {
         if (strcmp(tokens, "word") && strcmp(tokens, "byte"))

@@ -367,6 +367,14 @@ static lstm_status task_graph(builder *b, const lstm_st *st, const onnx_export_o
     lstm_status s = LSTM_OK;
     lstm_rnn_config cfg;
     float *dec = NULL, *dect = NULL;
+    if (lstm_model_get_config(m)->crf) { /* docs/DESIGN.md: no CRF in the exported graph */
+        s = lstm_fail(err, LSTM_ERR_UNSUPPORTED,
+                      "%s: a tagger with a CRF (--crf 1): ONNX has no operator for its "
+                      "forward-backward, and a graph of the decoder alone would predict other "
+                      "tags; train with --crf 0 to export it",
+                      lstm_st_name(st));
+        goto out;
+    }
     if ((s = lstm_rnn_config_infer(&cfg, st, "lstm.", err)))
         goto out;
     *pp = lstm_params_create();

@@ -272,6 +272,11 @@ static lstm_status load_task(lstm_embed_host *h, const lstm_st *st, const char *
         return lstm_fail(err, LSTM_ERR_FORMAT, "%s: lstm.task is '%s', not lm, classify or tag",
                          file, task);
     m->task = (lstm_embed_task)(which + 1);
+    if (lstm_st_find(st, "crf.transitions"))
+        return lstm_fail(err, LSTM_ERR_UNSUPPORTED,
+                         "%s: a tagger with a CRF (crf.transitions): the embeddable runtime "
+                         "predicts a tag per word by softmax only; train with --crf 0 to embed it",
+                         file);
     int dims = 0;
     m->nfeat = 0;
     for (int f = 0; f < MAX_FEATURES && names[which][f]; f++) {

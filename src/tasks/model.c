@@ -56,8 +56,11 @@ lstm_status model_check_config(const lstm_model_config *c, lstm_error *err) {
     if (c->vocab_size < 0 || c->min_count < 0 || c->max_length < 0)
         return lstm_fail(err, LSTM_ERR_INVALID, "vocab_size, min_count, max_length must be >= 0");
     if ((c->bidirectional | 1) != 1 || (c->byte_tokens | 1) != 1 || (c->char_features | 1) != 1 ||
-        (c->peephole | 1) != 1 || (c->input_forget | 1) != 1)
+        (c->peephole | 1) != 1 || (c->input_forget | 1) != 1 || (c->crf | 1) != 1)
         return lstm_fail(err, LSTM_ERR_INVALID, "flags must be 0 or 1");
+    if (c->crf && (ops->pooled || !ops->label))
+        return lstm_fail(err, LSTM_ERR_INVALID,
+                         "crf: only a tagger scores sequences of tags, not %s", ops->title);
     if (!(c->cell_clip >= 0 && c->cell_clip <= 1e30f))
         return lstm_fail(err, LSTM_ERR_INVALID, "cell_clip %g is not 0 (off) or a positive threshold",
                          (double)c->cell_clip);
@@ -145,6 +148,12 @@ lstm_status model_declare(lstm_model *m, lstm_error *err) {
     if ((m->dec_w = lstm_params_declare(m->p, "decoder.weight", 2, ws, err)) < 0 ||
         (m->dec_b = lstm_params_declare(m->p, "decoder.bias", 1, bs, err)) < 0)
         return err ? err->status : LSTM_ERR_INVALID;
+    m->crf_t = m->crf_s = m->crf_e = -1;
+    int64_t ts[2] = {m->nout, m->nout};
+    if (c->crf && ((m->crf_t = lstm_params_declare(m->p, "crf.transitions", 2, ts, err)) < 0 ||
+                   (m->crf_s = lstm_params_declare(m->p, "crf.start_transitions", 1, bs, err)) < 0 ||
+                   (m->crf_e = lstm_params_declare(m->p, "crf.end_transitions", 1, bs, err)) < 0))
+        return err ? err->status : LSTM_ERR_INVALID;
     return LSTM_OK;
 }
 
@@ -172,6 +181,12 @@ static void init_params(lstm_model *m, lstm_rng *rng) {
         w[j] = (2 * lstm_rng_uniform(rng) - 1) * bound;
     for (int j = 0; j < m->nout; j++)
         b[j] = (2 * lstm_rng_uniform(rng) - 1) * bound;
+    int crf[3] = {m->crf_t, m->crf_s, m->crf_e}; /* pytorch-crf's U(-0.1, 0.1) */
+    for (int i = 0; m->cfg.crf && i < 3; i++) {
+        float *x = lstm_params_data(m->p, crf[i]);
+        for (size_t j = 0; j < lstm_params_numel(m->p, crf[i]); j++)
+            x[j] = (2 * lstm_rng_uniform(rng) - 1) * 0.1f;
+    }
     lstm_params_touch(m->p);
 }
 
@@ -226,6 +241,7 @@ void lstm_model_free(lstm_model *m) {
     lstm_rnn_free(m->rnn);
     lstm_params_free(m->p);
     free(m->buf);
+    free(m->crf_work);
     free(m);
 }
 
@@ -359,6 +375,40 @@ static void on_progress(void *arg) {
     h->hk->progress(h->hk->arg);
 }
 
+/* The CRF over the decoder's scores in m->logits (per position): the loss
+ * summed over the sentences in *loss, the logits replaced by the log
+ * marginals; with grad, dlogits and the CRF's gradients from the mean
+ * over denom targets. */
+static lstm_status crf_run(lstm_model *m, lstm_ctx *ctx, const model_batch *b, int grad,
+                           long denom, double *loss, lstm_error *err) {
+    int T = b->T, B = b->B, K = m->nout;
+    size_t need = lstm_crf_work_size(T, B, K);
+    if (need > m->crf_cap) {
+        void *w = malloc(need);
+        if (!w)
+            return lstm_fail(err, LSTM_ERR_NOMEM, "out of memory for the CRF of a batch of %d x %d",
+                             T, B);
+        free(m->crf_work);
+        m->crf_work = w;
+        m->crf_cap = need;
+    }
+    lstm_params *p = m->p;
+    lstm_crf_args a = {.T = T, .B = B, .K = K, .emissions = m->logits, .lengths = b->lengths,
+                       .tags = b->targets, .transitions = lstm_params_data(p, m->crf_t),
+                       .start_transitions = lstm_params_data(p, m->crf_s),
+                       .end_transitions = lstm_params_data(p, m->crf_e), .marginals = m->logits,
+                       .scale = denom > 0 ? 1.0f / (float)denom : 0};
+    if (grad) {
+        memset(m->dlogits, 0, sizeof(float) * (size_t)T * B * K);
+        a.d_emissions = m->dlogits;
+        a.d_transitions = lstm_params_grad(p, m->crf_t);
+        a.d_start_transitions = lstm_params_grad(p, m->crf_s);
+        a.d_end_transitions = lstm_params_grad(p, m->crf_e);
+    }
+    *loss = lstm_crf(ctx, &a, m->crf_work, NULL);
+    return LSTM_OK;
+}
+
 lstm_status model_batch_run(lstm_model *m, lstm_ctx *ctx, const model_batch *b, int training,
                             lstm_rng *rng, const model_hooks *hooks, batch_stats *st,
                             lstm_error *err) {
@@ -390,9 +440,17 @@ lstm_status model_batch_run(lstm_model *m, lstm_ctx *ctx, const model_batch *b, 
     if ((s = lstm_params_linear_forward(ctx, m->p, m->dec_w, m->dec_b, m->logits, feats, rows,
                                         err)))
         return s;
-    int count;
-    double loss = lstm_cross_entropy_forward(ctx, m->logits, m->logits, b->targets, rows, m->nout,
-                                             -100, &count);
+    int count = 0;
+    for (int r = 0; r < rows; r++)
+        count += b->targets[r] >= 0;
+    long denom = b->loss_count > 0 ? b->loss_count : count;
+    double loss = 0;
+    if (m->cfg.crf) { /* the logits become log P(tag | sentence) */
+        if ((s = crf_run(m, ctx, b, training && count > 0, denom, &loss, err)))
+            return s;
+    } else
+        loss = lstm_cross_entropy_forward(ctx, m->logits, m->logits, b->targets, rows, m->nout,
+                                          -100, &count);
     long correct = 0;
     for (int r = 0; r < rows; r++) {
         if (b->targets[r] < 0)
@@ -402,14 +460,15 @@ lstm_status model_batch_run(lstm_model *m, lstm_ctx *ctx, const model_batch *b, 
     st->loss_sum = loss;
     st->count = count;
     st->correct = correct;
-    long denom = b->loss_count > 0 ? b->loss_count : count;
     if (!training || count == 0)
         return LSTM_OK;
 
-    /* backward of the mean loss */
-    memset(m->dlogits, 0, sizeof(float) * (size_t)rows * m->nout);
-    lstm_cross_entropy_backward(ctx, m->dlogits, m->logits, b->targets, rows, m->nout, -100,
-                                1.0f / (float)denom);
+    /* backward of the mean loss (the CRF's gradient is in dlogits already) */
+    if (!m->cfg.crf) {
+        memset(m->dlogits, 0, sizeof(float) * (size_t)rows * m->nout);
+        lstm_cross_entropy_backward(ctx, m->dlogits, m->logits, b->targets, rows, m->nout, -100,
+                                    1.0f / (float)denom);
+    }
     float *din = pooled ? m->dpooled : m->dY;
     memset(din, 0, sizeof(float) * (size_t)rows * m->out_dim);
     lstm_linear_backward(ctx, din, lstm_params_grad(m->p, m->dec_w),

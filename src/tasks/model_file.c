@@ -37,6 +37,7 @@ static const struct {
     {"input_forget", offsetof(lstm_model_config, input_forget), 0, 1, 1, 2},
     {"suffixes", offsetof(lstm_model_config, suffixes), 0, TAG_MAX_SUFFIXES, 0, 2},
     {"prefixes", offsetof(lstm_model_config, prefixes), 0, TAG_MAX_PREFIXES, 0, 2},
+    {"crf", offsetof(lstm_model_config, crf), 0, 1, 1, 2},
 };
 #define NFIELDS (sizeof config_fields / sizeof config_fields[0])
 

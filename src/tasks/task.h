@@ -77,6 +77,9 @@ struct lstm_model {
     lstm_params *p;
     lstm_rnn *rnn;
     int dec_w, dec_b;
+    int crf_t, crf_s, crf_e; /* cfg.crf: transitions, start_transitions, end_transitions */
+    void *crf_work;          /* lstm_crf's, grown as batches need */
+    size_t crf_cap;
     /* working memory, grown as batches need */
     float *buf;
     size_t cap;

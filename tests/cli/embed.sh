@@ -124,5 +124,12 @@ refuse "export-c with a bad --name" "not a C identifier" "$L" export-c "$tmp/lm.
 printf 'not a safetensors file at all' >"$tmp/junk.st"
 refuse "export-c of junk" "junk.st" "$L" export-c "$tmp/junk.st" "$tmp/x.c"
 [ ! -e "$tmp/x.c" ] && ok || bad "a refused export left $tmp/x.c"
+# a tagger with a CRF predicts by the whole sentence: the runtime's softmax
+# per word would give other tags, so it is refused, not exported without it
+run "train tag --crf 1" "$L" train tag --train "$tmp/tag.tsv" --out "$tmp/tagcrf.st" --hidden 8 \
+    --crf 1 "${COMMON[@]}"
+refuse "export-c of a tagger with a CRF" "tagcrf.st: a tagger with a CRF" \
+    "$L" export-c "$tmp/tagcrf.st" "$tmp/x.c"
+[ ! -e "$tmp/x.c" ] && ok || bad "the refused CRF export left $tmp/x.c"
 
 finish

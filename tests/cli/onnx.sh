@@ -61,6 +61,17 @@ for task in classify tag tag-few lm; do
         ok "export of a $task model"
     else bad "export of a $task model"; fi
 done
+# a tagger with a CRF: ONNX has no operator for it, and the decoder alone
+# would predict other tags; refused with one line, no file left
+if "$lstm" train tag --train "$tmp/tag.txt" --hidden 8 --embedding 8 --threads 1 --epochs 1 \
+    --batch 4 --crf 1 --out "$tmp/tagcrf.safetensors" >/dev/null 2>"$tmp/err"; then
+    "$lstm" export "$tmp/tagcrf.safetensors" "$tmp/tagcrf.onnx" 2>"$tmp/err"
+    rc=$?
+    if [ $rc -eq 1 ] && grep -q "a tagger with a CRF (--crf 1): ONNX has no operator" "$tmp/err" &&
+        [ "$(wc -l <"$tmp/err")" -eq 1 ] && [ ! -e "$tmp/tagcrf.onnx" ]; then
+        ok "export of a tagger with a CRF is refused"
+    else bad "export of a tagger with a CRF: exit $rc, $(head -c 200 "$tmp/err")"; fi
+else bad "training a tiny tagger with a CRF"; fi
 if "$lstm" export --prefix lstm. "$tmp/tag.safetensors" "$tmp/tag.lstm.onnx" 2>"$tmp/err" &&
     "$lstm" convert "$tmp/tag.lstm.onnx" "$tmp/tag.lstm.safetensors" | grep -q "bidirectional=True"; then
     ok "a tagger's bidirectional LSTM alone exports with --prefix lstm. and converts back"

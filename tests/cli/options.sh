@@ -440,6 +440,20 @@ refuse "--resume with another --prefixes" "--prefixes (the checkpoint's: 1)" \
     "$L" train tag "${TG[@]}" --epochs 2 --prefixes 2 --resume p1.ck --out x.st
 refuse "--resume with another --suffixes" "--suffixes (the checkpoint's: 5)" \
     "$L" train tag "${TG[@]}" --epochs 2 --suffixes 3 --resume p1.ck --out x.st
+# --crf: the tagger's alone, 0 or 1; a checkpoint records it
+refuse "--crf for the lm" "--crf is the tagger's (lstm train tag), not lm's" \
+    "$L" train lm --train tag-train.tsv --crf 1 --out x.st --quiet
+refuse "--crf 2" "--crf must be 0 or 1, not 2" "$L" train tag "${TG[@]}" --crf 2 --out x.st
+run "tag --crf 1 with a checkpoint" "$L" train tag "${TG[@]}" --crf 1 --out crf.st --checkpoint crf.ck
+equal "--crf 1: crf.transitions is (tags, tags)" "$(shape crf.st crf.transitions)" \
+    "$(shape crf.st decoder.bias | cut -d, -f1),$(shape crf.st decoder.bias | cut -d, -f1)"
+equal "--crf 1: crf.start_transitions is (tags)" "$(shape crf.st crf.start_transitions)" \
+    "$(shape crf.st decoder.bias)"
+refuse "--resume with --crf 0" "--crf (the checkpoint's: 1)" \
+    "$L" train tag "${TG[@]}" --epochs 2 --crf 0 --resume crf.ck --out x.st
+equal "--crf 1: lstm.config says crf" "$(config crf.st crf)" true
+equal "a tagger without --crf: no CRF tensor, no crf key (the bytes of before)" \
+    "$(header p1.st | grep -c 'crf')" 0
 run "train tag --vocab-size 10" "$L" train tag "${TG[@]}" --vocab-size 10 --out tv.st
 equal "tag --vocab-size 10: 10 words, <pad> and <unk>" "$(shape tv.st embedding.word.weight | cut -d, -f1)" 12
 printf 'The jury said .\n' >sent.txt

@@ -115,6 +115,14 @@ run "predict tag" "$L" predict "$tmp/tag.st" "$tmp/sent.txt"
 [ "$(wc -l <"$tmp/out")" -eq 3 ] && [ -z "$(sed -n 2p "$tmp/out")" ] && ok ||
     bad "one output line per input line, empty stays empty"
 head -1 "$tmp/out" | grep -qE '^The/[^ ]+ jury/[^ ]+ said/' && ok || bad "tag output is word/tag: $(head -1 "$tmp/out")"
+# the same tagger with a CRF over its tags learns the slice as well, and
+# predicts each word's most probable tag under it
+run "train tag --crf 1" "$L" train tag "${TGOPT[@]}" --crf 1 --out "$tmp/tagcrf.st"
+run "eval tag --crf 1 --json" "$L" eval "$tmp/tagcrf.st" "$data/brown-pos-valid.tsv" --json
+at_least "tag --crf 1 valid accuracy" "$(json_field "$tmp/out" accuracy)" 0.80
+run "predict tag --crf 1" "$L" predict "$tmp/tagcrf.st" "$tmp/sent.txt"
+[ "$(wc -l <"$tmp/out")" -eq 3 ] && head -1 "$tmp/out" | grep -qE '^The/at jury/[^ ]+ said/[^ ]+ ' && ok ||
+    bad "a CRF tagger's output, word/tag: $(head -1 "$tmp/out")"
 
 # ---- bad input ----------------------------------------------------------------
 printf '__label__a hello\nno label here\n' >"$tmp/nolabel.txt"
