@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # mpi.sh BUILD - data-parallel training under mpirun -np 2 (Open MPI): two
-# ranks train the model one process trains (each task, dropout off: every
-# validation figure within 1e-3 relative, the float sums being taken in
-# another order), the same job twice gives the same bytes, a checkpoint
-# written by one process resumes under two ranks, a killed rank ends the
-# job within seconds naming it, an error on the ranks ends the job, and
-# summing the gradients during the backward changes no bit (--no-overlap). Runs
+# ranks train the model one process trains (each task, and the tagger with
+# --crf 1; dropout off: every validation figure within 1e-3 relative, the
+# float sums being taken in another order), the same job twice gives the
+# same bytes, a checkpoint written by one process resumes under two ranks,
+# a killed rank ends the job within seconds naming it, an error on the
+# ranks ends the job, and summing the gradients during the backward changes
+# no bit (--no-overlap). Runs
 # when mpirun is there and the program was built with MPI (make MPI=1, or
 # Open MPI found by pkg-config), in the plain build (MPI's own allocations
 # are not LeakSanitizer's business). Prints "N passed, N failed" last.
@@ -45,8 +46,9 @@ head -n 60 cls.txt >clsv.txt
 LM=(lm --train lm.txt --valid lmv.txt --hidden 32 --embedding 8 --batch 8 --seq-len 25 --epochs 1
     --valid-every 60 --lr 1e-2)
 TAG=(tag --train tag.tsv --valid tagv.tsv --hidden 16 --embedding 16 --batch 16 --epochs 2 --dropout 0)
+TAGCRF=("${TAG[@]}" --crf 1) # each rank's sentences through the CRF, its gradient summed
 CLS=(classify --train cls.txt --valid clsv.txt --hidden 16 --embedding 16 --batch 16 --epochs 3 --dropout 0)
-for task in LM TAG CLS; do
+for task in LM TAG TAGCRF CLS; do
     eval "args=(\"\${$task[@]}\")"
     "$L" train "${args[@]}" --threads 1 --quiet --out one.st --log one.log 2>err ||
         bad "$task: one process: $(cat err)"
