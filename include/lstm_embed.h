@@ -100,6 +100,14 @@ typedef struct lstm_embed_model {
     lstm_embed_matrix embedding[LSTM_EMBED_MAX_FEATURES]; /* (vocabulary, dim); dims sum to I */
     lstm_embed_matrix decoder;                        /* (nout, D*Ho) */
     const float *decoder_bias;                        /* nout */
+    /* tag with a CRF over its tags (lstm train tag --crf 1): crf.transitions
+     * (nout, nout), crf.start_transitions and crf.end_transitions (nout
+     * each); all three NULL for a softmax per word. lstm_embed_check wants
+     * them finite and 2 range(transitions) + range(start) + range(end) <=
+     * 70, where the library's scaled forward-backward is exact to float's
+     * rounding (src/core/crf.c); the library computes beyond in logs, this
+     * runtime does not. */
+    const float *crf_transitions, *crf_start, *crf_end;
     /* for the caller only (the runtime reads none of these): */
     int nlabels;               /* classify, tag: the classes, decoder.rows of them */
     const char *const *labels; /* their names, or NULL */
@@ -131,6 +139,7 @@ typedef struct {
     float *pooled; /* out_dim */
     float *out;    /* decoder.rows: logits the caller did not ask for */
     float *seq[2]; /* [max_steps][out_dim] each, bidirectional only (or empty) */
+    float *crf;    /* a CRF tagger's forward-backward: 2 max_steps nout + nout^2 + ... */
     int8_t *qa;    /* max_cols: a quantized activation vector */
 } lstm_embed_ctx;
 
@@ -142,7 +151,8 @@ LSTM_EMBED_API int lstm_embed_check(const lstm_embed_model *m);
  * sequences of at most max_steps steps. Only bidirectional models depend
  * on max_steps (the reverse direction needs the whole sequence of the
  * layer below): a tagger always, and a classifier or a bare LSTM of two
- * layers or more; for the others any length runs and max_steps may be 0.
+ * layers or more; and a tagger with a CRF (which keeps every step's
+ * scores); for the others any length runs and max_steps may be 0.
  * 0 when the model is inconsistent. */
 LSTM_EMBED_API size_t lstm_embed_arena_size(const lstm_embed_model *m, int max_steps);
 
@@ -177,7 +187,11 @@ LSTM_EMBED_API int lstm_embed_lm_step(lstm_embed_ctx *ctx, int32_t id, float *lo
 LSTM_EMBED_API int lstm_embed_classify(lstm_embed_ctx *ctx, const int32_t *ids, int T, float *logits);
 
 /* tag: the tag of each of T words (ids as for classify) from the zero
- * state, into tags (T, or NULL); logits: (T, decoder.rows) or NULL. */
+ * state, into tags (T, or NULL); logits: (T, decoder.rows) or NULL. With a
+ * CRF (crf_transitions set) each word's tag is the most probable under the
+ * CRF given the whole sentence (its marginal, by the forward-backward
+ * algorithm, scaled at each step), and logits receives the log of those
+ * marginal probabilities, as the library's evaluation and prediction do. */
 LSTM_EMBED_API int lstm_embed_tag(lstm_embed_ctx *ctx, const int32_t *ids, int T, float *logits, int *tags);
 
 /* e^x, sigmoid and tanh as the runtime computes them, for tests: float
@@ -185,6 +199,9 @@ LSTM_EMBED_API int lstm_embed_tag(lstm_embed_ctx *ctx, const int32_t *ids, int T
  * ulp of the exact value for e^x on [-87.3, 88.3] (tests/test_embed.c
  * measures it). */
 LSTM_EMBED_API float lstm_embed_expf(float x);
+/* ln x: Cephes' logf polynomial, float arithmetic only; -inf at 0, NaN
+ * below (tests/test_embed.c measures it). */
+LSTM_EMBED_API float lstm_embed_logf(float x);
 LSTM_EMBED_API float lstm_embed_sigmoidf(float x);
 LSTM_EMBED_API float lstm_embed_tanhf(float x);
 

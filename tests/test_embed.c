@@ -102,6 +102,19 @@ static void test_functions(void) {
               isnan(lstm_embed_expf(NAN)) && lstm_embed_expf(0) == 1.0f,
           "e^x at -inf, inf, NaN, 0");
     CHECK(lstm_embed_sigmoidf(-200) == 0 || lstm_embed_sigmoidf(-200) < 1e-37f, "sigmoid(-200)");
+    /* ln x from the smallest subnormal to the largest float, log-spaced */
+    double worst_log = 0;
+    for (int i = 0; i <= 400000; i++) {
+        float x = (float)exp(-103.0 + 191.0 * i / 400000.0);
+        if (x > 0 && isfinite(x))
+            worst_log = fmax(worst_log, ulps(lstm_embed_logf(x), log((double)x)));
+    }
+    printf("ok logf within %.2f ulp on [e^-103, e^88]\n", worst_log);
+    CHECK(worst_log <= 2.0, "logf %.2f ulp", worst_log);
+    CHECK(lstm_embed_logf(0) == -INFINITY && isnan(lstm_embed_logf(-1)) &&
+              isnan(lstm_embed_logf(NAN)) && lstm_embed_logf(INFINITY) == INFINITY &&
+              lstm_embed_logf(1) == 0,
+          "ln at 0, -1, NaN, inf, 1");
     CHECK(lstm_embed_sigmoidf(200) == 1 && lstm_embed_tanhf(200) == 1 && lstm_embed_tanhf(-200) == -1,
           "saturation");
 }
@@ -412,6 +425,7 @@ typedef struct {
     lstm_task task;
     int layers, hidden, proj, bidirectional, char_features;
     int suffixes, prefixes; /* tag with char_features (lstm_model_config's) */
+    int crf;                /* tag: a CRF over the tags */
 } task_case;
 
 /* log-softmax of z[0..V) in double. */
@@ -445,6 +459,12 @@ static int runtime_logp(const lstm_embed_model *em, const int32_t *ids, int T, d
         bad |= lstm_embed_tag(&ctx, ids, T, logits, tags) != 0;
         for (int t = 0; t < T && !bad; t++)
             bad |= tags[t] != task_argmax(logits + (size_t)t * V, V);
+        for (int t = 0; t < T && !bad && em->crf_transitions; t++) {
+            double sum = 0; /* a CRF's logits are log marginals: their probabilities sum to 1 */
+            for (int v = 0; v < V; v++)
+                sum += exp(logits[(size_t)t * V + v]);
+            bad |= fabs(sum - 1) > 1e-5;
+        }
     }
     int rows = em->task == LSTM_EMBED_CLASSIFY ? 1 : T;
     for (int r = 0; r < rows; r++)
@@ -469,7 +489,7 @@ static void test_task(const task_case *tc, lstm_ctx *lctx) {
     lstm_model_config cfg = lstm_model_defaults(tc->task);
     cfg.embedding = 8, cfg.hidden = tc->hidden, cfg.layers = tc->layers, cfg.proj = tc->proj;
     cfg.bidirectional = tc->bidirectional, cfg.char_features = tc->char_features;
-    cfg.suffixes = tc->suffixes, cfg.prefixes = tc->prefixes;
+    cfg.suffixes = tc->suffixes, cfg.prefixes = tc->prefixes, cfg.crf = tc->crf;
     cfg.vocab_size = 0, cfg.min_count = 1, cfg.dropout = 0;
     lstm_rng rng;
     lstm_rng_seed(&rng, 7 + tc->layers * 3 + tc->bidirectional);
@@ -480,10 +500,11 @@ static void test_task(const task_case *tc, lstm_ctx *lctx) {
         return;
     }
     char what[128];
-    snprintf(what, sizeof what, "%s L%d H%d P%d %s%s suffixes %d prefixes %d",
+    snprintf(what, sizeof what, "%s L%d H%d P%d %s%s suffixes %d prefixes %d%s",
              lstm_task_name(tc->task), tc->layers, tc->hidden, tc->proj,
              tc->bidirectional ? "bidirectional" : "forward",
-             tc->char_features ? " +char features" : "", tc->suffixes, tc->prefixes);
+             tc->char_features ? " +char features" : "", tc->suffixes, tc->prefixes,
+             tc->crf ? " crf" : "");
     /* the model file, as lstm_model_save writes it */
     lstm_st_writer *w = lstm_st_writer_create();
     void *buf;
@@ -722,13 +743,15 @@ int main(void) {
     lstm_error err;
     lstm_ctx *lctx = lstm_ctx_create(NULL, &err);
     static const task_case cases[] = {
-        {LSTM_TASK_LM, 2, 12, 0, 0, 0, 0, 0},       {LSTM_TASK_LM, 1, 10, 4, 0, 0, 0, 0},
-        {LSTM_TASK_CLASSIFY, 1, 12, 0, 0, 0, 0, 0}, {LSTM_TASK_CLASSIFY, 2, 10, 5, 1, 0, 0, 0},
-        {LSTM_TASK_CLASSIFY, 1, 11, 0, 1, 0, 0, 0}, {LSTM_TASK_CLASSIFY, 3, 8, 0, 1, 0, 0, 0},
-        {LSTM_TASK_TAG, 2, 12, 0, 0, 1, 0, 0},      {LSTM_TASK_TAG, 1, 10, 0, 1, 1, 0, 0},
-        {LSTM_TASK_TAG, 2, 9, 4, 1, 0, 0, 0},
+        {LSTM_TASK_LM, 2, 12, 0, 0, 0, 0, 0, 0},       {LSTM_TASK_LM, 1, 10, 4, 0, 0, 0, 0, 0},
+        {LSTM_TASK_CLASSIFY, 1, 12, 0, 0, 0, 0, 0, 0}, {LSTM_TASK_CLASSIFY, 2, 10, 5, 1, 0, 0, 0, 0},
+        {LSTM_TASK_CLASSIFY, 1, 11, 0, 1, 0, 0, 0, 0}, {LSTM_TASK_CLASSIFY, 3, 8, 0, 1, 0, 0, 0, 0},
+        {LSTM_TASK_TAG, 2, 12, 0, 0, 1, 0, 0, 0},      {LSTM_TASK_TAG, 1, 10, 0, 1, 1, 0, 0, 0},
+        {LSTM_TASK_TAG, 2, 9, 4, 1, 0, 0, 0, 0},
         /* the most features a tagger has: suffix1..5, shape, prefix1..4 */
-        {LSTM_TASK_TAG, 1, 8, 0, 1, 1, 5, 4}, {LSTM_TASK_TAG, 1, 9, 0, 0, 1, 4, 2},
+        {LSTM_TASK_TAG, 1, 8, 0, 1, 1, 5, 4, 0}, {LSTM_TASK_TAG, 1, 9, 0, 0, 1, 4, 2, 0},
+        /* a CRF over the tags: the runtime's marginals against the library's */
+        {LSTM_TASK_TAG, 1, 8, 0, 1, 1, 5, 4, 1}, {LSTM_TASK_TAG, 2, 9, 4, 0, 0, 0, 0, 1},
     };
     for (size_t i = 0; lctx && i < sizeof cases / sizeof *cases; i++)
         test_task(&cases[i], lctx);

@@ -92,6 +92,8 @@ static size_t model_bytes(const lstm_embed_model *m) {
             n += matrix_bytes(&m->embedding[e]);
         n += matrix_bytes(&m->decoder) + (size_t)m->decoder.rows * sizeof(float);
     }
+    if (m->crf_transitions)
+        n += ((size_t)m->decoder.rows + 2) * (size_t)m->decoder.rows * sizeof(float);
     if (m->byte_ids)
         n += 256 * sizeof(int16_t) + (size_t)m->embedding[0].rows;
     return n;
@@ -158,6 +160,16 @@ static void write_model(FILE *f, const lstm_embed_model *m, const char *name, co
         snprintf(b, sizeof b, "%s_decoder_bias", name);
         floats(f, b, m->decoder_bias, (size_t)m->decoder.rows);
     }
+    if (m->crf_transitions) {
+        char b[200];
+        size_t V = (size_t)m->decoder.rows;
+        snprintf(b, sizeof b, "%s_crf_transitions", name);
+        floats(f, b, m->crf_transitions, V * V);
+        snprintf(b, sizeof b, "%s_crf_start", name);
+        floats(f, b, m->crf_start, V);
+        snprintf(b, sizeof b, "%s_crf_end", name);
+        floats(f, b, m->crf_end, V);
+    }
     if (m->labels) {
         fprintf(f, "static const char *const %s_labels[%d] = {\n", name, m->nlabels);
         for (int i = 0; i < m->nlabels; i++) {
@@ -192,6 +204,9 @@ static void write_model(FILE *f, const lstm_embed_model *m, const char *name, co
             fprintf(f, "%s%s", e ? ", " : "", emb[e]);
         fprintf(f, "},\n    .decoder = %s,\n    .decoder_bias = %s_decoder_bias,\n", dec, name);
     }
+    if (m->crf_transitions)
+        fprintf(f, "    .crf_transitions = %s_crf_transitions,\n    .crf_start = %s_crf_start,\n"
+                   "    .crf_end = %s_crf_end,\n", name, name, name);
     if (m->labels)
         fprintf(f, "    .nlabels = %d,\n    .labels = %s_labels,\n", m->nlabels, name);
     if (m->byte_ids)

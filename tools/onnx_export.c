@@ -371,7 +371,7 @@ static lstm_status task_graph(builder *b, const lstm_st *st, const onnx_export_o
         s = lstm_fail(err, LSTM_ERR_UNSUPPORTED,
                       "%s: a tagger with a CRF (--crf 1): ONNX has no operator for its "
                       "forward-backward, and a graph of the decoder alone would predict other "
-                      "tags; train with --crf 0 to export it",
+                      "tags (lstm export-c embeds it in C; --crf 0 trains one ONNX can hold)",
                       lstm_st_name(st));
         goto out;
     }

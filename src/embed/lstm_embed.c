@@ -85,6 +85,43 @@ float lstm_embed_tanhf(float x) {
     return x < 0 ? -t : t;
 }
 
+/* ln x = ln m + e ln2 for x = m 2^e, m in [sqrt(1/2), sqrt(2)): z = m - 1,
+ * ln(1 + z) from Cephes' logf polynomial (z - z^2/2 + z^3 P(z), degree 8),
+ * e ln2 in two parts as in expf. Subnormal x is scaled by 2^23 first; 0
+ * gives -inf, a negative x or NaN NaN, +inf inf. */
+float lstm_embed_logf(float x) {
+    if (x != x || x < 0)
+        return from_bits(0x7fc00000u);
+    if (x == 0)
+        return from_bits(0xff800000u);
+    if (x + x == x) /* +inf */
+        return x;
+    int32_t e = 0;
+    if (x < 1.17549435e-38f)
+        x *= 8388608.0f, e = -23;
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    e += (int32_t)(u >> 23) - 127;
+    float m = from_bits((u & 0x007fffffu) | 0x3f800000u); /* [1, 2) */
+    if (m > 1.41421356f)
+        m *= 0.5f, e += 1;
+    float z = m - 1.0f, z2 = z * z;
+    float p = 7.0376836292e-2f;
+    p = p * z - 1.1514610310e-1f;
+    p = p * z + 1.1676998740e-1f;
+    p = p * z - 1.2420140846e-1f;
+    p = p * z + 1.4249322787e-1f;
+    p = p * z - 1.6668057665e-1f;
+    p = p * z + 2.0000714765e-1f;
+    p = p * z - 2.4999993993e-1f;
+    p = p * z + 3.3333331174e-1f;
+    float ef = (float)e;
+    float y = p * z * z2;
+    y = y + ef * -2.12194440e-4f;
+    y = y - 0.5f * z2;
+    return z + y + ef * 0.693359375f;
+}
+
 /* ------------------------------------------------------------------ */
 /* Checking a model, sizing and laying out the arena. */
 
@@ -97,6 +134,28 @@ static int matrix_ok(const lstm_embed_matrix *a, int rows, int cols) {
     if (a->w)
         return !a->q && !a->scale;
     return a->q && a->scale && cols <= MAX_QCOLS;
+}
+
+/* A CRF's parameters as the library's scaled forward-backward needs them
+ * (crf.c's scaled_safe, the same float operations): finite, and 2
+ * range(transitions) + range(start) + range(end) <= 70. */
+static int crf_ok(const lstm_embed_model *m) {
+    uint64_t V = (uint64_t)m->decoder.rows, n[3] = {V * V, V, V};
+    const float *x[3] = {m->crf_transitions, m->crf_start, m->crf_end};
+    float r[3];
+    for (int i = 0; i < 3; i++) {
+        float lo = x[i][0], hi = x[i][0];
+        for (uint64_t j = 0; j < n[i]; j++) {
+            float v = x[i][j];
+            if (!(v - v == 0)) /* NaN or an infinity */
+                return 0;
+            lo = v < lo ? v : lo;
+            hi = v > hi ? v : hi;
+        }
+        r[i] = hi - lo;
+    }
+    float total = 2 * r[0] + r[1] + r[2];
+    return total <= 70;
 }
 
 int lstm_embed_check(const lstm_embed_model *m) {
@@ -130,12 +189,16 @@ int lstm_embed_check(const lstm_embed_model *m) {
     if (dims != I || m->decoder.rows > MAX_DIM ||
         !matrix_ok(&m->decoder, m->decoder.rows, D * Ho) || !m->decoder_bias)
         return LSTM_EMBED_ERR_MODEL;
+    int crf = m->crf_transitions != NULL;
+    if (crf != (m->crf_start != NULL) || crf != (m->crf_end != NULL) ||
+        (crf && (m->task != LSTM_EMBED_TAG || !crf_ok(m))))
+        return LSTM_EMBED_ERR_MODEL;
     return LSTM_EMBED_OK;
 }
 
 /* Offsets of the arena's parts, in floats, each rounded up to 4 floats
  * (16 bytes); the int8 vector last. */
-enum { A_H, A_C, A_GATES, A_HH, A_X, A_POOLED, A_OUT, A_SEQ0, A_SEQ1, A_QA, A_END };
+enum { A_H, A_C, A_GATES, A_HH, A_X, A_POOLED, A_OUT, A_SEQ0, A_SEQ1, A_CRF, A_QA, A_END };
 
 static int layout(const lstm_embed_model *m, int max_steps, size_t off[A_END + 1]) {
     if (lstm_embed_check(m) || max_steps < 0)
@@ -161,7 +224,11 @@ static int layout(const lstm_embed_model *m, int max_steps, size_t off[A_END + 1
         uint64_t tag = m->task == LSTM_EMBED_TAG && ((L - 1) & 1) == i ? T * Ho : 0;
         seq[i] = below > tag ? below : tag;
     }
-    uint64_t n[A_END] = {L * D * Ho, L * D * H, 4 * H, H, I, out, V, seq[0], seq[1],
+    /* a CRF tagger: emissions and forward states of every step, two rows
+     * of backward states, exp(transitions), the steps' scales */
+    uint64_t Tc = (uint64_t)max_steps;
+    uint64_t crf = m->crf_transitions ? 2 * Tc * V + 2 * V + V * V + Tc : 0;
+    uint64_t n[A_END] = {L * D * Ho, L * D * H, 4 * H, H, I, out, V, seq[0], seq[1], crf,
                          (cols + 3) >> 2};
     uint64_t o = 0;
     for (int i = 0; i < A_END; i++) {
@@ -203,6 +270,7 @@ int lstm_embed_init(lstm_embed_ctx *ctx, const lstm_embed_model *m, int max_step
     ctx->out = a + off[A_OUT];
     ctx->seq[0] = a + off[A_SEQ0];
     ctx->seq[1] = a + off[A_SEQ1];
+    ctx->crf = a + off[A_CRF];
     ctx->qa = (int8_t *)(a + off[A_QA]);
     lstm_embed_reset(ctx);
     return LSTM_EMBED_OK;
@@ -479,10 +547,103 @@ int lstm_embed_classify(lstm_embed_ctx *ctx, const int32_t *ids, int T, float *l
     return decode(ctx, pooled, logits ? logits : ctx->out);
 }
 
+/* The most probable tag of each of T steps under the CRF, from the
+ * emissions in ctx->crf (T, V): the forward-backward scaled at each step
+ * as the library's (src/core/crf.c), in float; logits (T, V) or NULL
+ * receives the log marginals. */
+static void crf_tag(lstm_embed_ctx *ctx, int T, float *logits, int *tags) {
+    const lstm_embed_model *m = ctx->m;
+    size_t V = (size_t)m->decoder.rows;
+    float *em = ctx->crf, *al = em + (size_t)T * V, *b = al + (size_t)T * V, *nb = b + V;
+    float *E = nb + V, *c = E + V * V;
+    const float *tr = m->crf_transitions, *st = m->crf_start, *en = m->crf_end;
+    float tmax = tr[0], smax = st[0], emax = en[0];
+    for (size_t i = 1; i < V * V; i++)
+        tmax = tr[i] > tmax ? tr[i] : tmax;
+    for (size_t j = 1; j < V; j++) {
+        smax = st[j] > smax ? st[j] : smax;
+        emax = en[j] > emax ? en[j] : emax;
+    }
+    for (size_t i = 0; i < V * V; i++)
+        E[i] = lstm_embed_expf(tr[i] - tmax);
+    for (int t = 0; t < T; t++) { /* the emissions become exp(e - the step's largest) */
+        float *e = em + (size_t)t * V, mx = e[0];
+        for (size_t j = 1; j < V; j++)
+            mx = e[j] > mx ? e[j] : mx;
+        for (size_t j = 0; j < V; j++)
+            e[j] = lstm_embed_expf(e[j] - mx);
+    }
+    for (int t = 0; t < T; t++) { /* forward: alpha_t = (alpha_{t-1} E) phi_t, scaled */
+        float *a = al + (size_t)t * V, *e = em + (size_t)t * V, s = 0;
+        if (t == 0) {
+            for (size_t j = 0; j < V; j++)
+                a[j] = lstm_embed_expf(st[j] - smax) * e[j];
+        } else {
+            const float *ap = a - V;
+            memset(a, 0, sizeof(float) * V);
+            for (size_t i = 0; i < V; i++)
+                for (size_t j = 0; j < V; j++)
+                    a[j] += ap[i] * E[i * V + j];
+            for (size_t j = 0; j < V; j++)
+                a[j] *= e[j];
+        }
+        for (size_t j = 0; j < V; j++)
+            s += a[j];
+        c[t] = s;
+        for (size_t j = 0; j < V; j++)
+            a[j] /= s;
+    }
+    float z = 0; /* backward from beta_{T-1} = exp(end - emax) / z */
+    const float *last = al + (size_t)(T - 1) * V;
+    for (size_t j = 0; j < V; j++)
+        z += last[j] * lstm_embed_expf(en[j] - emax);
+    for (size_t j = 0; j < V; j++)
+        b[j] = lstm_embed_expf(en[j] - emax) / z;
+    for (int t = T - 1; t >= 0; t--) {
+        const float *a = al + (size_t)t * V, *e = em + (size_t)t * V;
+        int best = 0;
+        float pbest = -1;
+        for (size_t j = 0; j < V; j++) {
+            float p = a[j] * b[j];
+            if (p > pbest)
+                pbest = p, best = (int)j;
+            if (logits)
+                logits[(size_t)t * V + j] = lstm_embed_logf(p);
+        }
+        if (tags)
+            tags[t] = best;
+        if (t == 0)
+            break;
+        for (size_t j = 0; j < V; j++) /* u_t, then beta_{t-1} = u_t E^T */
+            b[j] = e[j] * b[j] / c[t];
+        for (size_t i = 0; i < V; i++) {
+            float s = 0;
+            for (size_t j = 0; j < V; j++)
+                s += E[i * V + j] * b[j];
+            nb[i] = s;
+        }
+        float *tmp = b;
+        b = nb, nb = tmp;
+    }
+}
+
 int lstm_embed_tag(lstm_embed_ctx *ctx, const int32_t *ids, int T, float *logits, int *tags) {
     if (!sequence_ok(ctx, LSTM_EMBED_TAG, ids, T))
         return LSTM_EMBED_ERR_ARG;
     size_t V = (size_t)ctx->m->decoder.rows;
+    if (ctx->m->crf_transitions) { /* the emissions of every step, then the CRF */
+        if (T > ctx->max_steps)
+            return LSTM_EMBED_ERR_ARG;
+        float *em = ctx->crf;
+        lstm_embed_reset(ctx);
+        if (ctx->m->bidirectional)
+            run_bidir(ctx, NULL, ids, T, LAST_TAG, NULL, em, NULL);
+        else
+            for (int t = 0; t < T; t++)
+                decode(ctx, layers_step(ctx, embed(ctx, ids, t)), em + (size_t)t * V);
+        crf_tag(ctx, T, logits, tags);
+        return LSTM_EMBED_OK;
+    }
     lstm_embed_reset(ctx);
     if (ctx->m->bidirectional) {
         run_bidir(ctx, NULL, ids, T, LAST_TAG, NULL, logits, tags);

@@ -272,11 +272,6 @@ static lstm_status load_task(lstm_embed_host *h, const lstm_st *st, const char *
         return lstm_fail(err, LSTM_ERR_FORMAT, "%s: lstm.task is '%s', not lm, classify or tag",
                          file, task);
     m->task = (lstm_embed_task)(which + 1);
-    if (lstm_st_find(st, "crf.transitions"))
-        return lstm_fail(err, LSTM_ERR_UNSUPPORTED,
-                         "%s: a tagger with a CRF (crf.transitions): the embeddable runtime "
-                         "predicts a tag per word by softmax only; train with --crf 0 to embed it",
-                         file);
     int dims = 0;
     m->nfeat = 0;
     for (int f = 0; f < MAX_FEATURES && names[which][f]; f++) {
@@ -305,6 +300,23 @@ static lstm_status load_task(lstm_embed_host *h, const lstm_st *st, const char *
     r = load_vector(h, st, "", "decoder.bias", m->decoder.rows, &m->decoder_bias, err);
     if (r <= 0)
         return r ? err->status : lstm_fail(err, LSTM_ERR_SHAPE, "%s: no decoder.bias", file);
+    const lstm_st_tensor *tt = lstm_st_find(st, "crf.transitions");
+    if (tt) { /* a tagger with a CRF over its tags (lstm train tag --crf 1) */
+        int V = m->decoder.rows;
+        if (which != 2 || tt->ndim != 2 || tt->shape[0] != V || tt->shape[1] != V)
+            return lstm_fail(err, LSTM_ERR_SHAPE,
+                             "%s: crf.transitions: expected a tagger's (%d, %d), its tags by "
+                             "its tags", file, V, V);
+        if (!(m->crf_transitions = read_floats(h, st, tt, (size_t)V * V, err)))
+            return err->status;
+        const char *names[2] = {"crf.start_transitions", "crf.end_transitions"};
+        const float **v[2] = {&m->crf_start, &m->crf_end};
+        for (int i = 0; i < 2; i++)
+            if ((r = load_vector(h, st, "", names[i], V, v[i], err)) <= 0)
+                return r ? err->status
+                         : lstm_fail(err, LSTM_ERR_SHAPE, "%s: crf.transitions without %s", file,
+                                     names[i]);
+    }
 
     lstm_vocab *v = meta_vocab(st, which == 0 ? "lstm.vocab.byte" : "lstm.labels", err);
     if (!v)
@@ -367,9 +379,17 @@ lstm_embed_host *lstm_embed_host_load(const lstm_st *st, lstm_error *err) {
         s = load_lstm(h, st, prefix, err);
     if (!s && task)
         s = load_task(h, st, task, err);
+    lstm_embed_model plain = h->m; /* the model without its CRF, to say which part fails */
+    plain.crf_transitions = plain.crf_start = plain.crf_end = NULL;
     if (!s && lstm_embed_check(&h->m))
-        s = lstm_fail(err, LSTM_ERR_SHAPE, "%s: the tensors do not make a consistent model",
-                      lstm_st_name(st));
+        s = !lstm_embed_check(&plain)
+                ? lstm_fail(err, LSTM_ERR_UNSUPPORTED,
+                            "%s: the CRF's parameters are not finite, or spread further than "
+                            "the runtime computes (2 range(crf.transitions) + range(start) + "
+                            "range(end) > 70; the library goes to logs there)",
+                            lstm_st_name(st))
+                : lstm_fail(err, LSTM_ERR_SHAPE, "%s: the tensors do not make a consistent model",
+                            lstm_st_name(st));
     if (s) {
         lstm_embed_host_free(h);
         return NULL;

@@ -382,7 +382,7 @@ static void on_progress(void *arg) {
 static lstm_status crf_run(lstm_model *m, lstm_ctx *ctx, const model_batch *b, int grad,
                            long denom, double *loss, lstm_error *err) {
     int T = b->T, B = b->B, K = m->nout;
-    size_t need = lstm_crf_work_size(T, B, K);
+    size_t need = lstm_crf_work_size(T, B, K) + sizeof(int) * (size_t)B; /* + lengths */
     if (need > m->crf_cap) {
         void *w = malloc(need);
         if (!w)
@@ -393,7 +393,13 @@ static lstm_status crf_run(lstm_model *m, lstm_ctx *ctx, const model_batch *b, i
         m->crf_cap = need;
     }
     lstm_params *p = m->p;
-    lstm_crf_args a = {.T = T, .B = B, .K = K, .emissions = m->logits, .lengths = b->lengths,
+    int *lengths = b->lengths; /* none: every sequence has all T steps */
+    if (!lengths) {
+        lengths = (int *)(void *)((char *)m->crf_work + lstm_crf_work_size(T, B, K));
+        for (int j = 0; j < B; j++)
+            lengths[j] = T;
+    }
+    lstm_crf_args a = {.T = T, .B = B, .K = K, .emissions = m->logits, .lengths = lengths,
                        .tags = b->targets, .transitions = lstm_params_data(p, m->crf_t),
                        .start_transitions = lstm_params_data(p, m->crf_s),
                        .end_transitions = lstm_params_data(p, m->crf_e), .marginals = m->logits,

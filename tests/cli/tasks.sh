@@ -123,6 +123,14 @@ at_least "tag --crf 1 valid accuracy" "$(json_field "$tmp/out" accuracy)" 0.80
 run "predict tag --crf 1" "$L" predict "$tmp/tagcrf.st" "$tmp/sent.txt"
 [ "$(wc -l <"$tmp/out")" -eq 3 ] && head -1 "$tmp/out" | grep -qE '^The/at jury/[^ ]+ said/[^ ]+ ' && ok ||
     bad "a CRF tagger's output, word/tag: $(head -1 "$tmp/out")"
+# bench/tag_errors.py (docs/QUALITY.md's table of errors) counts what eval
+# counts (and the few words whose tag the model does not know, as errors)
+run "bench/tag_errors.py" python3 "$here/../../bench/tag_errors.py" --lstm "$L" "$tmp/tag.st" \
+    "$data/brown-pos-valid.tsv" "$data/brown-pos-train.tsv"
+te=$(head -1 "$tmp/out" | sed -n 's/.*accuracy \([0-9.]*\)$/\1/p')
+grep -q '^never seen ' "$tmp/out" && ok || bad "tag_errors.py prints the unseen words' line"
+run "eval tag --json, again" "$L" eval "$tmp/tag.st" "$data/brown-pos-valid.tsv" --json
+within "tag_errors.py's accuracy is eval's" "$te" "$(json_field "$tmp/out" accuracy)" 0.002
 
 # ---- bad input ----------------------------------------------------------------
 printf '__label__a hello\nno label here\n' >"$tmp/nolabel.txt"
