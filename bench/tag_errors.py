@@ -2,13 +2,14 @@
 """tag_errors.py - where a tagger's errors are (docs/QUALITY.md).
 
 Usage:
-    bench/tag_errors.py MODEL HELD.tsv TRAIN.tsv [--lstm build/lstm]
+    bench/tag_errors.py MODEL HELD.tsv TRAIN.tsv [--lstm build/lstm] [--top N]
 
 Runs `lstm predict MODEL` on the sentences of HELD.tsv (word<TAB>tag lines,
 a blank line after each sentence), compares each predicted tag with the
 file's, and prints the accuracy by how often the word's lowercased form is
-in TRAIN.tsv (5 times or more, 1 to 4, never), then the commonest
-confusions (gold -> predicted) on the words never seen and on all words.
+in TRAIN.tsv (5 times or more, 1 to 4, never), then the N commonest
+confusions (gold -> predicted; 12, 0 for all) on the words never seen and
+on all words.
 Standard library only.
 """
 import argparse
@@ -43,6 +44,7 @@ def main():
     ap.add_argument("train")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ap.add_argument("--lstm", default=os.path.join(root, "build", "lstm"))
+    ap.add_argument("--top", type=int, default=12, help="confusions listed (0: all)")
     a = ap.parse_args()
     held = sentences(a.held)
     seen = collections.Counter(w.lower() for s in sentences(a.train) for w, _ in s)
@@ -81,7 +83,7 @@ def main():
                                                1 - wrong[band] / total[band], wrong[band]))
     for name, conf in (("never seen", conf_unseen), ("all words", conf_all)):
         print("confusions on %s (gold -> predicted): %s" % (name, ", ".join(
-            "%s->%s %d" % (g, p, c) for (g, p), c in conf.most_common(12))))
+            "%s->%s %d" % (g, p, c) for (g, p), c in conf.most_common(a.top or None))))
 
 
 if __name__ == "__main__":

@@ -594,8 +594,10 @@ typedef struct {
     int T, B, K;
     const float *emissions;   /* (T,B,K), row t*B+b: the decoder's scores */
     const int *lengths;       /* (B), each 1..T; positions past it are ignored */
-    const int32_t *tags;      /* (T,B) the gold tags, < 0 where unknown (any tag
-                                 agrees); NULL: no loss, marginals only */
+    const int32_t *tags;      /* (T,B) the gold tags, 0..K-1, or < 0 where unknown
+                                 (any tag agrees); NULL: no loss, marginals only.
+                                 Lengths and tags out of these ranges are the
+                                 caller's error (not checked, as the other layers) */
     const float *transitions; /* (K,K) */
     const float *start_transitions, *end_transitions; /* (K) each */
     /* (T,B,K) out, or NULL: log P(y_t = k | x) from the forward-backward

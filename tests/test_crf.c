@@ -173,9 +173,13 @@ static void test_gradient(int force_log) {
     int lengths[3] = {5, 1, 3};
     problem p = make(5, 3, 4, lengths, 1.5);
     p.tags[2 * 3 + 0] = -1; /* row 0 partly known */
+    for (int t = 0; t < 3; t++) /* row 2 (length 3): no tag known, so it adds nothing */
+        p.tags[t * 3 + 2] = -1;
     size_t TBK = (size_t)p.T * p.B * p.K, KK = (size_t)p.K * p.K;
     real *de = zeros(TBK), *dt = zeros(KK), *ds = zeros(p.K), *dn = zeros(p.K);
-    run(&p, NULL, de, dt, ds, dn, force_log, NULL);
+    real *marg = zeros(TBK); /* asked for too: every row's, the gradient still not */
+    run(&p, marg, de, dt, ds, dn, force_log, NULL);
+    free(marg);
     fd("emissions", &p, p.emis, de, TBK, force_log);
     fd("transitions", &p, p.trans, dt, KK, force_log);
     fd("start", &p, p.start, ds, p.K, force_log);

@@ -514,6 +514,24 @@ static void test_task(const task_case *tc, lstm_ctx *lctx) {
         st = lstm_st_from_memory(buf, len, what, &err);
         free(buf);
     }
+    /* a softmax tagger's file with a stray CRF tensor: the host refuses it
+     * (the library would), rather than tag otherwise than lstm predict */
+    if (tc->task == LSTM_TASK_TAG && !tc->crf) {
+        int64_t n1[1] = {m->nout};
+        float *z = calloc((size_t)m->nout, sizeof(float));
+        lstm_st *bad = NULL;
+        if (lstm_st_writer_add(w, "crf.start_transitions", LSTM_DT_F32, 1, n1, z, &err) == LSTM_OK &&
+            lstm_st_writer_to_memory(w, &buf, &len, &err) == LSTM_OK) {
+            bad = lstm_st_from_memory(buf, len, "stray.safetensors", &err);
+            free(buf);
+        }
+        lstm_embed_host *hb = bad ? lstm_embed_host_load(bad, &err) : NULL;
+        CHECK(bad && !hb && err.status == LSTM_ERR_FORMAT && strstr(err.msg, "does not say a CRF"),
+              "%s: a stray crf.start_transitions refused: %s", what, err.msg);
+        lstm_embed_host_free(hb);
+        lstm_st_free(bad);
+        free(z);
+    }
     lstm_st_writer_free(w);
     lstm_embed_host *host = st ? host_of(st) : NULL;
     if (!host) {
@@ -522,6 +540,21 @@ static void test_task(const task_case *tc, lstm_ctx *lctx) {
     }
     const lstm_embed_model *em = lstm_embed_host_model(host);
     int V = em->decoder.rows, nf = m->nfeat;
+    if (tc->crf) { /* parameters the runtime's scaled way cannot hold are refused */
+        lstm_embed_model wide = *em;
+        float *tr = malloc(sizeof(float) * (size_t)V * V);
+        memcpy(tr, em->crf_transitions, sizeof(float) * (size_t)V * V);
+        wide.crf_transitions = tr;
+        CHECK(lstm_embed_check(&wide) == LSTM_EMBED_OK, "%s: its own CRF is checked ok", what);
+        tr[1] = tr[0] + 40; /* 2 x 40 > 70 */
+        CHECK(lstm_embed_check(&wide) == LSTM_EMBED_ERR_MODEL, "%s: a CRF spread past 70", what);
+        tr[1] = NAN;
+        CHECK(lstm_embed_check(&wide) == LSTM_EMBED_ERR_MODEL, "%s: a NaN transition", what);
+        wide.crf_end = NULL;
+        tr[1] = tr[0];
+        CHECK(lstm_embed_check(&wide) == LSTM_EMBED_ERR_MODEL, "%s: a CRF without its end", what);
+        free(tr);
+    }
     CHECK(em->nfeat == nf && V == m->nout && em->bidirectional == tc->bidirectional,
           "%s: the description", what);
 

@@ -44,6 +44,8 @@ typedef struct {
     double *lz, *zend;          /* (B) log Z of each row, the last step's sum */
     double *la, *lb, *lp;       /* the log-space way: (T,K), (T,K), (K,K) */
     unsigned char *use;         /* (B) rows of the pass under way */
+    unsigned char *gm;          /* (B) rows of the pass that add to the loss and gradient */
+    unsigned char *kn;          /* (B) each row's known tags: 2 all, 1 some, 0 none */
 } crf_work;
 
 static size_t carve(crf_work *w, void *base, int T, int B, int K) {
@@ -70,6 +72,8 @@ static size_t carve(crf_work *w, void *base, int T, int B, int K) {
     TAKE(lb, double, TK);
     TAKE(lp, double, KK);
     TAKE(use, unsigned char, B);
+    TAKE(gm, unsigned char, B);
+    TAKE(kn, unsigned char, B);
 #undef TAKE
     return (size_t)(at - (char *)base);
 }
@@ -115,8 +119,8 @@ static int scaled_safe(const nn_crf_args *a, crf_work *w, real *tmax, real *smax
 
 /* One scaled pass over the rows w->use marks, constrained to the known
  * tags or not: w->lz[b] = log Z, mg = the marginals of each position (0
- * past the end and on the rows not in use), w->G = the sums over the
- * sentences of the pairs' marginals. */
+ * past the end and on the rows not in use), w->G = the sums of the pairs'
+ * marginals over the rows w->gm marks (a subset of use). */
 static void scaled_pass(const nn_ctx *ctx, const nn_crf_args *a, crf_work *w, int constrained,
                         real tmax, real smax, real emax) {
     /* the products in float even where the context's are bfloat16: the
@@ -205,7 +209,12 @@ static void scaled_pass(const nn_ctx *ctx, const nn_crf_args *a, crf_work *w, in
             }
         }
     }
-    /* the pairs: sum over t >= 1 of alpha_{t-1}^T u_t, times E */
+    /* the pairs: sum over t >= 1 of alpha_{t-1}^T u_t, times E, over the
+     * rows that add to the gradient (the others' u is cleared first) */
+    for (int t = 1; t < T; t++)
+        for (int b = 0; b < B; b++)
+            if (w->use[b] && !w->gm[b])
+                memset(w->u + t * BK + (size_t)b * K, 0, sizeof(real) * K);
     if (T > 1)
         gemm(ctx, 1, 0, K, K, (T - 1) * B, 1, w->alpha, K, w->u + BK, K, 0, w->G, K);
     else
@@ -214,12 +223,13 @@ static void scaled_pass(const nn_ctx *ctx, const nn_crf_args *a, crf_work *w, in
         w->G[i] *= w->E[i];
 }
 
-/* What a pass adds to the gradient: sign * scale * its marginals. */
+/* What a pass adds to the gradient: sign * scale * the marginals of the
+ * rows w->gm marks. */
 static void scaled_grad(const nn_crf_args *a, const crf_work *w, real sign) {
-    int T = a->T, B = a->B, K = a->K;
+    int B = a->B, K = a->K;
     real sc = sign * a->scale;
     for (int b = 0; b < B; b++) {
-        if (!w->use[b])
+        if (!w->gm[b])
             continue;
         int n = a->lengths[b];
         for (int t = 0; t < n; t++) {
@@ -236,7 +246,6 @@ static void scaled_grad(const nn_crf_args *a, const crf_work *w, real sign) {
                     a->d_end[j] += sc * mg[j];
         }
     }
-    (void)T;
     if (a->d_transitions)
         for (size_t i = 0; i < (size_t)K * K; i++)
             a->d_transitions[i] += sc * w->G[i];
@@ -356,76 +365,62 @@ static double gold_row(const nn_crf_args *a, int b) {
 
 double nn_crf(const nn_ctx *ctx, const nn_crf_args *a, void *work, int *count) {
     int T = a->T, B = a->B, K = a->K;
+    size_t TBK = (size_t)T * B * K;
     crf_work w;
     carve(&w, (void *)(((uintptr_t)work + 63) & ~(uintptr_t)63), T, B, K);
     real tmax = 0, smax = 0, emax = 0;
     int scaled = a->force_log ? 0 : scaled_safe(a, &w, &tmax, &smax, &emax);
     double loss = 0;
     int counted = 0;
-    /* the gold side first: it reads the emissions, which the marginals may
-     * overwrite */
-    for (int b = 0; a->tags && b < B; b++) {
-        int kn = known(a, b);
-        w.use[b] = kn == 1;
-        for (int t = 0; t < a->lengths[b]; t++)
+    /* A row adds to the loss and the gradient (wants) when a tag of it is
+     * known, or, without tags, always (the loss is then log Z). The gold
+     * side first: it reads the emissions, which the marginals may overwrite. */
+    for (int b = 0; b < B; b++) {
+        w.kn[b] = (unsigned char)(a->tags ? known(a, b) : 0);
+        for (int t = 0; a->tags && t < a->lengths[b]; t++)
             counted += a->tags[(size_t)t * B + b] >= 0;
-        if (kn == 2)
+        if (w.kn[b] == 2)
             loss -= gold_row(a, b);
     }
-    for (int b = 0; !a->tags && b < B; b++)
-        w.use[b] = 0;
+#define WANTS(b) (!a->tags || w.kn[b] > 0)
     if (scaled) {
-        int any = 0;
+        int any = 0; /* the rows with some tags known: minus P(. | those) */
         for (int b = 0; b < B; b++)
-            any |= w.use[b];
-        if (any) { /* the rows with some tags known: P(· | those) */
+            any |= (w.use[b] = w.gm[b] = w.kn[b] == 1);
+        if (any) {
             scaled_pass(ctx, a, &w, 1, tmax, smax, emax);
             scaled_grad(a, &w, -1);
             for (int b = 0; b < B; b++)
                 loss -= w.use[b] ? w.lz[b] : 0;
         }
-        for (int b = 0; b < B; b++) /* a row with no tag known adds nothing */
-            w.use[b] = !a->tags || known(a, b) > 0 || a->marginals;
+        for (int b = 0; b < B; b++) { /* every row for the marginals; P(.) of those that want */
+            w.gm[b] = WANTS(b);
+            w.use[b] = w.gm[b] || a->marginals;
+        }
         scaled_pass(ctx, a, &w, 0, tmax, smax, emax);
         for (int b = 0; b < B; b++)
-            if (w.use[b] && (!a->tags || known(a, b) > 0))
-                loss += w.lz[b];
-        if (a->tags) { /* the gradient of the rows with a known tag */
-            for (int b = 0; b < B; b++)
-                w.use[b] = known(a, b) > 0;
-            scaled_grad(a, &w, 1);
-        }
-        if (a->marginals)
-            for (size_t i = 0; i < (size_t)T * B * K; i++)
-                a->marginals[i] = w.mg[i] > 0 ? (real)log((double)w.mg[i]) : -INFINITY;
+            loss += w.gm[b] ? w.lz[b] : 0;
+        scaled_grad(a, &w, 1);
     } else {
-        /* the marginals of all rows first, so that gradients see the
-         * emissions before the marginals overwrite them */
+        if (a->marginals)
+            memset(w.mg, 0, sizeof(real) * TBK);
         for (int b = 0; b < B; b++) {
-            int kn = a->tags ? known(a, b) : 0;
-            if (kn == 1)
+            if (w.kn[b] == 1)
                 loss -= log_row(a, &w, b, 1, -1, NULL);
-            if (kn > 0 || !a->tags || a->marginals) {
-                nn_crf_args g = *a; /* marginals for every row; gradient for known ones */
-                if (kn == 0)
+            if (WANTS(b) || a->marginals) {
+                nn_crf_args g = *a; /* the gradient of the rows that want it */
+                if (!WANTS(b))
                     g.d_emissions = g.d_transitions = g.d_start = g.d_end = NULL;
                 double lz = log_row(&g, &w, b, 0, 1, a->marginals ? w.mg : NULL);
-                if (kn > 0 || !a->tags)
-                    loss += lz;
+                loss += WANTS(b) ? lz : 0;
             }
         }
-        if (a->marginals)
-            for (int t = 0; t < T; t++)
-                for (int b = 0; b < B; b++) {
-                    size_t row = (size_t)t * B + b;
-                    for (int j = 0; j < K; j++)
-                        a->marginals[row * K + j] =
-                            t < a->lengths[b] && w.mg[row * K + j] > 0
-                                ? (real)log((double)w.mg[row * K + j])
-                                : -INFINITY;
-                }
     }
+#undef WANTS
+    if (a->marginals) /* 0 past a row's end: -inf */
+        for (size_t i = 0; i < TBK; i++)
+            a->marginals[i] = w.mg[i] > 0 ? (real)log((double)w.mg[i]) : -INFINITY;
     if (count)
         *count = counted;
-    return loss; /* without tags: the sum of log Z */
+    return loss;
 }

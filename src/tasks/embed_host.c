@@ -300,7 +300,22 @@ static lstm_status load_task(lstm_embed_host *h, const lstm_st *st, const char *
     r = load_vector(h, st, "", "decoder.bias", m->decoder.rows, &m->decoder_bias, err);
     if (r <= 0)
         return r ? err->status : lstm_fail(err, LSTM_ERR_SHAPE, "%s: no decoder.bias", file);
+    /* a CRF: the three tensors together, where lstm.config says crf, as
+     * the library loads it (a softmax tagger with stray CRF tensors, or a
+     * CRF without them, would tag otherwise than lstm predict) */
     const lstm_st_tensor *tt = lstm_st_find(st, "crf.transitions");
+    int has_s = lstm_st_find(st, "crf.start_transitions") != NULL;
+    int has_e = lstm_st_find(st, "crf.end_transitions") != NULL;
+    lstm_model_config cfg;
+    lstm_error cerr;
+    int says = lstm_st_meta(st, "lstm.config") && !model_read_config(st, &cfg, &cerr) && cfg.crf;
+    if (!tt != !has_s || !tt != !has_e || !tt != !says)
+        return lstm_fail(err, LSTM_ERR_FORMAT,
+                         "%s: lstm.config %s a CRF, and the file has %s of crf.transitions, "
+                         "crf.start_transitions, crf.end_transitions: a CRF tagger has all "
+                         "three, any other none",
+                         file, says ? "says" : "does not say",
+                         tt && has_s && has_e ? "all" : tt || has_s || has_e ? "some" : "none");
     if (tt) { /* a tagger with a CRF over its tags (lstm train tag --crf 1) */
         int V = m->decoder.rows;
         if (which != 2 || tt->ndim != 2 || tt->shape[0] != V || tt->shape[1] != V)
