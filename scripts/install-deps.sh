@@ -13,6 +13,8 @@
 #                                      # and ONNX's node tests, checked by make test
 #   scripts/install-deps.sh --embed    # and the ARM cross compiler and qemu-arm (make test runs
 #                                      # the embeddable runtime on ARM with them)
+#   scripts/install-deps.sh --fuzz     # and clang with libFuzzer (make fuzz; make test then
+#                                      # builds everything with clang too)
 #   scripts/install-deps.sh PKG...     # and these Debian packages too
 set -eu
 pkgs=(build-essential pkg-config libjansson-dev libopenblas-dev)
@@ -22,7 +24,8 @@ for a in "$@"; do
     --mpi) pkgs+=(openmpi-bin libopenmpi-dev) ;;
     --onnx) pkgs+=(libprotobuf-c-dev protobuf-c-compiler libonnx-testdata) ;;
     --embed) pkgs+=(gcc-arm-linux-gnueabihf libc6-dev-armhf-cross qemu-user) ;;
-    -h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --fuzz) pkgs+=(clang libclang-rt-14-dev) ;;
+    -h | --help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "install-deps.sh: unknown option $a" >&2; exit 2 ;;
     *) pkgs+=("$a") ;;
     esac

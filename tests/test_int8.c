@@ -322,8 +322,8 @@ static void test_files(void) {
     }
     CHECK(within, "each weight within half a step of its row's scale");
     lstm_st_writer *wr = lstm_st_writer_create();
-    void *buf;
-    size_t len;
+    void *buf = NULL;
+    size_t len = 0;
     CHECK(!lstm_params_write(p, wr, "", &err) && !lstm_st_writer_to_memory(wr, &buf, &len, &err),
           "write: %s", err.msg);
     lstm_st *st = lstm_st_from_memory(buf, len, "q.st", &err);

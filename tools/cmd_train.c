@@ -459,8 +459,8 @@ int cmd_train(int argc, char **argv) {
     static const char *formats[] = {
         "Data: any file, as bytes.",
         "Data: fastText lines \"__label__NAME text\", or a folder DIR/NAME/*.txt.",
-        "Data: word<TAB>tag lines, a blank line after each sentence; one tab a line,\n"
-        "spaces around either field are not part of it (else the line is refused)."};
+        ("Data: word<TAB>tag lines, a blank line after each sentence; one tab a line,\n"
+         "spaces around either field are not part of it (else the line is refused).")};
     snprintf(about + strlen(about), sizeof about - strlen(about),
              "\n%s\nA UTF-8 byte-order mark at the start of a file is skipped.", formats[task]);
     const char *pos[1];

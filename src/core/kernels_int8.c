@@ -25,8 +25,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-static inline size_t up(size_t n, size_t a) { return (n + a - 1) / a * a; }
+#if defined(LSTM_X86_KERNELS) && defined(__GNUC__)
+#include <cpuid.h>
+#endif
 
 /* One finished 16-row piece of row m: raw sums, or scaled into C. */
 static inline void emit(const nn_q8_gemm_args *a, int m, int b, const int32_t *s) {
@@ -41,6 +42,8 @@ static inline void emit(const nn_q8_gemm_args *a, int m, int b, const int32_t *s
 }
 
 #ifndef KERNEL_ISA
+
+static inline size_t up(size_t n, size_t a) { return (n + a - 1) / a * a; }
 
 size_t nn_q8_mat_size(int N, int K) {
     size_t Np = up((size_t)N, 16), Kp = up((size_t)K, 4);
@@ -137,6 +140,17 @@ extern const nn_q8_kernels nn_q8_kernels_avx512vnni, nn_q8_kernels_avxvnni, nn_q
     nn_q8_kernels_avxvnni_evex;
 #endif
 
+#if defined(LSTM_X86_KERNELS) && defined(__GNUC__)
+/* AVX-VNNI (the VEX form of VPDPBUSD): CPUID leaf 7, sub-leaf 1, EAX bit 4
+ * (Intel's Software Developer's Manual, vol. 2A, CPUID). Read directly:
+ * clang before 16 has no "avxvnni" for __builtin_cpu_supports. The caller
+ * checks AVX2 first, which covers the operating system's YMM state. */
+static int cpu_has_avxvnni(void) {
+    unsigned a, b, c, d;
+    return __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a >> 4 & 1);
+}
+#endif
+
 const nn_q8_kernels *nn_q8_kernels_at(int i) {
     const nn_q8_kernels *have[5];
     int n = 0;
@@ -145,7 +159,7 @@ const nn_q8_kernels *nn_q8_kernels_at(int i) {
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"))
         have[n++] = &nn_q8_kernels_avx512vnni;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("avxvnni"))
+    if (__builtin_cpu_supports("avx2") && cpu_has_avxvnni())
         have[n++] = &nn_q8_kernels_avxvnni;
     if (__builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"))
         have[n++] = &nn_q8_kernels_avxvnni_evex; /* for the tests; never first */
