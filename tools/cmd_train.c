@@ -404,7 +404,7 @@ int cmd_train(int argc, char **argv) {
         {"no-char-features", OPT_FLAG, &no_char, NULL, "tag: the word embedding only, no suffix/shape features"},
         {"suffixes", OPT_INT, &mc.suffixes, "N", "tag: embed the last 1 to N letters (1-5; files before it: 3)"},
         {"prefixes", OPT_INT, &mc.prefixes, "N", "tag: embed the first 1 to N letters (0-4; 0: none, as files before it)"},
-        {"crf", OPT_INT, &mc.crf, "0|1", "tag: score whole tag sequences with a linear-chain CRF (lstm export cannot write it)"},
+        {"crf", OPT_INT, &mc.crf, "0|1", "tag: score whole tag sequences with a linear-chain CRF"},
         {"forget-bias", OPT_FLOAT, &mc.forget_bias, "F", "added to the forget gates' initial bias"},
         {"peephole", OPT_FLAG, &mc.peephole, NULL, "ONNX's peephole connections: i, f read c_{t-1}, o reads c_t"},
         {"cell-clip", OPT_FLOAT, &mc.cell_clip, "C", "ONNX's clip: the gates' pre-activations clamped to [-C, C] (0: off)"},

@@ -3,7 +3,8 @@
  * joined by Transpose and Reshape ((T,D,B,H) -> (T,B,D*H)), the layers' Y_h
  * and Y_c concatenated into h_n and c_n; for a task model, Gather per
  * feature and Concat before, and the mean pooling (classify) or the
- * per-position decoder (lm, tag) and a Softmax after.
+ * per-position decoder (lm, tag) and a Softmax after, or for a tagger with
+ * a CRF its forward-backward as two Scan nodes (crf_graph).
  *
  * What ONNX's LSTM cannot express, and what is done about it:
  *   proj_size (h = W_hr (o * tanh(c))): ONNX's LSTM has no projection and
@@ -19,11 +20,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { DT_FLOAT = 1, DT_INT32 = 6, DT_INT64 = 7 };
+enum { DT_FLOAT = 1, DT_INT32 = 6, DT_INT64 = 7, DT_BOOL = 9 };
 
 /* The graph under construction; every allocation is owned by `owned`. */
 typedef struct {
     Onnx__GraphProto g;
+    Onnx__GraphProto *cur; /* where node, init and value_info add: g, or a Scan's body */
     void **owned;
     size_t nowned, capowned;
     int failed;
@@ -108,7 +110,7 @@ static void init(builder *b, const char *name, int dt, int ndim, const int64_t *
     t->has_raw_data = 1;
     t->raw_data.data = raw;
     t->raw_data.len = n * es;
-    push(b, (void ***)&b->g.initializer, &b->g.n_initializer, t);
+    push(b, (void ***)&b->cur->initializer, &b->cur->n_initializer, t);
 }
 
 static void init_ints(builder *b, const char *name, int n, const int64_t *v) {
@@ -128,7 +130,7 @@ static Onnx__NodeProto *node(builder *b, const char *op, const char *name, int n
         push(b, (void ***)&nd->input, &nd->n_input, str(b, "%s", in[k] ? in[k] : ""));
     for (int k = 0; k < nout; k++)
         push(b, (void ***)&nd->output, &nd->n_output, str(b, "%s", out[k]));
-    push(b, (void ***)&b->g.node, &b->g.n_node, nd);
+    push(b, (void ***)&b->cur->node, &b->cur->n_node, nd);
     return nd;
 }
 
@@ -171,6 +173,18 @@ static void attr_ints(builder *b, Onnx__NodeProto *nd, const char *name, int n, 
         memcpy(a->ints, v, sizeof(int64_t) * (size_t)n), a->n_ints = (size_t)n;
 }
 
+/* A GRAPH attribute: g packed (onnx.proto keeps it as bytes). */
+static void attr_graph(builder *b, Onnx__NodeProto *nd, const char *name,
+                       const Onnx__GraphProto *g) {
+    Onnx__AttributeProto *a = attr(b, nd, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__GRAPH);
+    if (!a || b->failed)
+        return;
+    size_t n = onnx__graph_proto__get_packed_size(g);
+    uint8_t *bytes = alloc(b, n);
+    if (bytes)
+        a->has_g = 1, a->g.data = bytes, a->g.len = onnx__graph_proto__pack(g, bytes);
+}
+
 /* A graph input or output: element type, and dims (a name for a symbolic
  * dimension, else its size). */
 static void value_info(builder *b, int output, const char *name, int dt, int ndim,
@@ -207,9 +221,9 @@ static void value_info(builder *b, int output, const char *name, int dt, int ndi
     vi->name = str(b, "%s", name);
     vi->type = tp;
     if (output)
-        push(b, (void ***)&b->g.output, &b->g.n_output, vi);
+        push(b, (void ***)&b->cur->output, &b->cur->n_output, vi);
     else
-        push(b, (void ***)&b->g.input, &b->g.n_input, vi);
+        push(b, (void ***)&b->cur->input, &b->cur->n_input, vi);
 }
 
 /* nn.LSTM's (4H, cols) in gate order i, f, g, o as ONNX's i, o, f, c rows,
@@ -353,12 +367,166 @@ static float *read_f32(const lstm_st *st, const char *name, size_t numel, lstm_e
     return v;
 }
 
+/* A Scan's body: a graph of its own, built in place of b's (b owns it). */
+static Onnx__GraphProto *body_begin(builder *b, const char *name, Onnx__GraphProto **saved) {
+    Onnx__GraphProto *g = alloc(b, sizeof *g);
+    *saved = b->cur;
+    if (!g)
+        return NULL;
+    onnx__graph_proto__init(g);
+    g->name = str(b, "%s", name);
+    b->cur = g;
+    return g;
+}
+
+/* The tagger's CRF (docs/DESIGN.md, "The tagger's CRF") over the decoder's
+ * scores `emissions` (T,B,K): probs (T,B,K) = P(y_t = k | x), each word's
+ * marginal, from the forward-backward algorithm in logs, and 0 past a
+ * sentence's length (where lstm writes log 0). Two Scan nodes (opset 11's
+ * form), each step a ReduceLogSumExp over (B,K,K):
+ *   alpha_0 = start + e_0, alpha_t = logsumexp_i(alpha_{t-1,i} + trans_ij) + e_t
+ *     (kept as it is from t = length on);
+ *   beta_{length-1} = end, beta_t = logsumexp_j(trans_ij + e_{t+1,j} + beta_{t+1,j});
+ *   P(y_t = k) = exp(alpha_t + beta_t - log Z) = softmax_k(alpha_t + beta_t).
+ * Each alpha_t and beta_t is shifted by its maximum over k as it is made,
+ * as lstm_crf scales them: unshifted, they grow with the sentence (to
+ * thousands over a hundred words), and float's steps at that size put
+ * 1e-3 into the marginals; the softmax takes the shifts out, so log Z is
+ * never needed. This is lstm_crf's log-space reference's recursion, which
+ * needs no bound on the parameters. */
+static lstm_status crf_graph(builder *b, const lstm_st *st, int K, const char *emissions,
+                             const char *probs, lstm_error *err) {
+    static const char *names[3] = {"crf.transitions", "crf.start_transitions",
+                                   "crf.end_transitions"};
+    for (int i = 0; i < 3; i++) {
+        const lstm_st_tensor *t = lstm_st_find(st, names[i]);
+        int ok = t && t->ndim == (i ? 1 : 2) && t->shape[0] == K && (i || t->shape[1] == K);
+        if (!ok)
+            return lstm_fail(err, LSTM_ERR_SHAPE, "%s: no %s of (%d%s)", lstm_st_name(st),
+                             names[i], K, i ? "" : str(b, ", %d", K));
+        float *v = read_f32(st, names[i], t->numel, err);
+        if (!v)
+            return err->status;
+        init(b, names[i], DT_FLOAT, t->ndim, t->shape, v);
+        free(v);
+    }
+    int64_t zero = 0, one = 1, ax1 = 1, ax2 = 2;
+    float zero_f = 0;
+    init(b, "crf.zero", DT_INT64, 0, NULL, &zero);
+    init(b, "crf.one", DT_INT64, 0, NULL, &one);
+    init(b, "crf.zero_float", DT_FLOAT, 0, NULL, &zero_f);
+    init_ints(b, "crf.axis1", 1, &ax1);
+    init_ints(b, "crf.axis2", 1, &ax2);
+
+    /* the masks: positions t (T,1) against the lengths (B) */
+    const char *shape = "crf.shape", *T = "crf.T", *pos = "crf.positions", *pos1 = "crf.positions1";
+    node(b, "Shape", "crf_shape", 1, &emissions, 1, &shape);
+    attr_i(b, node(b, "Gather", "crf_steps", 2, (const char *[2]){shape, "crf.zero"}, 1, &T),
+           "axis", 0);
+    const char *range = "crf.range", *len = "crf.lengths", *lengths = "lengths";
+    node(b, "Range", "crf_range", 3, (const char *[3]){"crf.zero", T, "crf.one"}, 1, &range);
+    node(b, "Unsqueeze", "crf_positions", 2, (const char *[2]){range, "crf.axis1"}, 1, &pos);
+    node(b, "Add", "crf_positions1", 2, (const char *[2]){pos, "crf.one"}, 1, &pos1);
+    attr_i(b, node(b, "Cast", "crf_lengths", 1, &lengths, 1, &len), "to", DT_INT64);
+    const char *valid = "crf.valid", *valid3 = "crf.valid3", *vnext = "crf.valid_next",
+               *vnext3 = "crf.valid_next3", *first = "crf.first", *first3 = "crf.first3";
+    node(b, "Less", "crf_valid", 2, (const char *[2]){pos, len}, 1, &valid);
+    node(b, "Unsqueeze", "crf_valid3", 2, (const char *[2]){valid, "crf.axis2"}, 1, &valid3);
+    node(b, "Less", "crf_valid_next", 2, (const char *[2]){pos1, len}, 1, &vnext);
+    node(b, "Unsqueeze", "crf_valid_next3", 2, (const char *[2]){vnext, "crf.axis2"}, 1, &vnext3);
+    node(b, "Equal", "crf_first", 2, (const char *[2]){pos, "crf.zero"}, 1, &first);
+    node(b, "Unsqueeze", "crf_first3", 2, (const char *[2]){first, "crf.axis2"}, 1, &first3);
+    /* any (B,K) of finite values starts each Scan's state: e_0 */
+    const char *e0 = "crf.e0";
+    attr_i(b, node(b, "Gather", "crf_e0", 2, (const char *[2]){emissions, "crf.zero"}, 1, &e0),
+           "axis", 0);
+
+    const char *bk[2] = {"B", NULL}, *b1[2] = {"B", NULL}, *one1[2] = {NULL, NULL};
+    int64_t sbk[2] = {0, K}, sb1[2] = {0, 1}, s11[2] = {1, 1};
+    Onnx__GraphProto *saved;
+    /* forward: state alpha (B,K); per step e_t (B,K), first_t (1,1), valid_t (B,1) */
+    Onnx__GraphProto *fw = body_begin(b, "crf_forward", &saved);
+    value_info(b, 0, "fw.alpha_prev", DT_FLOAT, 2, bk, sbk);
+    value_info(b, 0, "fw.e", DT_FLOAT, 2, bk, sbk);
+    value_info(b, 0, "fw.first", DT_BOOL, 2, one1, s11);
+    value_info(b, 0, "fw.valid", DT_BOOL, 2, b1, sb1);
+    const char *au = "fw.alpha_column", *fs = "fw.scores", *fr = "fw.summed", *fw_ = "fw.from",
+               *fa = "fw.alpha_new", *fal = "fw.alpha", *fout = "fw.alpha_out";
+    node(b, "Unsqueeze", "fw_column", 2, (const char *[2]){"fw.alpha_prev", "crf.axis2"}, 1, &au);
+    node(b, "Add", "fw_scores", 2, (const char *[2]){au, "crf.transitions"}, 1, &fs);
+    Onnx__NodeProto *r = node(b, "ReduceLogSumExp", "fw_logsumexp", 1, &fs, 1, &fr);
+    attr_ints(b, r, "axes", 1, &ax1);
+    attr_i(b, r, "keepdims", 0);
+    node(b, "Where", "fw_start", 3, (const char *[3]){"fw.first", "crf.start_transitions", fr}, 1,
+         &fw_);
+    node(b, "Add", "fw_emit", 2, (const char *[2]){fw_, "fw.e"}, 1, &fa);
+    const char *fm = "fw.max", *fh = "fw.alpha_shifted";
+    r = node(b, "ReduceMax", "fw_max", 1, &fa, 1, &fm);
+    attr_ints(b, r, "axes", 1, &ax1);
+    node(b, "Sub", "fw_shift", 2, (const char *[2]){fa, fm}, 1, &fh);
+    node(b, "Where", "fw_keep", 3, (const char *[3]){"fw.valid", fh, "fw.alpha_prev"}, 1, &fal);
+    node(b, "Identity", "fw_out", 1, &fal, 1, &fout);
+    value_info(b, 1, fal, DT_FLOAT, 2, bk, sbk);
+    value_info(b, 1, fout, DT_FLOAT, 2, bk, sbk);
+    b->cur = saved;
+
+    /* backward, from the end: state e_{t+1} + beta_{t+1} (B,K); per step
+     * e_t (B,K), valid_next_t (B,1) */
+    Onnx__GraphProto *bw = body_begin(b, "crf_backward", &saved);
+    value_info(b, 0, "bw.next", DT_FLOAT, 2, bk, sbk);
+    value_info(b, 0, "bw.e", DT_FLOAT, 2, bk, sbk);
+    value_info(b, 0, "bw.valid_next", DT_BOOL, 2, b1, sb1);
+    const char *nu = "bw.next_row", *bs = "bw.scores", *br = "bw.summed", *beta = "bw.beta",
+               *bn = "bw.next_new";
+    node(b, "Unsqueeze", "bw_row", 2, (const char *[2]){"bw.next", "crf.axis1"}, 1, &nu);
+    node(b, "Add", "bw_scores", 2, (const char *[2]){"crf.transitions", nu}, 1, &bs);
+    r = node(b, "ReduceLogSumExp", "bw_logsumexp", 1, &bs, 1, &br);
+    attr_ints(b, r, "axes", 1, &ax2);
+    attr_i(b, r, "keepdims", 0);
+    const char *bb = "bw.beta_unshifted", *bm = "bw.max";
+    node(b, "Where", "bw_end", 3, (const char *[3]){"bw.valid_next", br, "crf.end_transitions"}, 1,
+         &bb);
+    r = node(b, "ReduceMax", "bw_max", 1, &bb, 1, &bm);
+    attr_ints(b, r, "axes", 1, &ax1);
+    node(b, "Sub", "bw_shift", 2, (const char *[2]){bb, bm}, 1, &beta);
+    node(b, "Add", "bw_emit", 2, (const char *[2]){"bw.e", beta}, 1, &bn);
+    value_info(b, 1, bn, DT_FLOAT, 2, bk, sbk);
+    value_info(b, 1, beta, DT_FLOAT, 2, bk, sbk);
+    b->cur = saved;
+    if (b->failed || !fw || !bw)
+        return lstm_fail(err, LSTM_ERR_NOMEM, "out of memory");
+
+    const char *fouts[2] = {"crf.alpha_last", "crf.alpha"};
+    Onnx__NodeProto *sc =
+        node(b, "Scan", "crf_forward", 4, (const char *[4]){e0, emissions, first3, valid3}, 2, fouts);
+    attr_graph(b, sc, "body", fw);
+    attr_i(b, sc, "num_scan_inputs", 3);
+    const char *bouts[2] = {"crf.next_first", "crf.beta"};
+    sc = node(b, "Scan", "crf_backward", 3, (const char *[3]){e0, emissions, vnext3}, 2, bouts);
+    attr_graph(b, sc, "body", bw);
+    attr_i(b, sc, "num_scan_inputs", 2);
+    int64_t rev[2] = {1, 1};
+    attr_ints(b, sc, "scan_input_directions", 2, rev);
+    attr_ints(b, sc, "scan_output_directions", 1, rev);
+
+    /* each (t,b) of alpha and beta is shifted by its own constant, which
+     * the softmax over k takes out: P(y_t = k) = softmax_k(alpha_t + beta_t) */
+    const char *ab = "crf.alpha_beta", *pm = "crf.marginals";
+    node(b, "Add", "crf_alpha_beta", 2, (const char *[2]){"crf.alpha", "crf.beta"}, 1, &ab);
+    attr_i(b, node(b, "Softmax", "crf_marginals", 1, &ab, 1, &pm), "axis", -1);
+    node(b, "Where", "crf_past_length", 3, (const char *[3]){valid3, pm, "crf.zero_float"}, 1,
+         &probs);
+    return LSTM_OK;
+}
+
 /* A task model (lstm train): inputs ids.<feature> (T,B) int64 per feature
  * and lengths (B) int32, [h0, c0 with --state]; Gather per feature, Concat,
  * the LSTM stack; classify: the mean over the real steps (ReduceSum over T
  * of Y, which is zero past each length, divided by the length), Gemm,
  * Softmax: probs (B,C); lm, tag: MatMul, Add, Softmax per position: probs
- * (T,B,C) (zero rows past a length are still a softmax: ignore them). */
+ * (T,B,C) (zero rows past a length are still a softmax: ignore them); a
+ * tagger with a CRF: MatMul, Add, then crf_graph's marginals (0 past a
+ * length). */
 static lstm_status task_graph(builder *b, const lstm_st *st, const onnx_export_options *o,
                               lstm_params **pp, lstm_rnn **rnnp, lstm_error *err) {
     lstm_model *m = lstm_model_load(lstm_st_name(st), err);
@@ -367,14 +535,6 @@ static lstm_status task_graph(builder *b, const lstm_st *st, const onnx_export_o
     lstm_status s = LSTM_OK;
     lstm_rnn_config cfg;
     float *dec = NULL, *dect = NULL;
-    if (lstm_model_get_config(m)->crf) { /* docs/DESIGN.md: no CRF in the exported graph */
-        s = lstm_fail(err, LSTM_ERR_UNSUPPORTED,
-                      "%s: a tagger with a CRF (--crf 1): ONNX has no operator for its "
-                      "forward-backward, and a graph of the decoder alone would predict other "
-                      "tags (lstm export-c embeds it in C; --crf 0 trains one ONNX can hold)",
-                      lstm_st_name(st));
-        goto out;
-    }
     if ((s = lstm_rnn_config_infer(&cfg, st, "lstm.", err)))
         goto out;
     *pp = lstm_params_create();
@@ -479,7 +639,10 @@ static lstm_status task_graph(builder *b, const lstm_st *st, const onnx_export_o
         node(b, "Add", "decoder_bias", 2, ain, 1, &logits);
         value_info(b, 1, probs, DT_FLOAT, 3, (const char *[3]){"T", "B", NULL}, (int64_t[3]){0, 0, C});
     }
-    attr_i(b, node(b, "Softmax", "softmax", 1, &logits, 1, &probs), "axis", -1);
+    if (lstm_model_get_config(m)->crf)
+        s = crf_graph(b, st, C, logits, probs, err);
+    else
+        attr_i(b, node(b, "Softmax", "softmax", 1, &logits, 1, &probs), "axis", -1);
     value_info(b, 1, "h_n", DT_FLOAT, 3, st3, ss);
     value_info(b, 1, "c_n", DT_FLOAT, 3, st3, ss);
 out:
@@ -500,6 +663,7 @@ lstm_status onnx_export_lstm(const char *in_path, const char *out_path, const on
     builder b;
     memset(&b, 0, sizeof b);
     onnx__graph_proto__init(&b.g);
+    b.cur = &b.g;
     uint8_t *bytes = NULL;
     lstm_status s;
     b.g.name = "lstm";
