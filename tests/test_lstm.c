@@ -8,6 +8,7 @@
  * |got - want| <= 1e-5 + 1e-4 |want| for outputs and gradients, and
  * require exact zeros where PyTorch has them (padding).
  */
+#define _GNU_SOURCE /* RTLD_NEXT (dlfcn.h) for the counted cblas_sgemm, on glibc before 2.34 */
 #include "check.h"
 #include "lstm.h"
 
@@ -43,6 +44,10 @@ void cblas_sgemm(int order, int ta, int tb, int M, int N, int K, float alpha, co
     sgemm_fn *f = __atomic_load_n(&real, __ATOMIC_ACQUIRE);
     if (!f) {
         void *sym = dlsym(RTLD_NEXT, "cblas_sgemm");
+        if (!sym) { /* a BLAS linked statically: nothing after this program */
+            fprintf(stderr, "test_lstm: no cblas_sgemm after the program's own\n");
+            abort();
+        }
         memcpy(&f, &sym, sizeof f);
         __atomic_store_n(&real, f, __ATOMIC_RELEASE);
     }

@@ -391,8 +391,8 @@ static Onnx__GraphProto *body_begin(builder *b, const char *name, Onnx__GraphPro
  * Each alpha_t and beta_t is shifted by its maximum over k as it is made,
  * as lstm_crf scales them: unshifted, they grow with the sentence (to
  * thousands over a hundred words), and float's steps at that size put
- * 1e-3 into the marginals; the softmax takes the shifts out, so log Z is
- * never needed. This is lstm_crf's log-space reference's recursion, which
+ * 6.5e-4 into a marginal of 0.94 (139 words); the softmax takes the
+ * shifts out, so log Z is never needed. This is lstm_crf's log-space reference's recursion, which
  * needs no bound on the parameters. */
 static lstm_status crf_graph(builder *b, const lstm_st *st, int K, const char *emissions,
                              const char *probs, lstm_error *err) {
