@@ -95,12 +95,13 @@ int cmd_export(int argc, char **argv) {
                       "Writes the nn.LSTM whose state_dict is in MODEL, or the task model MODEL, as an\n"
                       "ONNX model (opset 14). An nn.LSTM: one LSTM node per layer, input 'input',\n"
                       "outputs 'output', 'h_n', 'c_n' as lstm forward computes them.\n"
-                      "proj_size cannot be expressed in ONNX's LSTM and\n"
-                      "is refused. A task model (lstm train) exports whole: inputs ids.<feature>\n"
-                      "(T, B) int64 (the ids of its vocabularies, lstm.vocab.<feature> in its\n"
-                      "metadata) and lengths (B) int32; output probs, (B, C) for classify (the mean\n"
-                      "over the real steps, as lstm computes it) and (T, B, C) for lm and tag. With\n"
-                      "--prefix lstm. its LSTM alone exports.",
+                      "proj_size cannot be expressed in ONNX's LSTM and is refused.\n"
+                      "A task model (lstm train) exports whole: inputs ids.<feature> (T, B) int64\n"
+                      "(the ids of its vocabularies, lstm.vocab.<feature> in its metadata) and\n"
+                      "lengths (B) int32; output probs, (B, C) for classify (the mean over the real\n"
+                      "steps, as lstm computes it) and (T, B, C) for lm and tag (with --crf 1, each\n"
+                      "word's marginal under the CRF, from its forward-backward as two Scan nodes;\n"
+                      "0 past a sentence's length). With --prefix lstm. its LSTM alone exports.",
                       opts, argc, argv, pos, 2, &npos);
     if (r)
         return r == 2 ? 0 : 1;
