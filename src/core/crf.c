@@ -48,13 +48,16 @@ typedef struct {
     unsigned char *kn;          /* (B) each row's known tags: 2 all, 1 some, 0 none */
 } crf_work;
 
+/* Lays the work areas out from base into w and returns their bytes; with
+ * w NULL only the bytes (offsets are counted as sizes, so that no pointer
+ * arithmetic is done on a null base). */
 static size_t carve(crf_work *w, void *base, int T, int B, int K) {
-    char *at = base;
+    size_t at = 0;
     size_t TBK = (size_t)T * B * K, KK = (size_t)K * K, TK = (size_t)T * K;
 #define TAKE(field, type, n)                                                                   \
     do {                                                                                       \
         if (w)                                                                                 \
-            w->field = (type *)(void *)at;                                                     \
+            w->field = (type *)(void *)((char *)base + at);                                    \
         at += up64(sizeof(type) * (n));                                                        \
     } while (0)
     TAKE(E, real, KK);
@@ -75,7 +78,7 @@ static size_t carve(crf_work *w, void *base, int T, int B, int K) {
     TAKE(gm, unsigned char, B);
     TAKE(kn, unsigned char, B);
 #undef TAKE
-    return (size_t)(at - (char *)base);
+    return at;
 }
 
 size_t nn_crf_work_size(int T, int B, int K) { return carve(NULL, NULL, T, B, K) + 64; }
