@@ -24,6 +24,7 @@ lib=$build/liblstm.a
 # the symbol is not mutable state of the library.
 allowed=(
     '* __odr_asan.*  AddressSanitizer one-byte ODR indicator beside each global with external linkage (the table itself is const); only in the sanitizer build'
+    '* __unnamed_[0-9]*  clang'"'"'s UndefinedBehaviorSanitizer data (source locations, which it marks as reported, and type descriptors); only in a clang sanitizer build'
 )
 
 pass=0 fail=0

@@ -34,7 +34,7 @@ run_one() { # name, command...
 }
 
 for build in "${@:-build}"; do
-    export LSTM_BIN="$root/$build/lstm"
+    export LSTM_BIN="$(cd "$build" && pwd)/lstm"
     for t in "$build"/tests/test_*; do
         [[ -x $t ]] || continue
         run_one "$build/$(basename "$t")" "$t"

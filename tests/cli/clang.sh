@@ -25,6 +25,9 @@ jobs=$(nproc 2>/dev/null || echo 2)
 b=$tmp/build
 run "clang builds the library, the program, the examples and the tests with -Werror" \
     make -s -j"$jobs" CC=clang BUILD="$b" CFLAGS="-O2 -g -Werror" lib test-bins
+# no writable globals with clang either (tests/globals.sh)
+if bash tests/globals.sh "$b" >"$tmp/out" 2>&1; then ok
+else bad "clang build: writable globals: $(grep -m 3 FAIL "$tmp/out")"; fi
 for t in test_kernels test_int8 test_crf_float test_embed; do
     if [ -x "$b/tests/$t" ]; then
         "$b/tests/$t" >"$tmp/out" 2>&1

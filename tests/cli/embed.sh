@@ -17,8 +17,9 @@ set -u
 build=${1:-build}
 . "$(dirname "$0")/lib/checks.sh"
 root=$(cd "$(dirname "$0")/../.." && pwd)
-L=$root/$build/lstm
-DRV=$root/$build/tests/embed_driver
+bdir=$(cd "$root" && cd "$build" && pwd) || exit 2 # BUILD relative to the root, or absolute
+L=$bdir/lstm
+DRV=$bdir/tests/embed_driver
 data=$root/tests/data
 tmp=$(mktemp -d /tmp/lstm-embed-XXXXXX)
 [ -n "${KEEP:-}" ] || trap 'rm -rf "$tmp"' EXIT
