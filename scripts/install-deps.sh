@@ -10,7 +10,7 @@
 #   scripts/install-deps.sh --mpi      # and Open MPI, for training on several processes
 #   scripts/install-deps.sh --demo     # and npm, for make demo
 #   scripts/install-deps.sh --onnx     # and libprotobuf-c, protoc-c (lstm convert, export)
-#                                      # and ONNX's node tests, checked by make test
+#                                      # and ONNX's node tests and checker, used by make test
 #   scripts/install-deps.sh --embed    # and the ARM cross compiler and qemu-arm (make test runs
 #                                      # the embeddable runtime on ARM with them)
 #   scripts/install-deps.sh --fuzz     # and clang with libFuzzer (make fuzz; make test then
@@ -22,7 +22,7 @@ for a in "$@"; do
     case $a in
     --demo) command -v npm >/dev/null 2>&1 || pkgs+=(npm) ;;
     --mpi) pkgs+=(openmpi-bin libopenmpi-dev) ;;
-    --onnx) pkgs+=(libprotobuf-c-dev protobuf-c-compiler libonnx-testdata) ;;
+    --onnx) pkgs+=(libprotobuf-c-dev protobuf-c-compiler libonnx-testdata python3-onnx) ;;
     --embed) pkgs+=(gcc-arm-linux-gnueabihf libc6-dev-armhf-cross qemu-user) ;;
     --fuzz) pkgs+=(clang libclang-rt-14-dev) ;;
     -h | --help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;

@@ -172,5 +172,29 @@ LIST
         fi
     done
 fi
+
+# ONNX's own checker (Debian's python3-onnx, ONNX 1.12), with its shape
+# inference (full_check), on every model lstm export wrote above: the
+# nn.LSTM exports, the task models and the CRF tagger's Scan bodies
+if /usr/bin/python3 -c 'import onnx' 2>/dev/null; then
+    models=()
+    for f in "$tmp"/*.onnx; do [ "$(basename "$f")" = junk.onnx ] || models+=("$f"); done
+    /usr/bin/python3 - "${models[@]}" >"$tmp/out" 2>&1 <<'PY'
+import sys
+import onnx
+for path in sys.argv[1:]:
+    try:
+        onnx.checker.check_model(onnx.load(path), full_check=True)
+        print("ok", path)
+    except Exception as e:  # the checker's own exceptions, and a file it cannot parse
+        print("FAIL", path, str(e).splitlines()[0] if str(e) else type(e).__name__)
+PY
+    n_ok=$(grep -c '^ok' "$tmp/out")
+    if [ "$n_ok" -eq "${#models[@]}" ] && [ "$n_ok" -ge 9 ] && ! grep -q '^FAIL' "$tmp/out" && grep -q 'tag-crf.onnx' "$tmp/out"; then
+        ok "ONNX's checker (full_check) passes all $n_ok models lstm export wrote"
+    else bad "ONNX's checker: $n_ok passed; $(grep -v '^ok' "$tmp/out" | head -3)"; fi
+else
+    echo "ok skipping ONNX's checker: /usr/bin/python3 has no onnx (scripts/install-deps.sh --onnx)"
+fi
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
