@@ -82,7 +82,7 @@ run() {
     lstm) set -- ./lstm bench "$@" ;;
     onednn) set -- build/bench/onednn_lstm "$@" ;;
     torch) set -- bench/torch_lstm.py "$@" ;;
-    ort) case "$*" in *train*) return ;; esac; set -- bench/ort_lstm.js "$@" ;;
+    ort) case "$*" in *train*) return ;; esac; set -- env TMPDIR="$ORT_TMP" bench/ort_lstm.js "$@" ;;
     lstm-bf16) set -- ./lstm bench "$@" --precision bf16 ;;
     onednn-bf16) set -- build/bench/onednn_lstm "$@" --bf16 ;;
     torch-bf16) set -- bench/torch_lstm.py "$@" --bf16 ;;
@@ -139,7 +139,9 @@ else
 fi
 echo
 BF16_ROWS=$(mktemp)
-trap 'rm -f "$BF16_ROWS"' EXIT
+# ONNX Runtime leaves an empty mat-debug-PID.log in TMPDIR for each process
+ORT_TMP=$(mktemp -d)
+trap 'rm -f "$BF16_ROWS"; rm -rf "$ORT_TMP"' EXIT
 
 int8_table() {
     echo "int8 (the infer and stream cases; ratios are times, above 1 lstm int8 is faster):"

@@ -25,4 +25,5 @@ echo "== a sample (lstm sample data/brown-lm.safetensors --prime 'The ' --temper
 ./lstm sample data/brown-lm.safetensors --prime "The " --length 600 --temperature 0.8
 echo
 echo "== drawing the curves (lstm plot data/brown-lm.log --out data/brown-lm.svg)"
-./lstm plot data/brown-lm.log --out data/brown-lm.svg
+./lstm plot data/brown-lm.log --out data/brown-lm.svg &&
+    echo "wrote data/brown-lm.svg (the loss and bits per character against steps; open it in a browser)"

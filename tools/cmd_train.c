@@ -621,9 +621,10 @@ int cmd_train(int argc, char **argv) {
         goto done;
     tc.valid_ctx = valid_ctx;
     if (!quiet)
-        fprintf(stderr, "training %s on %s (%zu examples), validating on %s (%zu), %d thread(s), "
+        fprintf(stderr, "training %s on %s (%zu %s), validating on %s (%zu), %d thread(s), "
                         "%s kernels%s%s%s\n",
                 argv[1], lstm_dataset_name(train), lstm_dataset_count(train),
+                task == LSTM_TASK_LM ? "bytes" : task == LSTM_TASK_TAG ? "sentences" : "documents",
                 lstm_dataset_name(valid), lstm_dataset_count(valid), lstm_ctx_threads(ctx),
                 lstm_ctx_kernels(ctx), valid_ctx ? " (validation: " : "",
                 valid_ctx ? lstm_ctx_kernels(valid_ctx) : "", valid_ctx ? ")" : "");
@@ -649,8 +650,9 @@ int cmd_train(int argc, char **argv) {
     if (stop_signal && pr.interrupted) { /* rank 0 knows; the other ranks exit 0 */
         status = 128 + stop_signal;
         if (comm.rank == 0)
-            fprintf(stderr, "lstm train: stopped by %s: the best model so far is in %s%s%s\n",
-                stop_signal == SIGINT ? "SIGINT" : "SIGTERM", out,
+            fprintf(stderr, "lstm train: stopped by %s: %s is in %s%s%s\n",
+                stop_signal == SIGINT ? "SIGINT" : "SIGTERM",
+                pr.best_saved ? "the best model so far" : "the model so far (no validation chose it)", out,
                 tc.checkpoint ? ", the training state in " : "",
                 tc.checkpoint ? tc.checkpoint : "");
     } else if (!quiet) {

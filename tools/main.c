@@ -41,7 +41,16 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (strcmp(argv[1], "--version") == 0) {
-        printf("lstm %s (matrix products: %s)\n", LSTM_VERSION, lstm_blas_name());
+        /* what a default context chooses on this processor */
+        lstm_ctx_config cc = {1, LSTM_KERNELS_AUTO, LSTM_BLAS_AUTO},
+                        bf = {1, LSTM_KERNELS_AVX512_BF16, LSTM_BLAS_AUTO};
+        lstm_ctx *ctx = lstm_ctx_create(&cc, NULL), *bctx = lstm_ctx_create(&bf, NULL);
+        printf("lstm %s (on this processor: %s kernels, %s matrix products, bfloat16 training %s; "
+               "BLAS linked: %s)\n",
+               LSTM_VERSION, ctx ? lstm_ctx_kernels(ctx) : "?", ctx ? lstm_ctx_gemm(ctx) : "?",
+               bctx ? "available" : "not available", lstm_blas_name());
+        lstm_ctx_free(ctx);
+        lstm_ctx_free(bctx);
         return 0;
     }
     for (size_t i = 0; i < sizeof verbs / sizeof *verbs; i++)

@@ -13,6 +13,8 @@ cd "$root" || exit 2
 lstm=$build/lstm
 tmp=$(mktemp -d /tmp/lstm-onnx-XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
+# ONNX Runtime leaves an empty mat-debug-PID.log in TMPDIR for each process
+export TMPDIR=$tmp
 pass=0 fail=0
 ok() { pass=$((pass + 1)); echo "ok $1"; }
 bad() { fail=$((fail + 1)); echo "FAIL $1"; [ -f "$tmp/err" ] && tail -3 "$tmp/err"; }

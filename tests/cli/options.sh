@@ -203,15 +203,15 @@ run "--valid-portion 0.25" "$L" train classify --train cls.txt "${CL[@]}" --epoc
 check "classify --batch 16 over 150 examples: 10 steps per epoch" \
     grep -q '"message":"classify model, [0-9]* parameters, 10 steps per epoch"' vp.log
 run "--valid-portion 0.25 (not quiet)" "$L" train classify --train cls.txt "${CL0[@]}" --epochs 1 --valid-portion 0.25 --out x.st
-check "--valid-portion 0.25: 150 examples train, 50 validate" grep -q '(150 examples), validating on cls.txt (split: part) (50)' err
+check "--valid-portion 0.25: 150 documents train, 50 validate" grep -q '(150 documents), validating on cls.txt (split: part) (50)' err
 run "the default portion" "$L" train classify --train cls.txt "${CL0[@]}" --epochs 1 --out x.st
-check "default --valid-portion 0.05: 190 train, 10 validate" grep -q '(190 examples), validating on cls.txt (split: part) (10)' err
+check "default --valid-portion 0.05: 190 train, 10 validate" grep -q '(190 documents), validating on cls.txt (split: part) (10)' err
 refuse "--valid-portion 1" "--valid-portion must be between 0 and 1" "$L" train classify --train cls.txt --valid-portion 1 --out x.st
 
 # --quiet, --threads, --precision: the lines on stderr
 # (3 threads: the default is one per processor)
 run "train without --quiet" "$L" train lm "${LM0[@]}" --epochs 1 --threads 3 --precision fp32 --out x.st
-check "without --quiet, --threads 3: the start line" grep -q '^training lm on lm-train.txt (4004 examples), validating on lm-valid.txt (2000), 3 thread(s), ' err
+check "without --quiet, --threads 3: the start line" grep -q '^training lm on lm-train.txt (4004 bytes), validating on lm-valid.txt (2000), 3 thread(s), ' err
 check "without --quiet: the end line" grep -q '^done after [0-9]* s, 100 steps: best valid bpc ' err
 check "--precision fp32: float kernels" bash -c '! grep -q bf16 err'
 run "train with --quiet" "$L" train lm "${LM[@]}" --epochs 1 --out x.st
@@ -426,6 +426,10 @@ run "train tag --suffixes 3 --prefixes 0 (the features before the options)" "$L"
 equal "--suffixes 3 --prefixes 0: the LSTM reads 8 + 56 + 8 values" "$(shape affix30.st lstm.weight_ih_l0)" 32,72
 lacks "--suffixes 3 --prefixes 0: the configuration names neither (the bytes of before)" "fixes" "$(header affix30.st)"
 has "train tag --help names the affix defaults" "last 1 to 5 letters, its shape, its first 1 to 4" "$("$L" train tag --help)"
+v=$("$L" --version)
+has "--version names the kernels a default context chooses here" " kernels, " "$v"
+has "--version names the matrix products a default context uses" " matrix products, " "$v"
+has "--version tells whether bfloat16 training is available" "bfloat16 training " "$v"
 run "train tag --suffixes 2" "$L" train tag "${TG[@]}" --suffixes 2 --out suf2.st
 equal "--suffixes 2: no suffix3" "$(shape suf2.st embedding.suffix3.weight)" ""
 printf 'The jury said .\nUnheard-of prices rose .\n' >affix.txt

@@ -96,6 +96,20 @@ for sig in INT TERM; do
     "$L" eval sig.st lmv.txt >/dev/null 2>&1 && ok || bad "SIG$sig: the best model evaluates"
     "$L" eval sig.ck lmv.txt >/dev/null 2>&1 && ok || bad "SIG$sig: eval accepts the checkpoint (its best weights)"
 done
+# SIGINT before the first validation: no model was chosen yet; the model so
+# far is written, and the message does not call it the best
+rm -f early.st early.log
+"$L" train lm "${LM[@]}" --epochs 3 --valid-every 5000 --out early.st --log early.log --quiet 2>err &
+pid=$!
+for _ in $(seq 100); do grep -q '"start"' early.log 2>/dev/null && break; sleep 0.1; done
+sleep 1
+kill -INT $pid
+wait $pid
+rc=$?
+[ $rc -eq 130 ] && ok || bad "SIGINT before a validation: exit $rc, want 130: $(cat err)"
+grep -q "the model so far (no validation chose it) is in early.st" err && ! grep -q "best" err && ok ||
+    bad "SIGINT before a validation says what early.st holds: $(cat err)"
+"$L" eval early.st lmv.txt >/dev/null 2>&1 && ok || bad "SIGINT before a validation: the model evaluates"
 # the checkpoint resumes and trains to the run's end (3 epochs of 299
 # steps), validating where an uninterrupted run validates; the log of the
 # resumed run is added to the interrupted one's
