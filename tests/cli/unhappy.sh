@@ -99,7 +99,7 @@ done
 # SIGINT before the first validation: no model was chosen yet; the model so
 # far is written, and the message does not call it the best
 rm -f early.st early.log
-"$L" train lm "${LM[@]}" --epochs 3 --valid-every 5000 --out early.st --log early.log --quiet 2>err &
+"$L" train lm "${LM[@]}" --epochs 1000 --valid-every 1000000 --out early.st --log early.log --quiet 2>err &
 pid=$!
 for _ in $(seq 100); do grep -q '"start"' early.log 2>/dev/null && break; sleep 0.1; done
 sleep 1
