@@ -9,6 +9,10 @@
 set -eu
 cd "$(dirname "$0")/.."
 command -v npm >/dev/null 2>&1 || { echo "install-ort.sh: npm not found (scripts/install-deps.sh --demo installs it)" >&2; exit 1; }
+if [ -L .ort ] && [ ! -d .ort ]; then
+    echo "install-ort.sh: .ort is a link to $(readlink .ort), which is not a folder: remove it or create its target" >&2
+    exit 1
+fi
 mkdir -p .ort
 [ -f .ort/package.json ] || echo '{"private": true}' >.ort/package.json
 # the CPU build only: the package's install script would fetch CUDA libraries
