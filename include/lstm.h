@@ -724,6 +724,9 @@ typedef enum { LSTM_TASK_LM = 0, LSTM_TASK_CLASSIFY, LSTM_TASK_TAG } lstm_task;
 
 /* "lm", "classify", "tag"; parse returns -1 for an unknown name. */
 LSTM_API const char *lstm_task_name(lstm_task task);
+/* What one example of the task's data sets is (the unit of
+ * lstm_dataset_count): "byte", "document", "sentence"; "?" outside the enum. */
+LSTM_API const char *lstm_task_example(lstm_task task);
 LSTM_API int lstm_task_parse(const char *name);
 
 typedef struct lstm_dataset lstm_dataset;

@@ -59,6 +59,11 @@ static void test_tasks(void) {
     CHECK(strcmp(lstm_task_name(LSTM_TASK_CLASSIFY), "classify") == 0, "classify");
     CHECK(strcmp(lstm_task_name(LSTM_TASK_TAG), "tag") == 0, "tag");
     CHECK(strcmp(lstm_task_name((lstm_task)7), "?") == 0, "unknown");
+    CHECK(strcmp(lstm_task_example(LSTM_TASK_LM), "byte") == 0 &&
+              strcmp(lstm_task_example(LSTM_TASK_CLASSIFY), "document") == 0 &&
+              strcmp(lstm_task_example(LSTM_TASK_TAG), "sentence") == 0 &&
+              strcmp(lstm_task_example((lstm_task)7), "?") == 0,
+          "each task's example: byte, document, sentence; ? outside the enum");
     CHECK(lstm_task_parse("lm") == LSTM_TASK_LM, "parse lm");
     CHECK(lstm_task_parse("classify") == LSTM_TASK_CLASSIFY, "parse classify");
     CHECK(lstm_task_parse("tag") == LSTM_TASK_TAG, "parse tag");

@@ -621,10 +621,10 @@ int cmd_train(int argc, char **argv) {
         goto done;
     tc.valid_ctx = valid_ctx;
     if (!quiet)
-        fprintf(stderr, "training %s on %s (%zu %s), validating on %s (%zu), %d thread(s), "
+        fprintf(stderr, "training %s on %s (%zu %ss), validating on %s (%zu), %d thread(s), "
                         "%s kernels%s%s%s\n",
                 argv[1], lstm_dataset_name(train), lstm_dataset_count(train),
-                task == LSTM_TASK_LM ? "bytes" : task == LSTM_TASK_TAG ? "sentences" : "documents",
+                lstm_task_example(lstm_dataset_task(train)),
                 lstm_dataset_name(valid), lstm_dataset_count(valid), lstm_ctx_threads(ctx),
                 lstm_ctx_kernels(ctx), valid_ctx ? " (validation: " : "",
                 valid_ctx ? lstm_ctx_kernels(valid_ctx) : "", valid_ctx ? ")" : "");

@@ -33,6 +33,11 @@ const char *lstm_task_name(lstm_task task) {
     return ops ? ops->name : "?";
 }
 
+const char *lstm_task_example(lstm_task task) {
+    const task_ops *ops = task_find(task);
+    return ops ? ops->example : "?";
+}
+
 /* The task named `name`, or -1. */
 int lstm_task_parse(const char *name) {
     for (size_t i = 0; name && i < NTASKS; i++)
